@@ -85,6 +85,8 @@ pub struct DecodedCopy {
     pub vars: Vars,
     /// Bytes of the data area in use (entries plus the terminating NUL).
     pub used: usize,
+    /// Every entry as stored, in stored order (what `fw_printenv` prints).
+    pub entries: Vec<Vec<u8>>,
 }
 
 /// CRC-32 as U-Boot computes it (`crc32(0, data, len)`, zlib polynomial).
@@ -115,7 +117,8 @@ pub fn decode(copy: &[u8], layout: Layout) -> Result<DecodedCopy, DecodeError> {
         return Err(DecodeError::BadCrc { stored, computed });
     }
     let (vars, used) = parse_data(data);
-    Ok(DecodedCopy { flags, vars, used })
+    let entries = raw_entries(&data[..used]);
+    Ok(DecodedCopy { flags, vars, used, entries })
 }
 
 /// Parse a data area: `name=value\0` entries up to the first empty entry (`\0\0`) or the end.
@@ -142,6 +145,14 @@ pub fn parse_data(data: &[u8]) -> (Vars, usize) {
     // `pos` is at the terminating NUL of the list (or past the end if there was none).
     let used = (pos + 1).min(data.len());
     (vars, used)
+}
+
+/// The entries of a data area in stored order, up to the terminating empty entry.
+pub fn raw_entries(data: &[u8]) -> Vec<Vec<u8>> {
+    data.split(|&b| b == 0)
+        .take_while(|e| !e.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// Encode variables into a data area of `data_len` bytes: sorted entries, the final NUL, then

@@ -20,6 +20,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod fault;

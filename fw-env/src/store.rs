@@ -141,6 +141,8 @@ pub struct Snapshot {
     pub copies: Vec<CopyReport>,
     /// Single or redundant.
     pub layout: Layout,
+    /// The entries of the copy in use as stored, in stored order (defaults: sorted).
+    pub entries: Vec<Vec<u8>>,
 }
 
 impl Snapshot {
@@ -288,6 +290,7 @@ impl Store {
         let mut media = Vec::new();
         let mut reports = Vec::new();
         let mut decoded = Vec::new();
+        let mut entries = Vec::new();
         for (index, loc) in self.config.copies.iter().enumerate() {
             let medium = Medium::resolve(loc)?;
             let (status, vars) = match medium.read()? {
@@ -296,6 +299,7 @@ impl Store {
                 Found::Bytes(b) => match codec::decode(&b, layout) {
                     Ok(d) => {
                         let data_len = b.len() - layout.header_len();
+                        entries.push((index, d.entries));
                         (
                             CopyStatus::Valid {
                                 flags: d.flags,
@@ -339,17 +343,20 @@ impl Store {
         } else {
             Choice::Neither
         };
-        let (vars, source) = match choice.index() {
+        let (vars, source, entries) = match choice.index() {
             Some(i) => {
                 reports[i].active = true;
-                (decoded[i].take().expect("valid copy has vars"), Source::Copy(i))
+                let e = entries.into_iter().find(|(j, _)| *j == i).map(|(_, e)| e).unwrap_or_default();
+                (decoded[i].take().expect("valid copy has vars"), Source::Copy(i), e)
             }
             None => {
                 self.check_size_mismatch(&media, layout)?;
-                match &self.defaults {
+                let (vars, source) = match &self.defaults {
                     Some(d) => (d.clone(), Source::Defaults),
                     None => (Vars::new(), Source::Empty),
-                }
+                };
+                let e = vars.iter().map(|(k, v)| [k, b"=", v].concat()).collect();
+                (vars, source, e)
             }
         };
         Ok((
@@ -358,6 +365,7 @@ impl Store {
                 source,
                 copies: reports,
                 layout,
+                entries,
             },
             media,
         ))
