@@ -52,6 +52,13 @@ pub enum Error {
         /// Configured copy size.
         size: u64,
     },
+    /// No copy is valid and no defaults are configured: a write would leave U-Boot an
+    /// environment holding only the new variables (no `bootcmd`), so it is refused.
+    #[error("no valid environment in {devices} and no default environment configured: refusing to write one that holds only the new variables (U-Boot would boot without bootcmd); give the board's defaults with -f/--defaults FILE (u-boot-initial-env)")]
+    NoDefaults {
+        /// The configured copies.
+        devices: String,
+    },
     /// The stored environment is valid at another size than the config says.
     #[error("{device}: the environment there is valid with size {found:#x}, but {config}:{line} says {configured:#x}; fix the env size column (writing now would destroy it)")]
     SizeMismatch {
@@ -436,6 +443,11 @@ impl Store {
                 used: vars.encoded_len(),
             });
         }
+        if snapshot.source == Source::Empty {
+            return Err(Error::NoDefaults {
+                devices: snapshot.copies.iter().map(|c| c.device.display().to_string()).collect::<Vec<_>>().join(" and "),
+            });
+        }
         let layout = snapshot.layout;
         let size = self.config.env_size();
         let current = match snapshot.source {
@@ -550,7 +562,7 @@ mod tests {
     fn noop_write_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");
-        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display()));
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display())).with_defaults(Some(Vars::new()));
         store.apply(&Changes::new().set("a", "1")).unwrap();
         let before = std::fs::metadata(&env).unwrap().modified().unwrap();
         let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&env).unwrap());
@@ -566,7 +578,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.img");
         std::fs::write(&img, vec![0u8; 2 << 20]).unwrap(); // > 1 MiB: written in place
-        let store = store_for(dir.path(), &format!("{0} 0x100000 0x400\n{0} 0x100400 0x400\n", img.display()));
+        let store = store_for(dir.path(), &format!("{0} 0x100000 0x400\n{0} 0x100400 0x400\n", img.display()))
+            .with_defaults(Some(Vars::new()));
         let r1 = store.apply(&Changes::new().set("a", "1")).unwrap();
         assert_eq!((r1.copy, r1.flags), (Some(0), Some(1)));
         let r2 = store.apply(&Changes::new().set("a", "2")).unwrap();
@@ -594,13 +607,25 @@ mod tests {
     fn full_environment_names_device_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");
-        let store = store_for(dir.path(), &format!("{} 0 0x40\n", env.display()));
+        let store = store_for(dir.path(), &format!("{} 0 0x40\n", env.display())).with_defaults(Some(Vars::new()));
         store.apply(&Changes::new().set("a", "1")).unwrap();
         let before = std::fs::read(&env).unwrap();
         let e = store.apply(&Changes::new().set("b", "x".repeat(100))).unwrap_err();
         assert!(e.to_string().contains("environment full: needs"), "{e}");
         assert!(e.to_string().contains("uboot.env"), "{e}");
         assert_eq!(std::fs::read(&env).unwrap(), before);
+    }
+
+    #[test]
+    fn no_valid_copy_and_no_defaults_refuses_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        std::fs::write(&env, vec![0xffu8; 0x400]).unwrap();
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display()));
+        assert_eq!(store.read().unwrap().source, Source::Empty);
+        let e = store.apply(&Changes::new().set("x", "y")).unwrap_err();
+        assert!(matches!(e, Error::NoDefaults { .. }), "{e}");
+        assert_eq!(std::fs::read(&env).unwrap(), vec![0xffu8; 0x400]);
     }
 
     #[test]
@@ -620,7 +645,7 @@ mod tests {
         content.extend(vec![0xBB; 0x10]);
         std::fs::write(&env, &content).unwrap();
         std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let store = store_for(dir.path(), &format!("{} 0x100 0x80\n", env.display()));
+        let store = store_for(dir.path(), &format!("{} 0x100 0x80\n", env.display())).with_defaults(Some(Vars::new()));
         store.apply(&Changes::new().set("a", "1")).unwrap();
         let after = std::fs::read(&env).unwrap();
         assert_eq!(after.len(), content.len());

@@ -48,7 +48,9 @@ fn eight_writers_lose_nothing_on_an_env_file() {
 fn eight_writers_lose_nothing_on_redundant_copies_in_place() {
     let case = Case::new();
     let img = case.path("disk.img");
-    std::fs::write(&img, vec![0u8; 2 << 20]).unwrap();
+    let mut bytes = vec![0u8; 2 << 20];
+    bytes[0x100000..0x104000].copy_from_slice(&image(&[("next_boot", "otafs")], Layout::Redundant, 1));
+    std::fs::write(&img, bytes).unwrap();
     let cfg = case.config(&format!("{0} 0x100000 0x4000\n{0} 0x104000 0x4000\n", img.display()));
     hammer(&case, cfg.to_str().unwrap());
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::getopt::{self, OptSpec};
 use super::{open_store, print_warning, Io};
 use crate::config::DEFAULT_CONFIG_PATH;
-use crate::store::{Error, Snapshot};
+use crate::store::{Error, Snapshot, Source};
 use crate::vars::{check_name, Changes};
 
 const SPECS: &[OptSpec] = &[
@@ -190,6 +190,10 @@ pub enum CliError {
 }
 
 fn print(snapshot: &Snapshot, names: &[OsString], noheader: bool, io: &mut Io<'_>) -> i32 {
+    if names.is_empty() && snapshot.source == Source::Empty {
+        let _ = writeln!(io.stderr, "fw_printenv: no default environment to show: give the board's with -f FILE (u-boot-initial-env)");
+        return 1;
+    }
     if names.is_empty() {
         for entry in &snapshot.entries {
             let _ = io.stdout.write_all(entry);
@@ -272,7 +276,7 @@ pub fn parse_script((script, text): &(String, String)) -> Result<Changes, CliErr
         }
         let word_end = trimmed.find([' ', '\t']).unwrap_or(trimmed.len());
         let (name, value) = if let Some(eq) = trimmed[..word_end].find('=') {
-            (&trimmed[..eq], &trimmed[eq + 1..])
+            (&trimmed[..eq], trimmed[eq + 1..].trim_start_matches([' ', '\t']))
         } else {
             (&trimmed[..word_end], trimmed[word_end..].trim_start_matches([' ', '\t']))
         };
@@ -308,7 +312,7 @@ mod tests {
     #[test]
     fn script_forms() {
         assert_eq!(
-            script("# c\n\nnetdev   eth0\nfoo  a b   c\nbar\n  kv=x y\r\nbaz=\n"),
+            script("# c\n\nnetdev   eth0\nfoo  a b   c\nbar\n  kv= x y\r\nbaz=\n"),
             vec![
                 ("netdev".into(), Some("eth0".into())),
                 ("foo".into(), Some("a b   c".into())),
