@@ -419,3 +419,93 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>().prop_filter("no = or NUL", |b| *b != b'=' && *b != 0), 1..12)
+    }
+
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>().prop_filter("no NUL", |b| *b != 0), 0..40)
+    }
+
+    fn vars() -> impl Strategy<Value = Vars> {
+        proptest::collection::btree_map(name(), value(), 0..20).prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        /// Whatever fits decodes to exactly what was encoded, in both layouts, with any flags.
+        #[test]
+        fn encode_decode_roundtrip(v in vars(), flags: u8, redundant: bool) {
+            let layout = if redundant { Layout::Redundant } else { Layout::Single };
+            let size = 2048;
+            match encode(&v, size, layout, flags) {
+                Ok(img) => {
+                    prop_assert_eq!(img.len(), size);
+                    let d = decode(&img, layout).unwrap();
+                    prop_assert_eq!(&d.vars, &v);
+                    prop_assert_eq!(d.used, v.encoded_len());
+                    prop_assert_eq!(d.flags, redundant.then_some(flags));
+                    // Deterministic: the same variables always give the same bytes.
+                    prop_assert_eq!(encode(&v, size, layout, flags).unwrap(), img);
+                }
+                Err(EncodeError::Full { needed, available }) => {
+                    prop_assert!(needed > available);
+                    prop_assert_eq!(needed, v.encoded_len());
+                }
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+
+        /// Any single flipped bit in a copy is caught by the CRC (CRC-32 detects every
+        /// one-bit error).
+        #[test]
+        fn any_bit_flip_is_detected(v in vars(), at in 0usize..2048, bit in 0u8..8) {
+            if let Ok(mut img) = encode(&v, 2048, Layout::Single, 0) {
+                img[at] ^= 1 << bit;
+                prop_assert!(decode(&img, Layout::Single).is_err());
+            }
+        }
+
+        /// U-Boot's view of an escaped value is the value: storing through escape() is
+        /// lossless for everything U-Boot can hold.
+        #[test]
+        fn escape_is_undone_by_unescape(v in value()) {
+            prop_assert_eq!(unescape(&escape(&v)), v);
+        }
+
+        /// mkenvimage text made of sorted, unique, single-line entries gives the same data
+        /// area as encode() (then differs only in padding, which is a parameter).
+        #[test]
+        fn mkimage_agrees_with_encode(v in vars()) {
+            let printable = |b: &[u8]| b.iter().all(|c| (0x20..0x7f).contains(c) && *c != b'\\');
+            let v: Vars = v.iter().filter(|(k, val)| printable(k) && printable(val) && !val.is_empty() && k[0] != b'#').map(|(k, val)| (k.to_vec(), val.to_vec())).collect();
+            let mut text = Vec::new();
+            for (k, val) in v.iter() {
+                text.extend_from_slice(k);
+                text.push(b'=');
+                text.extend_from_slice(val);
+                text.push(b'\n');
+            }
+            let a = mkimage_from_text(&text, 4096, Layout::Single, 0);
+            let b = encode(&v, 4096, Layout::Single, 0);
+            if let (Ok(a), Ok(b)) = (a, b) {
+                prop_assert_eq!(a, b);
+            }
+        }
+
+        /// Parsing never panics and never reads past the data, whatever the bytes.
+        #[test]
+        fn parse_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let (vars, used) = parse_data(&data);
+            prop_assert!(used <= data.len().max(1));
+            // At most the missing terminator of the last entry and the final NUL are added.
+            prop_assert!(vars.encoded_len() <= data.len() + 2);
+            let _ = decode(&data, Layout::Redundant);
+        }
+    }
+}

@@ -63,6 +63,10 @@ pub fn acquire(path: &Path, timeout: Duration) -> Result<EnvLock, LockError> {
         })?;
     let start = Instant::now();
     let mut file = file;
+    // Poll rather than block, so the timeout needs no signals or threads. The C tools wait
+    // in a blocking flock() and are woken first when the lock is released; a slow poll would
+    // starve behind a busy peer, so start at 1 ms and back off only to 8 ms.
+    let mut pause = Duration::from_millis(1);
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(EnvLock { _lock: lock }),
@@ -74,7 +78,8 @@ pub fn acquire(path: &Path, timeout: Duration) -> Result<EnvLock, LockError> {
                     });
                 }
                 file = f;
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(8));
             }
             Err((_, source)) => {
                 return Err(LockError::Flock {

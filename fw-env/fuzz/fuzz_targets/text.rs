@@ -1,0 +1,17 @@
+//! The text parsers: mkenvimage-style input, defaults files and fw_setenv scripts.
+#![no_main]
+use fw_env::codec::{self, Layout};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for size in [8usize, 64, 4096] {
+        if let Ok(img) = codec::mkimage_from_text(data, size, Layout::Redundant, 0xff) {
+            assert_eq!(img.len(), size);
+            assert!(codec::decode(&img, Layout::Redundant).is_ok());
+        }
+    }
+    let _ = fw_env::store::parse_defaults_text(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = fw_env::cli::dropin::parse_script(&("fuzz".to_owned(), text.to_owned()));
+    }
+});
