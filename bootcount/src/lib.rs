@@ -1,1 +1,2 @@
-//! Placeholder: built by its own issue.
+//! ZBot boot policy: boot counting, trials, rollback and health checks over the U-Boot
+//! environment. See `docs/boot-contract.md`.
