@@ -1,2 +1,12 @@
 //! ZBot boot policy: boot counting, trials, rollback and health checks over the U-Boot
-//! environment. See `docs/boot-contract.md`.
+//! environment. The contract is `docs/boot-contract.md`; [`engine`] is its reference
+//! implementation, pure and I/O-free.
+#![deny(missing_docs)]
+
+pub mod engine;
+pub mod slots;
+pub mod state;
+
+pub use engine::{apply_op, bootloader_step, install_target, status, BootDecision, Booted, Op, OpError, Outcome, Why};
+pub use slots::{Role, Slot, SlotConfig, SlotId};
+pub use state::BootState;
