@@ -4,6 +4,8 @@
 #![deny(missing_docs)]
 
 pub mod engine;
+#[cfg(test)]
+mod invariants;
 pub mod slots;
 pub mod state;
 
