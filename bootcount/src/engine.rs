@@ -434,20 +434,50 @@ impl BootState {
     }
 }
 
+/// Reason stored in `zbot_bad_<slot>` while a slot is being written by an updater.
+pub const REASON_INSTALLING: &str = "installing";
+
 /// The slot an updater must write (contract section 6): a primary slot other than the running
 /// one, preferring one that is not the last good slot.
-pub fn install_target(cfg: &SlotConfig, vars: &Vars, booted: Option<Booted>) -> Result<SlotId, OpError> {
+///
+/// The outcome's changes *reserve* it: it is flagged `installing` (bad) and nothing points at it
+/// any more (`next_boot`, `zbot_prev`, `zbot_once`, a trial of it), so a power cut in the middle
+/// of writing it never leaves the device booting a half-written slot. [`Op::Trial`] of that slot
+/// ends the reservation. Calling it again changes nothing.
+pub fn install_target(cfg: &SlotConfig, vars: &Vars, booted: Option<Booted>) -> Result<(SlotId, Outcome), OpError> {
     let b = need_booted(booted)?;
     let st = BootState::parse(cfg, vars);
     let good = st.last_good();
     let candidates: Vec<SlotId> =
         cfg.ids().filter(|&id| id != b && cfg.slot(id).role == Role::Primary).collect();
-    candidates
+    let t = candidates
         .iter()
         .copied()
         .find(|&id| id != good)
         .or_else(|| candidates.first().copied())
-        .ok_or_else(|| OpError::NoInstallTarget(cfg.name(b).to_string(), cfg.name(st.recovery).to_string()))
+        .ok_or_else(|| OpError::NoInstallTarget(cfg.name(b).to_string(), cfg.name(st.recovery).to_string()))?;
+    let mut edit = Edit::new(vars);
+    let name = cfg.name(t);
+    if st.next_boot == SlotRef::Slot(t) {
+        edit.set(names::NEXT_BOOT, cfg.name(st.last_good_excluding(t)));
+        if st.trial == SlotRef::Slot(t) {
+            edit.unset(names::TRIAL);
+            edit.unset(names::TRIES);
+            edit.unset(names::PREV);
+        }
+    }
+    if st.prev == SlotRef::Slot(t) {
+        edit.unset(names::PREV);
+    }
+    if st.once == SlotRef::Slot(t) {
+        edit.unset(names::ONCE);
+    }
+    edit.set(&names::bad(name), REASON_INSTALLING);
+    let message = format!(
+        "install into {name} ({}); it stays unbootable until `bootcount trial {name}`",
+        cfg.slot(t).device
+    );
+    Ok((t, Outcome { changes: edit.changes, message }))
 }
 
 /// The status shown by `bootcount status`.
@@ -794,12 +824,12 @@ mod decision_table {
     fn install_target_is_never_the_running_slot() {
         let cfg = SlotConfig::builtin();
         let b = |n: &str| Some(Booted { slot: cfg.find(n).unwrap(), legacy: false });
-        assert_eq!(cfg.name(install_target(&cfg, &env(&[("next_boot", "otafs")]), b("otafs")).unwrap()), "rootfs");
+        assert_eq!(cfg.name(install_target(&cfg, &env(&[("next_boot", "otafs")]), b("otafs")).unwrap().0), "rootfs");
         let e = install_target(&cfg, &env(&[NB_ROOTFS]), b("rootfs")).unwrap_err();
         assert!(e.to_string().contains("boot-once otafs"), "{e}");
         let cfg = ab();
         let b = |n: &str| Some(Booted { slot: cfg.find(n).unwrap(), legacy: false });
-        let t = |e: &[(&str, &str)], n| cfg.name(install_target(&cfg, &env(e), b(n)).unwrap()).to_string();
+        let t = |e: &[(&str, &str)], n| cfg.name(install_target(&cfg, &env(e), b(n)).unwrap().0).to_string();
         assert_eq!(t(&[("next_boot", "rootfs_a")], "rootfs_a"), "rootfs_b");
         assert_eq!(t(&[("next_boot", "rootfs_b")], "rootfs_b"), "rootfs_a");
         // from recovery: keep the last good one
@@ -807,6 +837,26 @@ mod decision_table {
         assert_eq!(t(&[("next_boot", "rootfs_b")], "otafs"), "rootfs_a");
         // during a trial of b from a: a is the last good one, so b again
         assert_eq!(t(&[("next_boot", "rootfs_b"), ("zbot_trial", "rootfs_b"), ("zbot_prev", "rootfs_a")], "otafs"), "rootfs_b");
+    }
+
+    #[test]
+    fn install_target_reserves_the_slot() {
+        let cfg = SlotConfig::builtin();
+        let otafs = Some(Booted { slot: cfg.find("otafs").unwrap(), legacy: false });
+        // boot-once otafs for an update: next_boot still names rootfs, which is about to be overwritten
+        let (t, out) = install_target(&cfg, &env(&[NB_ROOTFS]), otafs).unwrap();
+        assert_eq!(cfg.name(t), "rootfs");
+        assert_eq!(diff(&out.changes), want(&[("next_boot", Some("otafs")), ("zbot_bad_rootfs", Some("installing"))]));
+        let mut v = env(&[NB_ROOTFS]);
+        v.apply(&out.changes).unwrap();
+        assert!(install_target(&cfg, &v, otafs).unwrap().1.changes.is_empty(), "idempotent");
+        assert!(apply_op(&cfg, &v, otafs, &Op::BootOnce("rootfs".into())).is_err(), "reserved slot is not bootable");
+        // a trial of the reserved slot
+        let (t, out) = install_target(&cfg, &env(&[NB_ROOTFS, TRIAL, ("zbot_tries", "2")]), otafs).unwrap();
+        assert_eq!(cfg.name(t), "rootfs");
+        assert_eq!(diff(&out.changes), want(&[("next_boot", Some("otafs")), ("zbot_bad_rootfs", Some("installing")), ("zbot_trial", None), ("zbot_tries", None)]));
+        let out = apply_op(&cfg, &v, otafs, &trial_rootfs()).unwrap();
+        assert_eq!(diff(&out.changes), want(&[("next_boot", Some("rootfs")), ("zbot_trial", Some("rootfs")), ("zbot_tries", Some("0")), ("zbot_bad_rootfs", None)]));
     }
 
     #[test]
