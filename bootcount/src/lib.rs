@@ -6,6 +6,8 @@
 pub mod engine;
 #[cfg(test)]
 mod invariants;
+#[cfg(test)]
+mod model;
 pub mod slots;
 pub mod state;
 
