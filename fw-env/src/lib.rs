@@ -1,5 +1,38 @@
-//! Read and write the U-Boot environment.
+//! Read and write the U-Boot environment, byte-compatible with U-Boot and safe against power
+//! loss.
+//!
+//! The layers, from pure to I/O:
+//! - [`vars`]: the variable set and change sets;
+//! - [`codec`]: the on-disk format (CRC, flags byte, data area, `mkenvimage` text);
+//! - [`redundant`]: which of two copies is current and what flags a write gives;
+//! - [`flags`]: `.flags` type and access rules;
+//! - [`config`]: `fw_env.config`;
+//! - [`storage`], [`lock`]: files, devices and the shared lock;
+//! - [`store`]: the API the other crates use: read a snapshot, apply changes in one write.
+//!
+//! ```no_run
+//! use fw_env::{Changes, Store};
+//! let store = Store::from_config_file("/etc/fw_env.config")?;
+//! let snapshot = store.read()?;
+//! println!("next_boot = {:?}", snapshot.vars.get("next_boot"));
+//! store.apply(&Changes::new().set("next_boot", "otafs"))?;
+//! # Ok::<(), fw_env::Error>(())
+//! ```
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod fault;
+pub mod flags;
+pub mod lock;
+pub mod redundant;
+pub mod storage;
+pub mod store;
 pub mod vars;
+
+pub use codec::Layout;
+pub use config::{Config, ConfigError, CopyLocation};
+pub use redundant::FlagScheme;
+pub use store::{CopyReport, CopyStatus, Error, Snapshot, Source, Store, WriteReport};
 pub use vars::{Changes, NameError, Vars};

@@ -1,1 +1,4 @@
-fn main() { eprintln!("not yet"); std::process::exit(2) }
+//! Thin wrapper: everything lives in `fw_env::cli`, which dispatches on argv[0].
+fn main() {
+    std::process::exit(fw_env::cli::main(std::env::args_os().collect()));
+}

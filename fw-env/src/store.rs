@@ -1,0 +1,657 @@
+//! An environment as configured: read a snapshot, or apply changes as one durable write.
+//!
+//! Every operation takes the shared lock, reads every copy afresh, and picks the current one
+//! by U-Boot's rules. A write applies all its changes to that copy (or to the defaults when no
+//! copy is valid), checks them against `.flags`, and writes the whole new copy once, to the
+//! inactive copy when there are two. A write that changes nothing is skipped: flash wear is
+//! counted per boot on this robot.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::codec::{self, DecodeError, EncodeError, Layout};
+use crate::config::{Config, ConfigError};
+use crate::flags::{self, FlagsError};
+use crate::lock::{self, LockError};
+use crate::redundant::{self, Choice, FlagScheme};
+use crate::storage::{self, Found, Medium, Patch, StorageError, WriteMode};
+use crate::vars::{Changes, NameError, Vars};
+
+/// Environment variable naming another lock file (tests, and systems without `/var/lock`).
+pub const LOCK_FILE_VAR: &str = "FW_ENV_LOCK_FILE";
+/// Environment variable giving the lock timeout in seconds.
+pub const LOCK_TIMEOUT_VAR: &str = "FW_ENV_LOCK_TIMEOUT";
+
+/// Anything that can go wrong reading or writing an environment.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A file or device failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A variable name is not acceptable.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// `.flags` forbids a change.
+    #[error(transparent)]
+    Flags(#[from] FlagsError),
+    /// The new environment does not fit.
+    #[error("{device}: environment full: needs {needed} bytes, {available} available (env size {size:#x}); unset unused variables or enlarge CONFIG_ENV_SIZE and the config together")]
+    Full {
+        /// Where it was to be written.
+        device: PathBuf,
+        /// Bytes needed in the data area.
+        needed: usize,
+        /// Bytes of the data area.
+        available: usize,
+        /// Configured copy size.
+        size: u64,
+    },
+    /// No copy is valid and no defaults are configured: a write would leave U-Boot an
+    /// environment holding only the new variables (no `bootcmd`), so it is refused.
+    #[error("no valid environment in {devices} and no default environment configured: refusing to write one that holds only the new variables (U-Boot would boot without bootcmd); give the board's defaults with -f/--defaults FILE (u-boot-initial-env)")]
+    NoDefaults {
+        /// The configured copies.
+        devices: String,
+    },
+    /// The stored environment is valid at another size than the config says.
+    #[error("{device}: the environment there is valid with size {found:#x}, but {config}:{line} says {configured:#x}; fix the env size column (writing now would destroy it)")]
+    SizeMismatch {
+        /// The file or device.
+        device: PathBuf,
+        /// Size in the config.
+        configured: u64,
+        /// Size at which the CRC matches.
+        found: u64,
+        /// The config file.
+        config: PathBuf,
+        /// Its line.
+        line: usize,
+    },
+}
+
+/// The state of one copy as read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum CopyStatus {
+    /// CRC good.
+    Valid {
+        /// Flags byte (redundant layout).
+        flags: Option<u8>,
+        /// Data bytes in use, terminator included.
+        used: usize,
+        /// Data bytes free.
+        free: usize,
+    },
+    /// CRC does not match.
+    BadCrc {
+        /// Stored CRC.
+        stored: u32,
+        /// Computed CRC.
+        computed: u32,
+        /// Flags byte as found (redundant layout).
+        flags: Option<u8>,
+    },
+    /// The environment file does not exist.
+    Missing,
+    /// The environment file is shorter than a copy.
+    Short {
+        /// Bytes present from the offset.
+        len: usize,
+    },
+}
+
+/// One copy's report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CopyReport {
+    /// 0 or 1.
+    pub index: usize,
+    /// File or device.
+    pub device: PathBuf,
+    /// Resolved offset.
+    pub offset: u64,
+    /// Copy size.
+    pub size: u64,
+    /// How it is written.
+    pub write_mode: WriteMode,
+    /// What was found.
+    pub status: CopyStatus,
+    /// Whether this is the copy in use.
+    pub active: bool,
+}
+
+/// Where a snapshot's variables came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// A valid copy (its index).
+    Copy(usize),
+    /// No valid copy: the configured default environment.
+    Defaults,
+    /// No valid copy and no defaults configured: nothing.
+    Empty,
+}
+
+/// What was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The variables, exactly as stored (see [`codec::uboot_view`] for U-Boot's view).
+    pub vars: Vars,
+    /// Where they came from.
+    pub source: Source,
+    /// Every copy, as found.
+    pub copies: Vec<CopyReport>,
+    /// Single or redundant.
+    pub layout: Layout,
+    /// The entries of the copy in use as stored, in stored order (defaults: sorted).
+    pub entries: Vec<Vec<u8>>,
+}
+
+impl Snapshot {
+    /// Whether a valid copy was found (U-Boot would not fall back to its defaults).
+    pub fn is_valid(&self) -> bool {
+        matches!(self.source, Source::Copy(_))
+    }
+
+    /// A one-line warning when no copy is valid, for stderr.
+    pub fn warning(&self) -> Option<String> {
+        let where_ = self
+            .copies
+            .iter()
+            .map(|c| c.device.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and ");
+        match self.source {
+            Source::Copy(_) => None,
+            Source::Defaults => Some(format!(
+                "Warning: no valid environment in {where_} (bad CRC or missing); using the default environment"
+            )),
+            Source::Empty => Some(format!(
+                "Warning: no valid environment in {where_} (bad CRC or missing) and no defaults file; a write starts from an empty environment"
+            )),
+        }
+    }
+
+    /// The flags byte of the copy in use.
+    pub fn active_flags(&self) -> Option<u8> {
+        let Source::Copy(i) = self.source else { return None };
+        match self.copies[i].status {
+            CopyStatus::Valid { flags, .. } => flags,
+            _ => None,
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WriteReport {
+    /// Whether anything was written (false when the changes changed nothing).
+    pub written: bool,
+    /// The copy written.
+    pub copy: Option<usize>,
+    /// The flags byte it was given (redundant layout).
+    pub flags: Option<u8>,
+    /// Data bytes in use afterwards.
+    pub used: usize,
+}
+
+/// A configured environment.
+#[derive(Debug, Clone)]
+pub struct Store {
+    config: Config,
+    scheme: FlagScheme,
+    lock_path: Option<PathBuf>,
+    lock_timeout: Duration,
+    defaults: Option<Vars>,
+}
+
+impl Store {
+    /// An environment as `config` describes it, locked with the shared lock file
+    /// (or `$FW_ENV_LOCK_FILE`), counter flags, no defaults.
+    pub fn open(config: Config) -> Store {
+        let lock_path = std::env::var_os(LOCK_FILE_VAR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(lock::DEFAULT_LOCK_PATH));
+        let lock_timeout = std::env::var(LOCK_TIMEOUT_VAR)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(Duration::from_secs_f64)
+            .unwrap_or(lock::DEFAULT_TIMEOUT);
+        Store {
+            config,
+            scheme: FlagScheme::Counter,
+            lock_path: Some(lock_path),
+            lock_timeout,
+            defaults: None,
+        }
+    }
+
+    /// Read the config file at `path` and open what it describes.
+    pub fn from_config_file(path: impl AsRef<Path>) -> Result<Store, Error> {
+        Ok(Store::open(Config::load(path)?))
+    }
+
+    /// Use another lock file, or none (`None`: only for single-process tools and tests).
+    pub fn with_lock_file(mut self, path: Option<PathBuf>) -> Store {
+        self.lock_path = path;
+        self
+    }
+
+    /// How long to wait for the lock.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Store {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The environment used when no copy is valid (U-Boot's compiled-in default environment,
+    /// as `u-boot-initial-env` text describes it).
+    pub fn with_defaults(mut self, defaults: Option<Vars>) -> Store {
+        self.defaults = defaults;
+        self
+    }
+
+    /// The flag scheme of a redundant environment.
+    pub fn with_flag_scheme(mut self, scheme: FlagScheme) -> Store {
+        self.scheme = scheme;
+        self
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The defaults in use, if any.
+    pub fn defaults(&self) -> Option<&Vars> {
+        self.defaults.as_ref()
+    }
+
+    fn layout(&self) -> Layout {
+        if self.config.is_redundant() {
+            Layout::Redundant
+        } else {
+            Layout::Single
+        }
+    }
+
+    fn lock(&self) -> Result<Option<lock::EnvLock>, Error> {
+        match &self.lock_path {
+            Some(p) => Ok(Some(lock::acquire(p, self.lock_timeout)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Read the environment (under the lock).
+    pub fn read(&self) -> Result<Snapshot, Error> {
+        let _lock = self.lock()?;
+        Ok(self.read_unlocked()?.0)
+    }
+
+    fn read_unlocked(&self) -> Result<(Snapshot, Vec<Medium>), Error> {
+        let layout = self.layout();
+        let mut media = Vec::new();
+        let mut reports = Vec::new();
+        let mut decoded = Vec::new();
+        let mut entries = Vec::new();
+        for (index, loc) in self.config.copies.iter().enumerate() {
+            let medium = Medium::resolve(loc)?;
+            let (status, vars) = match medium.read()? {
+                Found::Missing => (CopyStatus::Missing, None),
+                Found::Short(b) => (CopyStatus::Short { len: b.len() }, None),
+                Found::Bytes(b) => match codec::decode(&b, layout) {
+                    Ok(d) => {
+                        let data_len = b.len() - layout.header_len();
+                        entries.push((index, d.entries));
+                        (
+                            CopyStatus::Valid {
+                                flags: d.flags,
+                                used: d.used,
+                                free: data_len - d.used,
+                            },
+                            Some(d.vars),
+                        )
+                    }
+                    Err(DecodeError::BadCrc { stored, computed }) => (
+                        CopyStatus::BadCrc {
+                            stored,
+                            computed,
+                            flags: codec::header(&b, layout).and_then(|h| h.1),
+                        },
+                        None,
+                    ),
+                    Err(DecodeError::TooSmall { len }) => (CopyStatus::Short { len }, None),
+                },
+            };
+            reports.push(CopyReport {
+                index,
+                device: medium.path.clone(),
+                offset: medium.offset,
+                size: medium.size,
+                write_mode: medium.mode,
+                status,
+                active: false,
+            });
+            decoded.push(vars);
+            media.push(medium);
+        }
+        let state = |i: usize| match reports.get(i).map(|r: &CopyReport| &r.status) {
+            Some(CopyStatus::Valid { flags, .. }) => Some(flags.unwrap_or(0)),
+            _ => None,
+        };
+        let choice = if self.config.is_redundant() {
+            redundant::choose(self.scheme, state(0), state(1))
+        } else if state(0).is_some() {
+            Choice::First
+        } else {
+            Choice::Neither
+        };
+        let (vars, source, entries) = match choice.index() {
+            Some(i) => {
+                reports[i].active = true;
+                let e = entries.into_iter().find(|(j, _)| *j == i).map(|(_, e)| e).unwrap_or_default();
+                (decoded[i].take().expect("valid copy has vars"), Source::Copy(i), e)
+            }
+            None => {
+                self.check_size_mismatch(&media, layout)?;
+                let (vars, source) = match &self.defaults {
+                    Some(d) => (d.clone(), Source::Defaults),
+                    None => (Vars::new(), Source::Empty),
+                };
+                let e = vars.iter().map(|(k, v)| [k, b"=", v].concat()).collect();
+                (vars, source, e)
+            }
+        };
+        Ok((
+            Snapshot {
+                vars,
+                source,
+                copies: reports,
+                layout,
+                entries,
+            },
+            media,
+        ))
+    }
+
+    /// With no valid copy, look for an environment that is valid at another common size:
+    /// a config whose size column is wrong must not lead to a write that destroys it.
+    fn check_size_mismatch(&self, media: &[Medium], layout: Layout) -> Result<(), Error> {
+        for (medium, loc) in media.iter().zip(&self.config.copies) {
+            let mut candidates: Vec<u64> = (10..=20).map(|p| 1u64 << p).collect();
+            if medium.mode == WriteMode::Replace && medium.len > medium.offset {
+                candidates.push(medium.len - medium.offset);
+            }
+            for size in candidates {
+                if size == medium.size || size < layout.header_len() as u64 + 2 {
+                    continue;
+                }
+                if let Some(bytes) = medium.read_at(medium.offset, size) {
+                    if codec::decode(&bytes, layout).is_ok() {
+                        return Err(Error::SizeMismatch {
+                            device: medium.path.clone(),
+                            configured: medium.size,
+                            found: size,
+                            config: self.config.path.clone(),
+                            line: loc.line,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply `changes` as one write (under the lock). Each change is checked against `.flags`
+    /// as it is applied; any refusal writes nothing.
+    pub fn apply(&self, changes: &Changes) -> Result<WriteReport, Error> {
+        self.update(|_| Ok::<_, Error>((changes.clone(), ()))).map(|((), r)| r)
+    }
+
+    /// Read, let `decide` compute changes from the snapshot, and write them: all under one
+    /// lock, so nobody changes the environment between the read and the write.
+    pub fn update<T, E>(&self, decide: impl FnOnce(&Snapshot) -> Result<(Changes, T), E>) -> Result<(T, WriteReport), E>
+    where
+        E: From<Error>,
+    {
+        let _lock = self.lock()?;
+        let (snapshot, media) = self.read_unlocked()?;
+        let (changes, value) = decide(&snapshot)?;
+        let report = self.write_changes(&snapshot, &media, &changes)?;
+        Ok((value, report))
+    }
+
+    fn write_changes(&self, snapshot: &Snapshot, media: &[Medium], changes: &Changes) -> Result<WriteReport, Error> {
+        let mut vars = snapshot.vars.clone();
+        for (name, value) in changes.iter() {
+            crate::vars::check_name(name.as_bytes())?;
+            let default = self.defaults.as_ref().and_then(|d| d.get(name));
+            flags::check_change(&vars, name, value, default.as_deref())?;
+            let mut one = Changes::new();
+            one.push(name, value.map(str::to_owned));
+            vars.apply(&one)?;
+        }
+        if snapshot.is_valid() && vars == snapshot.vars {
+            return Ok(WriteReport {
+                written: false,
+                copy: None,
+                flags: snapshot.active_flags(),
+                used: vars.encoded_len(),
+            });
+        }
+        if snapshot.source == Source::Empty {
+            return Err(Error::NoDefaults {
+                devices: snapshot.copies.iter().map(|c| c.device.display().to_string()).collect::<Vec<_>>().join(" and "),
+            });
+        }
+        let layout = snapshot.layout;
+        let size = self.config.env_size();
+        let current = match snapshot.source {
+            Source::Copy(i) => Some(i),
+            _ => None,
+        };
+        let target = if self.config.is_redundant() {
+            redundant::write_target(match current {
+                Some(0) => Choice::First,
+                Some(_) => Choice::Second,
+                None => Choice::Neither,
+            })
+        } else {
+            0
+        };
+        let new_flags = redundant::next_flags(self.scheme, snapshot.active_flags());
+        let image = codec::encode(&vars, size as usize, layout, new_flags).map_err(|e| match e {
+            EncodeError::Full { needed, available } => Error::Full {
+                device: media[target].path.clone(),
+                needed,
+                available,
+                size,
+            },
+            EncodeError::SizeTooSmall { .. } => Error::Full {
+                device: media[target].path.clone(),
+                needed: vars.encoded_len(),
+                available: 0,
+                size,
+            },
+        })?;
+        let target_medium = &media[target];
+        let obsolete = [redundant::FLAG_OBSOLETE];
+        let mut patch = Patch {
+            ranges: vec![(target_medium.offset, image.as_slice())],
+        };
+        // The NOR boolean scheme marks the old copy obsolete once the new one is complete.
+        let mark_old = match (self.scheme, current) {
+            (FlagScheme::Boolean, Some(old)) if old != target => Some(old),
+            _ => None,
+        };
+        match mark_old {
+            Some(old) if media[old].path == target_medium.path && target_medium.mode == WriteMode::Replace => {
+                patch.ranges.push((media[old].offset + codec::CRC_SIZE as u64, &obsolete));
+                storage::write(target_medium, &patch)?;
+            }
+            Some(old) => {
+                storage::write(target_medium, &patch)?;
+                let mark = Patch {
+                    ranges: vec![(media[old].offset + codec::CRC_SIZE as u64, &obsolete)],
+                };
+                storage::write(&media[old], &mark)?;
+                crate::fault::point("obsolete-marked");
+            }
+            None => storage::write(target_medium, &patch)?,
+        }
+        Ok(WriteReport {
+            written: true,
+            copy: Some(target),
+            flags: (layout == Layout::Redundant).then_some(new_flags),
+            used: vars.encoded_len(),
+        })
+    }
+}
+
+/// Parse defaults text (`u-boot-initial-env`, the format `mkenvimage` reads) into variables.
+pub fn parse_defaults_text(text: &[u8]) -> Vars {
+    let size = text.len() + 16;
+    let image = codec::mkimage_from_text(text, size, Layout::Single, 0).expect("sized to fit");
+    codec::parse_data(&image[codec::CRC_SIZE..]).0
+}
+
+/// Read a defaults file.
+pub fn load_defaults(path: &Path) -> Result<Vars, StorageError> {
+    let text = std::fs::read(path).map_err(|source| StorageError::Io {
+        op: "cannot read defaults file",
+        path: path.to_owned(),
+        source,
+        hint: "",
+    })?;
+    Ok(parse_defaults_text(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_for(dir: &Path, text: &str) -> Store {
+        let cfg = Config::parse(text, dir.join("fw_env.config")).unwrap();
+        Store::open(cfg).with_lock_file(Some(dir.join("lock")))
+    }
+
+    #[test]
+    fn missing_file_reads_as_defaults_and_first_write_creates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        let defaults: Vars = [("next_boot", "otafs")].into_iter().collect();
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display())).with_defaults(Some(defaults.clone()));
+        let snap = store.read().unwrap();
+        assert_eq!(snap.source, Source::Defaults);
+        assert_eq!(snap.vars, defaults);
+        assert!(snap.warning().unwrap().contains("uboot.env"));
+        let r = store.apply(&Changes::new().set("x", "1")).unwrap();
+        assert!(r.written);
+        let bytes = std::fs::read(&env).unwrap();
+        assert_eq!(bytes.len(), 0x400);
+        let d = codec::decode(&bytes, Layout::Single).unwrap();
+        assert_eq!(d.vars.get("next_boot").as_deref(), Some("otafs"), "write starts from defaults");
+        assert_eq!(d.vars.get("x").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn noop_write_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display())).with_defaults(Some(Vars::new()));
+        store.apply(&Changes::new().set("a", "1")).unwrap();
+        let before = std::fs::metadata(&env).unwrap().modified().unwrap();
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&env).unwrap());
+        let r = store.apply(&Changes::new().set("a", "1").unset("nothere")).unwrap();
+        assert!(!r.written);
+        let meta = std::fs::metadata(&env).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), ino);
+        assert_eq!(meta.modified().unwrap(), before);
+    }
+
+    #[test]
+    fn redundant_writes_alternate_and_keep_the_other_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        std::fs::write(&img, vec![0u8; 2 << 20]).unwrap(); // > 1 MiB: written in place
+        let store = store_for(dir.path(), &format!("{0} 0x100000 0x400\n{0} 0x100400 0x400\n", img.display()))
+            .with_defaults(Some(Vars::new()));
+        let r1 = store.apply(&Changes::new().set("a", "1")).unwrap();
+        assert_eq!((r1.copy, r1.flags), (Some(0), Some(1)));
+        let r2 = store.apply(&Changes::new().set("a", "2")).unwrap();
+        assert_eq!((r2.copy, r2.flags), (Some(1), Some(2)));
+        let snap = store.read().unwrap();
+        assert_eq!(snap.source, Source::Copy(1));
+        assert_eq!(snap.copies[0].write_mode, WriteMode::InPlace);
+        // The old copy is intact and still valid.
+        assert!(matches!(snap.copies[0].status, CopyStatus::Valid { flags: Some(1), .. }));
+    }
+
+    #[test]
+    fn size_mismatch_refuses_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        let img = codec::encode(&[("a", "1")].into_iter().collect(), 0x2000, Layout::Single, 0).unwrap();
+        std::fs::write(&env, &img).unwrap();
+        let store = store_for(dir.path(), &format!("{} 0 0x4000\n", env.display()));
+        let e = store.apply(&Changes::new().set("b", "2")).unwrap_err();
+        assert!(e.to_string().contains("valid with size 0x2000"), "{e}");
+        assert_eq!(std::fs::read(&env).unwrap(), img, "nothing written");
+    }
+
+    #[test]
+    fn full_environment_names_device_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        let store = store_for(dir.path(), &format!("{} 0 0x40\n", env.display())).with_defaults(Some(Vars::new()));
+        store.apply(&Changes::new().set("a", "1")).unwrap();
+        let before = std::fs::read(&env).unwrap();
+        let e = store.apply(&Changes::new().set("b", "x".repeat(100))).unwrap_err();
+        assert!(e.to_string().contains("environment full: needs"), "{e}");
+        assert!(e.to_string().contains("uboot.env"), "{e}");
+        assert_eq!(std::fs::read(&env).unwrap(), before);
+    }
+
+    #[test]
+    fn no_valid_copy_and_no_defaults_refuses_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        std::fs::write(&env, vec![0xffu8; 0x400]).unwrap();
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display()));
+        assert_eq!(store.read().unwrap().source, Source::Empty);
+        let e = store.apply(&Changes::new().set("x", "y")).unwrap_err();
+        assert!(matches!(e, Error::NoDefaults { .. }), "{e}");
+        assert_eq!(std::fs::read(&env).unwrap(), vec![0xffu8; 0x400]);
+    }
+
+    #[test]
+    fn defaults_text_parses_like_mkenvimage() {
+        let v = parse_defaults_text(b"# comment\nnext_boot=otafs\nbootcmd=run a; \\\nrun b\n\n");
+        assert_eq!(v.get("next_boot").as_deref(), Some("otafs"));
+        assert_eq!(v.get("bootcmd").as_deref(), Some("run a; \nrun b"));
+    }
+
+    #[test]
+    fn keeps_mode_and_bytes_outside_the_region() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        let mut content = vec![0xAAu8; 0x100];
+        content.extend(codec::encode(&Vars::new(), 0x80, Layout::Single, 0).unwrap());
+        content.extend(vec![0xBB; 0x10]);
+        std::fs::write(&env, &content).unwrap();
+        std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let store = store_for(dir.path(), &format!("{} 0x100 0x80\n", env.display())).with_defaults(Some(Vars::new()));
+        store.apply(&Changes::new().set("a", "1")).unwrap();
+        let after = std::fs::read(&env).unwrap();
+        assert_eq!(after.len(), content.len());
+        assert_eq!(&after[..0x100], &content[..0x100]);
+        assert_eq!(&after[0x180..], &content[0x180..]);
+        assert_eq!(std::fs::metadata(&env).unwrap().permissions().mode() & 0o777, 0o640);
+        assert!(!dir.path().join(".uboot.env.fw-env-tmp").exists());
+    }
+}

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# Build the real U-Boot peers the tests run against, from Debian's `u-boot` source package.
+#
+# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|qemu-riscv64 ...]   (default: all three)
+#
+# Builds, each out of tree into its own cache directory keyed by the Debian source version,
+# the target and a hash of (defconfig, config fragment, make variables, recipe version):
+#   tools         tools-only_defconfig + `make envtools`: U-Boot's own tools/env/fw_printenv
+#                 (fw_setenv is a symlink to it; the program dispatches on argv[0]).
+#   sandbox       sandbox_defconfig + qemu/configs/sandbox-env-ext4.config, `make NO_SDL=1`:
+#                 ./u-boot runs as a Linux program; env is the ext4 file /uboot.env on
+#                 `host 0:2`. Use:  u-boot -c 'host bind 0 disk.img; env select EXT4;
+#                 env load; ...; saveenv'   (see docs/peers.md, "Sandbox U-Boot").
+#   qemu-riscv64  qemu-riscv64_smode_defconfig + qemu/configs/qemu-riscv64-env-ext4.config,
+#                 CROSS_COMPILE=riscv64-linux-gnu-: u-boot.bin for qemu-system-riscv64 -M virt
+#                 with OpenSBI; env is the ext4 file /uboot.env on `virtio 0:2`, loaded at boot.
+# A second run finds the finished builds and only prints the paths (well under a second).
+#
+# Output: the artefact paths, as shell assignments, on stdout and in $ZBOT_CACHE/uboot/paths.env:
+#   ZBOT_UBOOT_FW_PRINTENV  ZBOT_UBOOT_SANDBOX  ZBOT_UBOOT_QEMU_RISCV
+# Tests read those variables, or that file (tests/src/lib.rs does both).
+#
+# Source: the newest u-boot_*.dsc in $ZBOT_CACHE/src (fetched there with
+# `apt-get source --download-only u-boot` when none is present; needs the deb-src entry that
+# scripts/setup-debian.sh adds), unpacked with `dpkg-source -x`, which applies Debian's patch
+# series. We want those patches: they are what Debian ships as "U-Boot 2023.01" (the same
+# source as the u-boot-tools mkenvimage we compare against), they include fixes in code the
+# tests exercise (ext4 symlink overflow CVE-2024-57256, dlmalloc overflows CVE-2024-57258 used
+# by sandbox) and `tools-disable-video-logo`, which touches tools-only_defconfig. None of them
+# touches env/, lib/hashtable.c or tools/env, so the env format is upstream 2023.01's.
+#
+# Environment:
+#   ZBOT_CACHE   cache root (default: $HOME/.cache/zbot); never inside the repository.
+#   ZBOT_JOBS    make -j value (default 2; this host's builds must not use more).
+#   ZBOT_UBOOT_DSC  use this .dsc instead of the newest one in $ZBOT_CACHE/src.
+# Needs: scripts/setup-debian.sh (dpkg-dev, build deps, gcc-riscv64-linux-gnu, sgdisk,
+# e2fsprogs for --selftest).  --selftest: after building, prove the sandbox U-Boot saves and
+# loads /uboot.env on partition 2 of a fresh GPT image (about a second).
+set -euo pipefail
+
+RECIPE=1 # bump when the build steps change in a way that must invalidate the cache
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${ZBOT_CACHE:-$HOME/.cache/zbot}"
+jobs="${ZBOT_JOBS:-2}"
+selftest=0
+targets=()
+
+die() {
+    echo "build-uboot: error: $*" >&2
+    exit 1
+}
+log() { echo "build-uboot: $*" >&2; }
+
+for arg in "$@"; do
+    case "$arg" in
+    --selftest) selftest=1 ;;
+    tools | sandbox | qemu-riscv64) targets+=("$arg") ;;
+    -h | --help)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
+    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox or qemu-riscv64)" ;;
+    esac
+done
+[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox qemu-riscv64)
+
+need() {
+    local cmd="$1" pkg="$2"
+    command -v "$cmd" >/dev/null 2>&1 ||
+        die "'$cmd' not found (Debian package $pkg); run: sudo scripts/setup-debian.sh"
+}
+need make build-essential
+need gcc build-essential
+need dpkg-source dpkg-dev
+need bison bison
+need flex flex
+need dtc device-tree-compiler
+need sha256sum coreutils
+need flock util-linux
+
+mkdir -p "$cache/src" "$cache/uboot"
+# One builder at a time: parallel test binaries may all call this script.
+exec 9>"$cache/uboot/.lock"
+flock 9
+
+# --- source ---------------------------------------------------------------------------------
+dsc="${ZBOT_UBOOT_DSC:-}"
+if [ -z "$dsc" ]; then
+    dsc="$(find "$cache/src" -maxdepth 1 -name 'u-boot_*.dsc' | sort -V | tail -n1)"
+fi
+if [ -z "$dsc" ]; then
+    need apt-get apt
+    log "no u-boot source package in $cache/src; fetching with apt-get source --download-only u-boot"
+    (cd "$cache/src" && apt-get source --download-only u-boot >&2) ||
+        die "apt-get source --download-only u-boot failed in $cache/src: is there a deb-src entry? run: sudo scripts/setup-debian.sh && apt-get update"
+    dsc="$(find "$cache/src" -maxdepth 1 -name 'u-boot_*.dsc' | sort -V | tail -n1)"
+    [ -n "$dsc" ] || die "apt-get source produced no u-boot_*.dsc in $cache/src"
+fi
+[ -f "$dsc" ] || die "source package description $dsc does not exist"
+version="$(sed -n 's/^Version: *//p' "$dsc" | head -n1)"
+[ -n "$version" ] || die "no Version: line in $dsc"
+src="$cache/uboot/src/u-boot-$version"
+if [ ! -f "$src/.zbot-extracted" ]; then
+    log "extracting $dsc (with Debian's patches) into $src"
+    rm -rf "$src" "$src.tmp"
+    mkdir -p "$cache/uboot/src"
+    dpkg-source --no-check -x "$dsc" "$src.tmp" >&2 ||
+        die "dpkg-source -x $dsc failed: are the .orig.tar.xz and .debian.tar.xz beside it? delete $cache/src/u-boot_* to re-download"
+    [ -f "$src.tmp/Makefile" ] && [ -f "$src.tmp/scripts/kconfig/merge_config.sh" ] ||
+        die "$src.tmp does not look like a U-Boot tree"
+    touch "$src.tmp/.zbot-extracted"
+    mv "$src.tmp" "$src"
+fi
+
+# --- one build ------------------------------------------------------------------------------
+# build <target> <defconfig> <fragment or ""> <artefact relative to build dir> [make vars...]
+# Prints the build directory.
+build() {
+    local target="$1" defconfig="$2" fragment="$3" artefact="$4"
+    shift 4
+    local makevars=("$@") key out
+    key="$(
+        printf 'recipe=%s\ndefconfig=%s\nmakevars=%s\n' "$RECIPE" "$defconfig" "${makevars[*]}"
+        [ -z "$fragment" ] || cat "$fragment"
+    )"
+    out="$cache/uboot/$version-$target-$(printf '%s' "$key" | sha256sum | cut -c1-12)"
+    if [ -f "$out/.zbot-done" ] && [ -e "$out/$artefact" ]; then
+        log "$target: cached in $out"
+        echo "$out"
+        return
+    fi
+    log "$target: building $defconfig${fragment:+ + $(basename "$fragment")} in $out (make -j$jobs)"
+    rm -rf "$out"
+    mkdir -p "$out"
+    local logf="$out/build.log"
+    {
+        make -C "$src" O="$out" "${makevars[@]}" "$defconfig" &&
+            if [ -n "$fragment" ]; then
+                (cd "$src" && scripts/kconfig/merge_config.sh -m -O "$out" "$out/.config" "$fragment") &&
+                    make -C "$src" O="$out" "${makevars[@]}" olddefconfig
+            fi
+    } >"$logf" 2>&1 || die "$target: configuring $defconfig failed; see $logf"
+    if [ -n "$fragment" ]; then
+        # merge_config only warns when Kconfig drops a value (unmet dependency): make it fatal.
+        local line name
+        while IFS= read -r line; do
+            case "$line" in
+            CONFIG_*=*) grep -qxF "$line" "$out/.config" ||
+                die "$target: '$line' from $fragment did not survive olddefconfig (got: $(grep "^${line%%=*}=" "$out/.config" || echo unset)); see $logf" ;;
+            "# CONFIG_"*" is not set")
+                name="${line#\# }"
+                name="${name%% *}"
+                ! grep -q "^$name=" "$out/.config" ||
+                    die "$target: $fragment wants $name unset but it is $(grep "^$name=" "$out/.config")"
+                ;;
+            esac
+        done <"$fragment"
+    fi
+    local goal=()
+    [ "$target" != tools ] || goal=(envtools)
+    make -C "$src" O="$out" -j"$jobs" "${makevars[@]}" "${goal[@]}" >>"$logf" 2>&1 ||
+        die "$target: make failed (last lines below; full log $logf)$(printf '\n'; tail -n 20 "$logf")"
+    [ -e "$out/$artefact" ] || die "$target: make succeeded but $out/$artefact is missing; see $logf"
+    touch "$out/.zbot-done"
+    log "$target: done"
+    echo "$out"
+}
+
+fw_printenv="" sandbox="" qemu_riscv=""
+for t in "${targets[@]}"; do
+    case "$t" in
+    tools)
+        d="$(build tools tools-only_defconfig "" tools/env/fw_printenv)"
+        ln -sfn fw_printenv "$d/tools/env/fw_setenv"
+        fw_printenv="$d/tools/env/fw_printenv"
+        ;;
+    sandbox)
+        d="$(build sandbox sandbox_defconfig "$here/configs/sandbox-env-ext4.config" u-boot NO_SDL=1)"
+        sandbox="$d/u-boot"
+        ;;
+    qemu-riscv64)
+        need riscv64-linux-gnu-gcc gcc-riscv64-linux-gnu
+        d="$(build qemu-riscv64 qemu-riscv64_smode_defconfig "$here/configs/qemu-riscv64-env-ext4.config" \
+            u-boot.bin CROSS_COMPILE=riscv64-linux-gnu-)"
+        qemu_riscv="$d/u-boot.bin"
+        ;;
+    esac
+done
+
+# --- paths.env: keep entries of targets not built in this run -------------------------------
+paths="$cache/uboot/paths.env"
+old() { [ -f "$paths" ] && sed -n "s/^$1=//p" "$paths" | tr -d "'" || true; }
+[ -n "$fw_printenv" ] || fw_printenv="$(old ZBOT_UBOOT_FW_PRINTENV)"
+[ -n "$sandbox" ] || sandbox="$(old ZBOT_UBOOT_SANDBOX)"
+[ -n "$qemu_riscv" ] || qemu_riscv="$(old ZBOT_UBOOT_QEMU_RISCV)"
+{
+    echo "# written by qemu/build-uboot.sh for u-boot $version; source it or read it line by line"
+    [ -z "$fw_printenv" ] || echo "ZBOT_UBOOT_FW_PRINTENV='$fw_printenv'"
+    [ -z "$sandbox" ] || echo "ZBOT_UBOOT_SANDBOX='$sandbox'"
+    [ -z "$qemu_riscv" ] || echo "ZBOT_UBOOT_QEMU_RISCV='$qemu_riscv'"
+} >"$paths.tmp"
+mv "$paths.tmp" "$paths"
+grep -v '^#' "$paths"
+
+# --- optional self test ---------------------------------------------------------------------
+if [ "$selftest" = 1 ]; then
+    [ -n "$sandbox" ] || die "--selftest needs the sandbox target"
+    need sgdisk gdisk
+    need mkfs.ext4 e2fsprogs
+    need debugfs e2fsprogs
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    img="$tmp/disk.img"
+    truncate -s 4M "$img"
+    sgdisk -o -n 1:2048:+1M -t 1:ef00 -n 2:0:+512K -t 2:8300 "$img" >/dev/null
+    mkfs.ext4 -q -F -O ^metadata_csum,^has_journal -E offset=$((4096 * 512)) "$img" 512k >/dev/null
+    "$sandbox" -c "host bind 0 $img; env select EXT4; env load; setenv zbot_selftest ok; saveenv" \
+        >"$tmp/out" 2>&1 || die "selftest: sandbox saveenv failed:$(printf '\n'; cat "$tmp/out")"
+    out="$("$sandbox" -c "host bind 0 $img; env select EXT4; env load; printenv zbot_selftest" 2>&1 | tr -d '\r')" ||
+        die "selftest: sandbox env load failed:$(printf '\n%s' "$out")"
+    grep -qx 'zbot_selftest=ok' <<<"$out" || die "selftest: saved variable not read back:$(printf '\n%s' "$out")"
+    log "selftest: sandbox saveenv/env load on host 0:2 /uboot.env works"
+fi
