@@ -224,7 +224,7 @@ pub enum OpError {
         reason: String,
     },
     /// A reason that cannot be stored as one line.
-    #[error("the reason must be one line of printable text, 1..200 bytes")]
+    #[error("the reason must be one line of printable text without backslashes, 1..200 bytes")]
     BadReason,
     /// A limit out of range.
     #[error("the boot limit must be 1..9, got {0}")]
@@ -260,7 +260,7 @@ fn check_not_bad(cfg: &SlotConfig, st: &BootState, id: SlotId) -> Result<(), OpE
 
 /// Check a user-given reason: one printable line.
 pub fn check_reason(reason: &str) -> Result<(), OpError> {
-    if reason.is_empty() || reason.len() > 200 || reason.chars().any(char::is_control) {
+    if reason.is_empty() || reason.len() > 200 || reason.chars().any(|c| c.is_control() || c == '\\') {
         Err(OpError::BadReason)
     } else {
         Ok(())

@@ -3,7 +3,10 @@
 //! implementation, pure and I/O-free.
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod cmdline;
 pub mod engine;
+pub mod health;
 #[cfg(test)]
 mod invariants;
 #[cfg(test)]
