@@ -189,6 +189,11 @@ impl EnvAccess for fw_env::Store {
         Ok(env_read(&fw_env::Store::read(self)?))
     }
     fn update(&self, decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>) -> Result<bool, CliError> {
+        // Nothing to change: no write at all, not even the repair of an invalid environment
+        // fw-env would do (U-Boot does not save its defaults either).
+        if decide(&EnvAccess::read(self)?)?.is_empty() {
+            return Ok(false);
+        }
         let ((), report) = fw_env::Store::update(self, |snap| Ok::<_, CliError>((decide(&env_read(snap))?, ())))?;
         Ok(report.written)
     }
