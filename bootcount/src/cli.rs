@@ -49,7 +49,11 @@ pub enum Command {
         json: bool,
     },
     /// Commit the running slot's trial (it becomes the primary slot)
-    MarkGood,
+    MarkGood {
+        /// Succeed without writing when there is no trial to commit (for boot services)
+        #[arg(long)]
+        if_trial: bool,
+    },
     /// Abandon the running slot: fall back to the last good slot or recovery
     MarkBad {
         /// Why (kept in zbot_rb_reason until `ack`)
@@ -125,6 +129,10 @@ pub enum HealthCommand {
         /// Do not reboot after marking bad
         #[arg(long)]
         no_reboot: bool,
+        /// Only check (mark bad on failure); leave the commit to `mark-good --if-trial`
+        /// (systemd: after boot-complete.target)
+        #[arg(long)]
+        no_commit: bool,
     },
 }
 
@@ -326,7 +334,11 @@ pub fn run(cli: &Cli, env: &dyn EnvAccess, ctx: &mut Ctx) -> Result<i32, CliErro
                 }
             }
         }
-        Command::MarkGood => run_op(ctx, env, &cfg, &cli.cmdline, Op::MarkGood)?,
+        Command::MarkGood { if_trial: false } => run_op(ctx, env, &cfg, &cli.cmdline, Op::MarkGood)?,
+        Command::MarkGood { if_trial: true } => {
+            let message = commit_if_trial(env, &cfg, &cli.cmdline)?;
+            let _ = writeln!(ctx.out, "{message}");
+        }
         Command::MarkBad { reason } => run_op(ctx, env, &cfg, &cli.cmdline, Op::MarkBad { reason: reason.clone() })?,
         Command::BootOnce { slot, reboot } => {
             run_op(ctx, env, &cfg, &cli.cmdline, Op::BootOnce(slot.clone()))?;
@@ -410,13 +422,35 @@ pub fn run(cli: &Cli, env: &dyn EnvAccess, ctx: &mut Ctx) -> Result<i32, CliErro
             }
         }
         Command::Ack => run_op(ctx, env, &cfg, &cli.cmdline, Op::Ack)?,
-        Command::Health { command: HealthCommand::Run { dir, timeout, no_reboot } } => {
-            return health_run(ctx, env, &cfg, &cli.cmdline, dir, *timeout, *no_reboot);
+        Command::Health { command: HealthCommand::Run { dir, timeout, no_reboot, no_commit } } => {
+            return health_run(ctx, env, &cfg, &cli.cmdline, dir, *timeout, *no_reboot, *no_commit);
         }
     }
     Ok(0)
 }
 
+/// `mark-good --if-trial`: commit when a trial of the running slot is active, else no write.
+fn commit_if_trial(env: &dyn EnvAccess, cfg: &SlotConfig, cmdline: &Path) -> Result<String, CliError> {
+    let cmdline = read_cmdline(cmdline)?;
+    let mut message = String::new();
+    env.update(&mut |r| {
+        let booted = booted_slot(cfg, &r.vars, &cmdline)?;
+        match engine::apply_op(cfg, &r.vars, booted, &Op::MarkGood) {
+            Ok(out) => {
+                message = out.message;
+                Ok(out.changes)
+            }
+            Err(OpError::NothingToCommit(why)) => {
+                message = format!("nothing to commit: {why}");
+                Ok(Changes::new())
+            }
+            Err(e) => Err(e.into()),
+        }
+    })?;
+    Ok(message)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn health_run(
     ctx: &mut Ctx,
     env: &dyn EnvAccess,
@@ -425,6 +459,7 @@ fn health_run(
     dir: &Path,
     timeout: f64,
     no_reboot: bool,
+    no_commit: bool,
 ) -> Result<i32, CliError> {
     // Know the running slot before spending time on checks.
     let r = env.read()?;
@@ -438,19 +473,11 @@ fn health_run(
         })
     };
     if verdict.healthy() {
-        let mut message = String::new();
-        let res = env.update(&mut |r| match engine::apply_op(cfg, &r.vars, Some(booted), &Op::MarkGood) {
-            Ok(out) => {
-                message = out.message;
-                Ok(out.changes)
-            }
-            Err(OpError::NothingToCommit(why)) => {
-                message = format!("healthy; {why}");
-                Ok(Changes::new())
-            }
-            Err(e) => Err(e.into()),
-        });
-        res?;
+        let message = if no_commit {
+            "checks passed (commit left to `bootcount mark-good --if-trial`)".to_string()
+        } else {
+            commit_if_trial(env, cfg, cmdline)?
+        };
         let _ = writeln!(ctx.out, "bootcount: {} is healthy: {message}", cfg.name(booted.slot));
         Ok(0)
     } else {

@@ -557,7 +557,7 @@ impl fmt::Display for Status {
         let booted = self.booted_slot.as_deref().unwrap_or("unknown");
         writeln!(f, "booted slot:   {booted}{}", if self.legacy_bootloader { " (old boot script: no boot counting)" } else { "" })?;
         writeln!(f, "primary slot:  {}", self.primary_slot)?;
-        writeln!(f, "next boot:     {} ({})", self.next_boot_slot, self.next_boot_reason)?;
+        writeln!(f, "next boot:     {}", self.next_boot_reason)?;
         match &self.trial {
             Some(t) => writeln!(f, "trial:         {} ({} of {} attempts used)", t.slot, t.attempts, t.limit)?,
             None => writeln!(f, "trial:         none")?,
