@@ -32,7 +32,12 @@ pub struct Cli {
     #[arg(long = "slots", global = true, value_name = "FILE")]
     pub slots: Option<PathBuf>,
     /// Kernel command line to read the running slot from
-    #[arg(long = "cmdline", global = true, value_name = "FILE", default_value = "/proc/cmdline")]
+    #[arg(
+        long = "cmdline",
+        global = true,
+        value_name = "FILE",
+        default_value = "/proc/cmdline"
+    )]
     pub cmdline: PathBuf,
     /// What to do
     #[command(subcommand)]
@@ -185,24 +190,35 @@ pub trait EnvAccess {
     fn read(&self) -> Result<EnvRead, CliError>;
     /// Under one lock: read, let `decide` compute changes, write them (no write if they change
     /// nothing). Returns whether a write happened.
-    fn update(&self, decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>) -> Result<bool, CliError>;
+    fn update(
+        &self,
+        decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>,
+    ) -> Result<bool, CliError>;
 }
 
 fn env_read(s: &fw_env::Snapshot) -> EnvRead {
-    EnvRead { vars: fw_env::codec::uboot_view(&s.vars), warning: s.warning() }
+    EnvRead {
+        vars: fw_env::codec::uboot_view(&s.vars),
+        warning: s.warning(),
+    }
 }
 
 impl EnvAccess for fw_env::Store {
     fn read(&self) -> Result<EnvRead, CliError> {
         Ok(env_read(&fw_env::Store::read(self)?))
     }
-    fn update(&self, decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>) -> Result<bool, CliError> {
+    fn update(
+        &self,
+        decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>,
+    ) -> Result<bool, CliError> {
         // Nothing to change: no write at all, not even the repair of an invalid environment
         // fw-env would do (U-Boot does not save its defaults either).
         if decide(&EnvAccess::read(self)?)?.is_empty() {
             return Ok(false);
         }
-        let ((), report) = fw_env::Store::update(self, |snap| Ok::<_, CliError>((decide(&env_read(snap))?, ())))?;
+        let ((), report) = fw_env::Store::update(self, |snap| {
+            Ok::<_, CliError>((decide(&env_read(snap))?, ()))
+        })?;
         Ok(report.written)
     }
 }
@@ -218,9 +234,15 @@ pub struct MemEnv {
 
 impl EnvAccess for MemEnv {
     fn read(&self) -> Result<EnvRead, CliError> {
-        Ok(EnvRead { vars: self.vars.borrow().clone(), warning: None })
+        Ok(EnvRead {
+            vars: self.vars.borrow().clone(),
+            warning: None,
+        })
     }
-    fn update(&self, decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>) -> Result<bool, CliError> {
+    fn update(
+        &self,
+        decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>,
+    ) -> Result<bool, CliError> {
         let changes = decide(&self.read()?)?;
         if changes.is_noop_for(&self.vars.borrow()) {
             return Ok(false);
@@ -235,16 +257,24 @@ impl EnvAccess for MemEnv {
 pub fn load_slots(path: Option<&Path>) -> Result<SlotConfig, CliError> {
     match path {
         Some(p) => Ok(SlotConfig::load(p)?),
-        None if Path::new(DEFAULT_SLOTS_PATH).exists() => Ok(SlotConfig::load(Path::new(DEFAULT_SLOTS_PATH))?),
+        None if Path::new(DEFAULT_SLOTS_PATH).exists() => {
+            Ok(SlotConfig::load(Path::new(DEFAULT_SLOTS_PATH))?)
+        }
         None => Ok(SlotConfig::builtin()),
     }
 }
 
 /// Open the environment the options describe.
 pub fn open_env(cli: &Cli) -> Result<fw_env::Store, CliError> {
-    fw_env::cli::open_store(cli.config.as_deref(), cli.defaults.as_deref(), None).map_err(|e| match e {
-        fw_env::cli::dropin::CliError::Env(e) => CliError::Env(e),
-        other => CliError::Read { path: cli.config.clone().unwrap_or_default(), source: std::io::Error::other(other.to_string()), hint: "" },
+    fw_env::cli::open_store(cli.config.as_deref(), cli.defaults.as_deref(), None).map_err(|e| {
+        match e {
+            fw_env::cli::dropin::CliError::Env(e) => CliError::Env(e),
+            other => CliError::Read {
+                path: cli.config.clone().unwrap_or_default(),
+                source: std::io::Error::other(other.to_string()),
+                hint: "",
+            },
+        }
     })
 }
 
@@ -261,11 +291,20 @@ pub struct Ctx<'a> {
 /// Reboot with `$BOOTCOUNT_REBOOT_CMD` or `reboot`.
 pub fn system_reboot() -> Result<(), CliError> {
     let cmd = std::env::var(REBOOT_VAR).unwrap_or_else(|_| "reboot".to_string());
-    let status = std::process::Command::new("sh").arg("-c").arg(&cmd).status();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .status();
     match status {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(CliError::Reboot { cmd, why: s.to_string() }),
-        Err(e) => Err(CliError::Reboot { cmd, why: e.to_string() }),
+        Ok(s) => Err(CliError::Reboot {
+            cmd,
+            why: s.to_string(),
+        }),
+        Err(e) => Err(CliError::Reboot {
+            cmd,
+            why: e.to_string(),
+        }),
     }
 }
 
@@ -278,7 +317,9 @@ fn read_cmdline(path: &Path) -> Result<String, CliError> {
 }
 
 fn changes_json(c: &Changes) -> serde_json::Value {
-    c.iter().map(|(k, v)| serde_json::json!({ "name": k, "value": v })).collect()
+    c.iter()
+        .map(|(k, v)| serde_json::json!({ "name": k, "value": v }))
+        .collect()
 }
 
 fn warn(ctx: &mut Ctx, r: &EnvRead) {
@@ -288,9 +329,19 @@ fn warn(ctx: &mut Ctx, r: &EnvRead) {
 }
 
 /// Run a userspace operation as one locked update; prints its message.
-fn run_op(ctx: &mut Ctx, env: &dyn EnvAccess, cfg: &SlotConfig, cmdline: &Path, op: Op) -> Result<(), CliError> {
+fn run_op(
+    ctx: &mut Ctx,
+    env: &dyn EnvAccess,
+    cfg: &SlotConfig,
+    cmdline: &Path,
+    op: Op,
+) -> Result<(), CliError> {
     let needs_booted = matches!(op, Op::MarkGood | Op::MarkBad { .. } | Op::Trial { .. });
-    let cmdline = if needs_booted { Some(read_cmdline(cmdline)?) } else { None };
+    let cmdline = if needs_booted {
+        Some(read_cmdline(cmdline)?)
+    } else {
+        None
+    };
     let mut message = String::new();
     let mut warning = None;
     env.update(&mut |r| {
@@ -326,29 +377,61 @@ pub fn run(cli: &Cli, env: &dyn EnvAccess, ctx: &mut Ctx) -> Result<i32, CliErro
             if *json {
                 let mut v = serde_json::to_value(&st).expect("serializable");
                 v["env_valid"] = serde_json::Value::Bool(r.warning.is_none());
-                let _ = writeln!(ctx.out, "{}", serde_json::to_string_pretty(&v).expect("json"));
+                let _ = writeln!(
+                    ctx.out,
+                    "{}",
+                    serde_json::to_string_pretty(&v).expect("json")
+                );
             } else {
                 let _ = write!(ctx.out, "{st}");
                 if r.warning.is_some() {
-                    let _ = writeln!(ctx.out, "environment:   no valid copy: U-Boot uses its defaults (boots recovery)");
+                    let _ = writeln!(
+                        ctx.out,
+                        "environment:   no valid copy: U-Boot uses its defaults (boots recovery)"
+                    );
                 }
             }
         }
-        Command::MarkGood { if_trial: false } => run_op(ctx, env, &cfg, &cli.cmdline, Op::MarkGood)?,
+        Command::MarkGood { if_trial: false } => {
+            run_op(ctx, env, &cfg, &cli.cmdline, Op::MarkGood)?
+        }
         Command::MarkGood { if_trial: true } => {
             let message = commit_if_trial(env, &cfg, &cli.cmdline)?;
             let _ = writeln!(ctx.out, "{message}");
         }
-        Command::MarkBad { reason } => run_op(ctx, env, &cfg, &cli.cmdline, Op::MarkBad { reason: reason.clone() })?,
+        Command::MarkBad { reason } => run_op(
+            ctx,
+            env,
+            &cfg,
+            &cli.cmdline,
+            Op::MarkBad {
+                reason: reason.clone(),
+            },
+        )?,
         Command::BootOnce { slot, reboot } => {
             run_op(ctx, env, &cfg, &cli.cmdline, Op::BootOnce(slot.clone()))?;
             if *reboot {
                 (ctx.reboot)()?;
             }
         }
-        Command::SetPrimary { slot } => run_op(ctx, env, &cfg, &cli.cmdline, Op::SetPrimary(slot.clone()))?,
-        Command::Trial { slot, limit, reboot } => {
-            run_op(ctx, env, &cfg, &cli.cmdline, Op::Trial { slot: slot.clone(), limit: *limit })?;
+        Command::SetPrimary { slot } => {
+            run_op(ctx, env, &cfg, &cli.cmdline, Op::SetPrimary(slot.clone()))?
+        }
+        Command::Trial {
+            slot,
+            limit,
+            reboot,
+        } => {
+            run_op(
+                ctx,
+                env,
+                &cfg,
+                &cli.cmdline,
+                Op::Trial {
+                    slot: slot.clone(),
+                    limit: *limit,
+                },
+            )?;
             if *reboot {
                 (ctx.reboot)()?;
             }
@@ -360,7 +443,11 @@ pub fn run(cli: &Cli, env: &dyn EnvAccess, ctx: &mut Ctx) -> Result<i32, CliErro
                 let booted = booted_slot(&cfg, &r.vars, &cmdline)?;
                 let (t, out) = engine::install_target(&cfg, &r.vars, booted)?;
                 chosen = Some((t, out.message));
-                Ok(if *no_reserve { Changes::new() } else { out.changes })
+                Ok(if *no_reserve {
+                    Changes::new()
+                } else {
+                    out.changes
+                })
             };
             if *no_reserve {
                 decide(&env.read()?)?;
@@ -386,7 +473,11 @@ pub fn run(cli: &Cli, env: &dyn EnvAccess, ctx: &mut Ctx) -> Result<i32, CliErro
                     "slot": cfg.name(d.slot), "reason": d.explain(&cfg), "kernel_args": d.kernel_args(&cfg),
                     "changes": changes_json(&d.changes),
                 });
-                let _ = writeln!(ctx.out, "{}", serde_json::to_string_pretty(&v).expect("json"));
+                let _ = writeln!(
+                    ctx.out,
+                    "{}",
+                    serde_json::to_string_pretty(&v).expect("json")
+                );
             } else {
                 let _ = writeln!(ctx.out, "next boot: {}", d.explain(&cfg));
                 let _ = writeln!(ctx.out, "kernel:    {}", d.kernel_args(&cfg));
@@ -422,15 +513,36 @@ pub fn run(cli: &Cli, env: &dyn EnvAccess, ctx: &mut Ctx) -> Result<i32, CliErro
             }
         }
         Command::Ack => run_op(ctx, env, &cfg, &cli.cmdline, Op::Ack)?,
-        Command::Health { command: HealthCommand::Run { dir, timeout, no_reboot, no_commit } } => {
-            return health_run(ctx, env, &cfg, &cli.cmdline, dir, *timeout, *no_reboot, *no_commit);
+        Command::Health {
+            command:
+                HealthCommand::Run {
+                    dir,
+                    timeout,
+                    no_reboot,
+                    no_commit,
+                },
+        } => {
+            return health_run(
+                ctx,
+                env,
+                &cfg,
+                &cli.cmdline,
+                dir,
+                *timeout,
+                *no_reboot,
+                *no_commit,
+            );
         }
     }
     Ok(0)
 }
 
 /// `mark-good --if-trial`: commit when a trial of the running slot is active, else no write.
-fn commit_if_trial(env: &dyn EnvAccess, cfg: &SlotConfig, cmdline: &Path) -> Result<String, CliError> {
+fn commit_if_trial(
+    env: &dyn EnvAccess,
+    cfg: &SlotConfig,
+    cmdline: &Path,
+) -> Result<String, CliError> {
     let cmdline = read_cmdline(cmdline)?;
     let mut message = String::new();
     env.update(&mut |r| {
@@ -478,11 +590,19 @@ fn health_run(
         } else {
             commit_if_trial(env, cfg, cmdline)?
         };
-        let _ = writeln!(ctx.out, "bootcount: {} is healthy: {message}", cfg.name(booted.slot));
+        let _ = writeln!(
+            ctx.out,
+            "bootcount: {} is healthy: {message}",
+            cfg.name(booted.slot)
+        );
         Ok(0)
     } else {
         let reason = verdict.reason().expect("unhealthy has a reason");
-        let _ = writeln!(ctx.err, "bootcount: {} is unhealthy: {reason}", cfg.name(booted.slot));
+        let _ = writeln!(
+            ctx.err,
+            "bootcount: {} is unhealthy: {reason}",
+            cfg.name(booted.slot)
+        );
         run_op(ctx, env, cfg, cmdline, Op::MarkBad { reason })?;
         if !no_reboot {
             (ctx.reboot)()?;
@@ -497,7 +617,11 @@ pub fn main_with(args: Vec<std::ffi::OsString>, ctx: &mut Ctx) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let code = e.exit_code();
-            let _ = if code == 0 { write!(ctx.out, "{e}") } else { write!(ctx.err, "{e}") };
+            let _ = if code == 0 {
+                write!(ctx.out, "{e}")
+            } else {
+                write!(ctx.err, "{e}")
+            };
             return code;
         }
     };
@@ -505,7 +629,11 @@ pub fn main_with(args: Vec<std::ffi::OsString>, ctx: &mut Ctx) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let _ = writeln!(ctx.err, "bootcount: error: {}", fw_env::cli::error_chain(&e));
+            let _ = writeln!(
+                ctx.err,
+                "bootcount: error: {}",
+                fw_env::cli::error_chain(&e)
+            );
             1
         }
     }

@@ -45,26 +45,48 @@ fn params(cmdline: &str) -> Vec<String> {
 }
 
 fn last_value(params: &[String], key: &str) -> Option<String> {
-    params.iter().rev().find_map(|p| p.strip_prefix(key).map(str::to_string))
+    params
+        .iter()
+        .rev()
+        .find_map(|p| p.strip_prefix(key).map(str::to_string))
 }
 
 /// The running slot: the last `zbot.slot=`; without one (the old boot script), the slot whose
 /// `root=` device (from its env variable, else the slot file) equals the command line's, marked
 /// legacy; `None` if neither tells.
-pub fn booted_slot(cfg: &SlotConfig, vars: &Vars, cmdline: &str) -> Result<Option<Booted>, UnknownBootedSlot> {
+pub fn booted_slot(
+    cfg: &SlotConfig,
+    vars: &Vars,
+    cmdline: &str,
+) -> Result<Option<Booted>, UnknownBootedSlot> {
     let params = params(cmdline);
     if let Some(name) = last_value(&params, "zbot.slot=") {
         return match cfg.find(&name) {
-            Some(slot) => Ok(Some(Booted { slot, legacy: false })),
-            None => Err(UnknownBootedSlot { name, known: cfg.names() }),
+            Some(slot) => Ok(Some(Booted {
+                slot,
+                legacy: false,
+            })),
+            None => Err(UnknownBootedSlot {
+                name,
+                known: cfg.names(),
+            }),
         };
     }
-    let Some(root) = last_value(&params, "root=") else { return Ok(None) };
+    let Some(root) = last_value(&params, "root=") else {
+        return Ok(None);
+    };
     for id in cfg.ids() {
         let slot = cfg.slot(id);
-        let args = vars.get(&slot.name).filter(|v| !v.is_empty()).map(|v| v.into_owned()).unwrap_or_else(|| slot.root.clone());
+        let args = vars
+            .get(&slot.name)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.into_owned())
+            .unwrap_or_else(|| slot.root.clone());
         if last_value(&crate::cmdline::params(&args), "root=").as_deref() == Some(root.as_str()) {
-            return Ok(Some(Booted { slot: id, legacy: true }));
+            return Ok(Some(Booted {
+                slot: id,
+                legacy: true,
+            }));
         }
     }
     Ok(None)
@@ -78,16 +100,34 @@ mod tests {
     #[test]
     fn zbot_slot_wins_and_the_last_one_counts() {
         let cfg = SlotConfig::builtin();
-        let b = booted_slot(&cfg, &env(&[]), "console=ttyS0,115200 root=/dev/mmcblk0p3 rootwait rw zbot.slot=otafs").unwrap().unwrap();
+        let b = booted_slot(
+            &cfg,
+            &env(&[]),
+            "console=ttyS0,115200 root=/dev/mmcblk0p3 rootwait rw zbot.slot=otafs",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((cfg.name(b.slot), b.legacy), ("otafs", false));
-        let b = booted_slot(&cfg, &env(&[]), "zbot.slot=otafs root=/dev/mmcblk0p4 zbot.slot=rootfs\n").unwrap().unwrap();
+        let b = booted_slot(
+            &cfg,
+            &env(&[]),
+            "zbot.slot=otafs root=/dev/mmcblk0p4 zbot.slot=rootfs\n",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(cfg.name(b.slot), "rootfs");
     }
 
     #[test]
     fn old_boot_script_is_recognised_by_root() {
         let cfg = SlotConfig::builtin();
-        let b = booted_slot(&cfg, &env(&[]), "console=ttyS0,115200 root=/dev/mmcblk0p4 rootwait rw").unwrap().unwrap();
+        let b = booted_slot(
+            &cfg,
+            &env(&[]),
+            "console=ttyS0,115200 root=/dev/mmcblk0p4 rootwait rw",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((cfg.name(b.slot), b.legacy), ("rootfs", true));
         // the env's root arguments win over the slot file's
         let v = env(&[("rootfs", "root=/dev/sda2 ro")]);

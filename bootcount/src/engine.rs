@@ -16,7 +16,10 @@ struct Edit<'a> {
 
 impl<'a> Edit<'a> {
     fn new(vars: &'a Vars) -> Self {
-        Edit { vars, changes: Changes::new() }
+        Edit {
+            vars,
+            changes: Changes::new(),
+        }
     }
     fn set(&mut self, name: &str, value: &str) {
         debug_assert!(!value.is_empty());
@@ -95,7 +98,10 @@ impl BootDecision {
                 format!("next_boot is unset: boot the recovery slot {slot}")
             }
             Why::Fallback { next_boot: Some(v) } => {
-                format!("next_boot={v:?} is not a slot ({}): boot the recovery slot {slot}", cfg.names())
+                format!(
+                    "next_boot={v:?} is not a slot ({}): boot the recovery slot {slot}",
+                    cfg.names()
+                )
             }
         }
     }
@@ -133,7 +139,13 @@ pub fn bootloader_step(cfg: &SlotConfig, vars: &Vars) -> BootDecision {
         match st.tries {
             Tries::Count(n) if n < st.bootlimit => {
                 edit.set(names::TRIES, &(n + 1).to_string());
-                (t, Why::TrialAttempt { attempt: n + 1, limit: st.bootlimit })
+                (
+                    t,
+                    Why::TrialAttempt {
+                        attempt: n + 1,
+                        limit: st.bootlimit,
+                    },
+                )
             }
             ref tries => {
                 let reason = match tries {
@@ -148,10 +160,20 @@ pub fn bootloader_step(cfg: &SlotConfig, vars: &Vars) -> BootDecision {
         match &st.next_boot {
             SlotRef::Slot(n) => (*n, Why::NextBoot),
             SlotRef::Unset => (st.recovery, Why::Fallback { next_boot: None }),
-            SlotRef::Other(v) => (st.recovery, Why::Fallback { next_boot: Some(v.clone()) }),
+            SlotRef::Other(v) => (
+                st.recovery,
+                Why::Fallback {
+                    next_boot: Some(v.clone()),
+                },
+            ),
         }
     };
-    BootDecision { slot, why, changes: edit.changes, root_args: root_args(cfg, vars, slot) }
+    BootDecision {
+        slot,
+        why,
+        changes: edit.changes,
+        root_args: root_args(cfg, vars, slot),
+    }
 }
 
 /// The slot Linux is running, from the kernel command line.
@@ -207,7 +229,9 @@ pub enum OpError {
     #[error("nothing to commit: {0}")]
     NothingToCommit(String),
     /// The recovery slot cannot be abandoned: it is the last resort.
-    #[error("{0} is the recovery slot: it cannot be marked bad (it is what the device falls back to)")]
+    #[error(
+        "{0} is the recovery slot: it cannot be marked bad (it is what the device falls back to)"
+    )]
     RecoveryCannotBeBad(String),
     /// The recovery slot is not installed through trials.
     #[error("{0} is the recovery slot: it is not installed or switched through a trial")]
@@ -244,7 +268,10 @@ pub struct Outcome {
 }
 
 fn lookup(cfg: &SlotConfig, name: &str) -> Result<SlotId, OpError> {
-    cfg.find(name).ok_or_else(|| OpError::UnknownSlot { name: name.to_string(), known: cfg.names() })
+    cfg.find(name).ok_or_else(|| OpError::UnknownSlot {
+        name: name.to_string(),
+        known: cfg.names(),
+    })
 }
 
 fn need_booted(booted: Option<Booted>) -> Result<SlotId, OpError> {
@@ -253,14 +280,20 @@ fn need_booted(booted: Option<Booted>) -> Result<SlotId, OpError> {
 
 fn check_not_bad(cfg: &SlotConfig, st: &BootState, id: SlotId) -> Result<(), OpError> {
     match st.bad_reason(id) {
-        Some(r) => Err(OpError::SlotIsBad { slot: cfg.name(id).to_string(), reason: r.to_string() }),
+        Some(r) => Err(OpError::SlotIsBad {
+            slot: cfg.name(id).to_string(),
+            reason: r.to_string(),
+        }),
         None => Ok(()),
     }
 }
 
 /// Check a user-given reason: one printable line.
 pub fn check_reason(reason: &str) -> Result<(), OpError> {
-    if reason.is_empty() || reason.len() > 200 || reason.chars().any(|c| c.is_control() || c == '\\') {
+    if reason.is_empty()
+        || reason.len() > 200
+        || reason.chars().any(|c| c.is_control() || c == '\\')
+    {
         Err(OpError::BadReason)
     } else {
         Ok(())
@@ -282,7 +315,12 @@ fn start_trial(cfg: &SlotConfig, st: &BootState, edit: &mut Edit, x: SlotId) {
 }
 
 /// Apply a userspace operation (contract section 6) to a snapshot.
-pub fn apply_op(cfg: &SlotConfig, vars: &Vars, booted: Option<Booted>, op: &Op) -> Result<Outcome, OpError> {
+pub fn apply_op(
+    cfg: &SlotConfig,
+    vars: &Vars,
+    booted: Option<Booted>,
+    op: &Op,
+) -> Result<Outcome, OpError> {
     let st = BootState::parse(cfg, vars);
     let mut edit = Edit::new(vars);
     let message = match op {
@@ -321,7 +359,11 @@ pub fn apply_op(cfg: &SlotConfig, vars: &Vars, booted: Option<Booted>, op: &Op) 
                     edit.unset(names::ONCE);
                 }
                 let f = give_up(cfg, &st, &mut edit, b, reason);
-                format!("gave up the trial of {}; next boot: {}", cfg.name(b), cfg.name(f))
+                format!(
+                    "gave up the trial of {}; next boot: {}",
+                    cfg.name(b),
+                    cfg.name(f)
+                )
             } else {
                 let name = cfg.name(b);
                 edit.set(&names::bad(name), reason);
@@ -413,7 +455,10 @@ pub fn apply_op(cfg: &SlotConfig, vars: &Vars, booted: Option<Booted>, op: &Op) 
             }
         }
     };
-    Ok(Outcome { changes: edit.changes, message })
+    Ok(Outcome {
+        changes: edit.changes,
+        message,
+    })
 }
 
 fn after(vars: &Vars, changes: &Changes) -> Vars {
@@ -444,18 +489,26 @@ pub const REASON_INSTALLING: &str = "installing";
 /// any more (`next_boot`, `zbot_prev`, `zbot_once`, a trial of it), so a power cut in the middle
 /// of writing it never leaves the device booting a half-written slot. [`Op::Trial`] of that slot
 /// ends the reservation. Calling it again changes nothing.
-pub fn install_target(cfg: &SlotConfig, vars: &Vars, booted: Option<Booted>) -> Result<(SlotId, Outcome), OpError> {
+pub fn install_target(
+    cfg: &SlotConfig,
+    vars: &Vars,
+    booted: Option<Booted>,
+) -> Result<(SlotId, Outcome), OpError> {
     let b = need_booted(booted)?;
     let st = BootState::parse(cfg, vars);
     let good = st.last_good();
-    let candidates: Vec<SlotId> =
-        cfg.ids().filter(|&id| id != b && cfg.slot(id).role == Role::Primary).collect();
+    let candidates: Vec<SlotId> = cfg
+        .ids()
+        .filter(|&id| id != b && cfg.slot(id).role == Role::Primary)
+        .collect();
     let t = candidates
         .iter()
         .copied()
         .find(|&id| id != good)
         .or_else(|| candidates.first().copied())
-        .ok_or_else(|| OpError::NoInstallTarget(cfg.name(b).to_string(), cfg.name(st.recovery).to_string()))?;
+        .ok_or_else(|| {
+            OpError::NoInstallTarget(cfg.name(b).to_string(), cfg.name(st.recovery).to_string())
+        })?;
     let mut edit = Edit::new(vars);
     let name = cfg.name(t);
     if st.next_boot == SlotRef::Slot(t) {
@@ -477,7 +530,13 @@ pub fn install_target(cfg: &SlotConfig, vars: &Vars, booted: Option<Booted>) -> 
         "install into {name} ({}); it stays unbootable until `bootcount trial {name}`",
         cfg.slot(t).device
     );
-    Ok((t, Outcome { changes: edit.changes, message }))
+    Ok((
+        t,
+        Outcome {
+            changes: edit.changes,
+            message,
+        },
+    ))
 }
 
 /// The status shown by `bootcount status`.
@@ -542,11 +601,17 @@ pub fn status(cfg: &SlotConfig, vars: &Vars, booted: Option<Booted>) -> Status {
             limit: st.bootlimit,
         }),
         boot_once: st.once.slot().map(|o| cfg.name(o).to_string()),
-        last_rollback: st.rollback.clone().map(|r| RollbackStatus { slot: r.slot, reason: r.reason }),
+        last_rollback: st.rollback.clone().map(|r| RollbackStatus {
+            slot: r.slot,
+            reason: r.reason,
+        }),
         bad_slots: cfg
             .ids()
             .filter_map(|id| {
-                st.bad_reason(id).map(|r| RollbackStatus { slot: cfg.name(id).to_string(), reason: r.to_string() })
+                st.bad_reason(id).map(|r| RollbackStatus {
+                    slot: cfg.name(id).to_string(),
+                    reason: r.to_string(),
+                })
             })
             .collect(),
     }
@@ -555,18 +620,34 @@ pub fn status(cfg: &SlotConfig, vars: &Vars, booted: Option<Booted>) -> Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let booted = self.booted_slot.as_deref().unwrap_or("unknown");
-        writeln!(f, "booted slot:   {booted}{}", if self.legacy_bootloader { " (old boot script: no boot counting)" } else { "" })?;
+        writeln!(
+            f,
+            "booted slot:   {booted}{}",
+            if self.legacy_bootloader {
+                " (old boot script: no boot counting)"
+            } else {
+                ""
+            }
+        )?;
         writeln!(f, "primary slot:  {}", self.primary_slot)?;
         writeln!(f, "next boot:     {}", self.next_boot_reason)?;
         match &self.trial {
-            Some(t) => writeln!(f, "trial:         {} ({} of {} attempts used)", t.slot, t.attempts, t.limit)?,
+            Some(t) => writeln!(
+                f,
+                "trial:         {} ({} of {} attempts used)",
+                t.slot, t.attempts, t.limit
+            )?,
             None => writeln!(f, "trial:         none")?,
         }
         if let Some(o) = &self.boot_once {
             writeln!(f, "boot once:     {o}")?;
         }
         match &self.last_rollback {
-            Some(r) => writeln!(f, "last rollback: {} ({}); clear with `bootcount ack`", r.slot, r.reason)?,
+            Some(r) => writeln!(
+                f,
+                "last rollback: {} ({}); clear with `bootcount ack`",
+                r.slot, r.reason
+            )?,
             None => writeln!(f, "last rollback: none")?,
         }
         for b in &self.bad_slots {
@@ -598,7 +679,10 @@ pub(crate) mod test_util {
     }
 
     pub fn want(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
-        let mut v: Vec<_> = pairs.iter().map(|(k, v)| (k.to_string(), v.map(str::to_string))).collect();
+        let mut v: Vec<_> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect();
         v.sort();
         v
     }
@@ -700,7 +784,11 @@ mod decision_table {
                 vars.set(*k, *v).unwrap();
                 if v.is_empty() {
                     // keep `name=` as a stored image may hold it
-                    vars = vars.iter().map(|(a, b)| (a.to_vec(), b.to_vec())).chain([(k.as_bytes().to_vec(), vec![])]).collect();
+                    vars = vars
+                        .iter()
+                        .map(|(a, b)| (a.to_vec(), b.to_vec()))
+                        .chain([(k.as_bytes().to_vec(), vec![])])
+                        .collect();
                 }
             }
             let d = bootloader_step(&cfg, &vars);
@@ -732,12 +820,21 @@ mod decision_table {
     #[test]
     fn root_args_come_from_the_env_else_the_slot_file() {
         let cfg = SlotConfig::builtin();
-        let d = bootloader_step(&cfg, &env(&[("next_boot", "rootfs"), ("rootfs", "root=/dev/sda2 ro")]));
+        let d = bootloader_step(
+            &cfg,
+            &env(&[("next_boot", "rootfs"), ("rootfs", "root=/dev/sda2 ro")]),
+        );
         assert_eq!(d.kernel_args(&cfg), "root=/dev/sda2 ro zbot.slot=rootfs");
         let d = bootloader_step(&cfg, &env(&[("next_boot", "rootfs")]));
-        assert_eq!(d.kernel_args(&cfg), "root=/dev/mmcblk0p4 rootwait rw zbot.slot=rootfs");
+        assert_eq!(
+            d.kernel_args(&cfg),
+            "root=/dev/mmcblk0p4 rootwait rw zbot.slot=rootfs"
+        );
         let d = bootloader_step(&cfg, &env(&[]));
-        assert_eq!(d.kernel_args(&cfg), "root=/dev/mmcblk0p3 rootwait rw zbot.slot=otafs");
+        assert_eq!(
+            d.kernel_args(&cfg),
+            "root=/dev/mmcblk0p3 rootwait rw zbot.slot=otafs"
+        );
     }
 
     /// One userspace row: env, running slot, operation, and the changes or the refusal.
@@ -750,10 +847,15 @@ mod decision_table {
     }
 
     fn mark_bad() -> Op {
-        Op::MarkBad { reason: "health: net failed".into() }
+        Op::MarkBad {
+            reason: "health: net failed".into(),
+        }
     }
     fn trial_rootfs() -> Op {
-        Op::Trial { slot: "rootfs".into(), limit: None }
+        Op::Trial {
+            slot: "rootfs".into(),
+            limit: None,
+        }
     }
 
     #[rustfmt::skip]
@@ -811,8 +913,14 @@ mod decision_table {
     fn userspace_decision_table() {
         let cfg = SlotConfig::builtin();
         for row in OP_ROWS {
-            let booted = row.booted.map(|b| Booted { slot: cfg.find(b).unwrap(), legacy: false });
-            match (apply_op(&cfg, &env(row.env), booted, &(row.op)()), row.result) {
+            let booted = row.booted.map(|b| Booted {
+                slot: cfg.find(b).unwrap(),
+                legacy: false,
+            });
+            match (
+                apply_op(&cfg, &env(row.env), booted, &(row.op)()),
+                row.result,
+            ) {
                 (Ok(out), Ok(w)) => assert_eq!(diff(&out.changes), want(w), "{}", row.what),
                 (Err(e), Err(msg)) => assert!(e.to_string().contains(msg), "{}: {e}", row.what),
                 (got, _) => panic!("{}: got {got:?}", row.what),
@@ -823,47 +931,133 @@ mod decision_table {
     #[test]
     fn install_target_is_never_the_running_slot() {
         let cfg = SlotConfig::builtin();
-        let b = |n: &str| Some(Booted { slot: cfg.find(n).unwrap(), legacy: false });
-        assert_eq!(cfg.name(install_target(&cfg, &env(&[("next_boot", "otafs")]), b("otafs")).unwrap().0), "rootfs");
+        let b = |n: &str| {
+            Some(Booted {
+                slot: cfg.find(n).unwrap(),
+                legacy: false,
+            })
+        };
+        assert_eq!(
+            cfg.name(
+                install_target(&cfg, &env(&[("next_boot", "otafs")]), b("otafs"))
+                    .unwrap()
+                    .0
+            ),
+            "rootfs"
+        );
         let e = install_target(&cfg, &env(&[NB_ROOTFS]), b("rootfs")).unwrap_err();
         assert!(e.to_string().contains("boot-once otafs"), "{e}");
         let cfg = ab();
-        let b = |n: &str| Some(Booted { slot: cfg.find(n).unwrap(), legacy: false });
-        let t = |e: &[(&str, &str)], n| cfg.name(install_target(&cfg, &env(e), b(n)).unwrap().0).to_string();
+        let b = |n: &str| {
+            Some(Booted {
+                slot: cfg.find(n).unwrap(),
+                legacy: false,
+            })
+        };
+        let t = |e: &[(&str, &str)], n| {
+            cfg.name(install_target(&cfg, &env(e), b(n)).unwrap().0)
+                .to_string()
+        };
         assert_eq!(t(&[("next_boot", "rootfs_a")], "rootfs_a"), "rootfs_b");
         assert_eq!(t(&[("next_boot", "rootfs_b")], "rootfs_b"), "rootfs_a");
         // from recovery: keep the last good one
         assert_eq!(t(&[("next_boot", "rootfs_a")], "otafs"), "rootfs_b");
         assert_eq!(t(&[("next_boot", "rootfs_b")], "otafs"), "rootfs_a");
         // during a trial of b from a: a is the last good one, so b again
-        assert_eq!(t(&[("next_boot", "rootfs_b"), ("zbot_trial", "rootfs_b"), ("zbot_prev", "rootfs_a")], "otafs"), "rootfs_b");
+        assert_eq!(
+            t(
+                &[
+                    ("next_boot", "rootfs_b"),
+                    ("zbot_trial", "rootfs_b"),
+                    ("zbot_prev", "rootfs_a")
+                ],
+                "otafs"
+            ),
+            "rootfs_b"
+        );
     }
 
     #[test]
     fn install_target_reserves_the_slot() {
         let cfg = SlotConfig::builtin();
-        let otafs = Some(Booted { slot: cfg.find("otafs").unwrap(), legacy: false });
+        let otafs = Some(Booted {
+            slot: cfg.find("otafs").unwrap(),
+            legacy: false,
+        });
         // boot-once otafs for an update: next_boot still names rootfs, which is about to be overwritten
         let (t, out) = install_target(&cfg, &env(&[NB_ROOTFS]), otafs).unwrap();
         assert_eq!(cfg.name(t), "rootfs");
-        assert_eq!(diff(&out.changes), want(&[("next_boot", Some("otafs")), ("zbot_bad_rootfs", Some("installing"))]));
+        assert_eq!(
+            diff(&out.changes),
+            want(&[
+                ("next_boot", Some("otafs")),
+                ("zbot_bad_rootfs", Some("installing"))
+            ])
+        );
         let mut v = env(&[NB_ROOTFS]);
         v.apply(&out.changes).unwrap();
-        assert!(install_target(&cfg, &v, otafs).unwrap().1.changes.is_empty(), "idempotent");
-        assert!(apply_op(&cfg, &v, otafs, &Op::BootOnce("rootfs".into())).is_err(), "reserved slot is not bootable");
+        assert!(
+            install_target(&cfg, &v, otafs)
+                .unwrap()
+                .1
+                .changes
+                .is_empty(),
+            "idempotent"
+        );
+        assert!(
+            apply_op(&cfg, &v, otafs, &Op::BootOnce("rootfs".into())).is_err(),
+            "reserved slot is not bootable"
+        );
         // a trial of the reserved slot
-        let (t, out) = install_target(&cfg, &env(&[NB_ROOTFS, TRIAL, ("zbot_tries", "2")]), otafs).unwrap();
+        let (t, out) =
+            install_target(&cfg, &env(&[NB_ROOTFS, TRIAL, ("zbot_tries", "2")]), otafs).unwrap();
         assert_eq!(cfg.name(t), "rootfs");
-        assert_eq!(diff(&out.changes), want(&[("next_boot", Some("otafs")), ("zbot_bad_rootfs", Some("installing")), ("zbot_trial", None), ("zbot_tries", None)]));
+        assert_eq!(
+            diff(&out.changes),
+            want(&[
+                ("next_boot", Some("otafs")),
+                ("zbot_bad_rootfs", Some("installing")),
+                ("zbot_trial", None),
+                ("zbot_tries", None)
+            ])
+        );
         let out = apply_op(&cfg, &v, otafs, &trial_rootfs()).unwrap();
-        assert_eq!(diff(&out.changes), want(&[("next_boot", Some("rootfs")), ("zbot_trial", Some("rootfs")), ("zbot_tries", Some("0")), ("zbot_bad_rootfs", None)]));
+        assert_eq!(
+            diff(&out.changes),
+            want(&[
+                ("next_boot", Some("rootfs")),
+                ("zbot_trial", Some("rootfs")),
+                ("zbot_tries", Some("0")),
+                ("zbot_bad_rootfs", None)
+            ])
+        );
     }
 
     #[test]
     fn ab_trial_remembers_the_last_good_slot() {
         let cfg = ab();
-        let booted = Some(Booted { slot: cfg.find("rootfs_a").unwrap(), legacy: false });
-        let out = apply_op(&cfg, &env(&[("next_boot", "rootfs_a")]), booted, &Op::Trial { slot: "rootfs_b".into(), limit: None }).unwrap();
-        assert_eq!(diff(&out.changes), want(&[("next_boot", Some("rootfs_b")), ("zbot_trial", Some("rootfs_b")), ("zbot_tries", Some("0")), ("zbot_prev", Some("rootfs_a"))]));
+        let booted = Some(Booted {
+            slot: cfg.find("rootfs_a").unwrap(),
+            legacy: false,
+        });
+        let out = apply_op(
+            &cfg,
+            &env(&[("next_boot", "rootfs_a")]),
+            booted,
+            &Op::Trial {
+                slot: "rootfs_b".into(),
+                limit: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            diff(&out.changes),
+            want(&[
+                ("next_boot", Some("rootfs_b")),
+                ("zbot_trial", Some("rootfs_b")),
+                ("zbot_tries", Some("0")),
+                ("zbot_prev", Some("rootfs_a"))
+            ])
+        );
     }
 }

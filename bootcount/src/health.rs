@@ -61,12 +61,18 @@ pub struct Verdict {
 impl Verdict {
     /// Every required check passed.
     pub fn healthy(&self) -> bool {
-        self.results.iter().all(|r| !r.required || r.outcome == Outcome::Passed)
+        self.results
+            .iter()
+            .all(|r| !r.required || r.outcome == Outcome::Passed)
     }
 
     /// The reason stored when unhealthy: `health: <first failure>[ (+N more)]`.
     pub fn reason(&self) -> Option<String> {
-        let failed: Vec<_> = self.results.iter().filter(|r| r.required && r.outcome != Outcome::Passed).collect();
+        let failed: Vec<_> = self
+            .results
+            .iter()
+            .filter(|r| r.required && r.outcome != Outcome::Passed)
+            .collect();
         let first = failed.first()?;
         let mut s = format!("health: {}", first.describe());
         if failed.len() > 1 {
@@ -79,7 +85,9 @@ impl Verdict {
 }
 
 fn executables(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut v: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -87,7 +95,8 @@ fn executables(dir: &Path) -> Vec<PathBuf> {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             !name.starts_with('.')
                 && !name.ends_with('~')
-                && std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                && std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
         .collect();
     v.sort();
@@ -96,7 +105,11 @@ fn executables(dir: &Path) -> Vec<PathBuf> {
 
 fn run_one(path: &Path, timeout: Duration) -> (Outcome, Duration) {
     let start = Instant::now();
-    let mut child = match Command::new(path).stdin(Stdio::null()).process_group(0).spawn() {
+    let mut child = match Command::new(path)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
         Ok(c) => c,
         Err(e) => return (Outcome::NotRun(e.to_string()), start.elapsed()),
     };
@@ -168,14 +181,22 @@ mod tests {
         script(t.path(), "required.d", "30-bad", "exit 4");
         let v = run_checks(t.path(), Duration::from_secs(5), |_| {});
         assert!(!v.healthy());
-        assert_eq!(v.reason().unwrap(), "health: required check 30-bad failed (exit 4)");
+        assert_eq!(
+            v.reason().unwrap(),
+            "health: required check 30-bad failed (exit 4)"
+        );
     }
 
     #[test]
     fn a_hung_check_and_its_children_are_killed_at_the_timeout() {
         let t = tempfile::tempdir().unwrap();
         let marker = t.path().join("child-alive");
-        script(t.path(), "required.d", "hang", &format!("(sleep 2; touch {}) & sleep 30", marker.display()));
+        script(
+            t.path(),
+            "required.d",
+            "hang",
+            &format!("(sleep 2; touch {}) & sleep 30", marker.display()),
+        );
         let start = Instant::now();
         let v = run_checks(t.path(), Duration::from_millis(300), |_| {});
         assert!(start.elapsed() < Duration::from_secs(2));
@@ -187,7 +208,11 @@ mod tests {
 
     #[test]
     fn no_directory_means_healthy() {
-        let v = run_checks(Path::new("/nonexistent/bootcount"), Duration::from_secs(1), |_| {});
+        let v = run_checks(
+            Path::new("/nonexistent/bootcount"),
+            Duration::from_secs(1),
+            |_| {},
+        );
         assert!(v.healthy() && v.results.is_empty());
     }
 }

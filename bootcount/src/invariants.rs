@@ -17,8 +17,10 @@ fn slot_value() -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         Just(None),
         Just(Some(String::new())),
-        prop::sample::select(vec!["rootfs", "otafs", "rootfs_a", "rootfs_b", "ROOTFS", "rootfs ", "x", "zbot"])
-            .prop_map(|s| Some(s.to_string())),
+        prop::sample::select(vec![
+            "rootfs", "otafs", "rootfs_a", "rootfs_b", "ROOTFS", "rootfs ", "x", "zbot"
+        ])
+        .prop_map(|s| Some(s.to_string())),
     ]
 }
 
@@ -28,44 +30,63 @@ fn digit_value() -> impl Strategy<Value = Option<String>> {
         Just(None),
         Just(Some(String::new())),
         (0u8..=9).prop_map(|d| Some(d.to_string())),
-        prop::sample::select(vec!["a", "10", "03", "-1", "0x1", " 1", "f", "99"]).prop_map(|s| Some(s.to_string())),
+        prop::sample::select(vec!["a", "10", "03", "-1", "0x1", " 1", "f", "99"])
+            .prop_map(|s| Some(s.to_string())),
     ]
 }
 
 fn reason_value() -> impl Strategy<Value = Option<String>> {
-    prop_oneof![Just(None), Just(Some(String::new())), Just(Some("bootlimit".to_string())), Just(Some("x y".to_string()))]
+    prop_oneof![
+        Just(None),
+        Just(Some(String::new())),
+        Just(Some("bootlimit".to_string())),
+        Just(Some("x y".to_string()))
+    ]
 }
 
 /// An arbitrary environment over the policy's variables (plus the slots' root arguments).
 fn environment() -> impl Strategy<Value = Vars> {
     (
-        (slot_value(), slot_value(), slot_value(), slot_value(), slot_value()),
+        (
+            slot_value(),
+            slot_value(),
+            slot_value(),
+            slot_value(),
+            slot_value(),
+        ),
         (digit_value(), digit_value()),
-        (reason_value(), reason_value(), reason_value(), reason_value()),
+        (
+            reason_value(),
+            reason_value(),
+            reason_value(),
+            reason_value(),
+        ),
     )
-        .prop_map(|((nb, once, trial, prev, rb), (tries, limit), (rbr, b1, b2, b3))| {
-            let mut pairs: Vec<(String, String)> = vec![
-                ("rootfs".into(), "root=/dev/mmcblk0p4 rootwait rw".into()),
-                ("otafs".into(), "root=/dev/mmcblk0p3 rootwait rw".into()),
-            ];
-            let mut put = |k: &str, v: Option<String>| {
-                if let Some(v) = v {
-                    pairs.push((k.to_string(), v));
-                }
-            };
-            put(names::NEXT_BOOT, nb);
-            put(names::ONCE, once);
-            put(names::TRIAL, trial);
-            put(names::PREV, prev);
-            put(names::RB_SLOT, rb);
-            put(names::TRIES, tries);
-            put(names::BOOTLIMIT, limit);
-            put(names::RB_REASON, rbr);
-            put("zbot_bad_rootfs", b1);
-            put("zbot_bad_rootfs_a", b2);
-            put("zbot_bad_rootfs_b", b3);
-            pairs.into_iter().collect()
-        })
+        .prop_map(
+            |((nb, once, trial, prev, rb), (tries, limit), (rbr, b1, b2, b3))| {
+                let mut pairs: Vec<(String, String)> = vec![
+                    ("rootfs".into(), "root=/dev/mmcblk0p4 rootwait rw".into()),
+                    ("otafs".into(), "root=/dev/mmcblk0p3 rootwait rw".into()),
+                ];
+                let mut put = |k: &str, v: Option<String>| {
+                    if let Some(v) = v {
+                        pairs.push((k.to_string(), v));
+                    }
+                };
+                put(names::NEXT_BOOT, nb);
+                put(names::ONCE, once);
+                put(names::TRIAL, trial);
+                put(names::PREV, prev);
+                put(names::RB_SLOT, rb);
+                put(names::TRIES, tries);
+                put(names::BOOTLIMIT, limit);
+                put(names::RB_REASON, rbr);
+                put("zbot_bad_rootfs", b1);
+                put("zbot_bad_rootfs_a", b2);
+                put("zbot_bad_rootfs_b", b3);
+                pairs.into_iter().collect()
+            },
+        )
 }
 
 fn apply(vars: &mut Vars, c: &fw_env::Changes) {
@@ -78,7 +99,9 @@ fn any_op(slot: usize) -> impl Strategy<Value = Op> {
     let _ = slot;
     prop_oneof![
         Just(Op::MarkGood),
-        Just(Op::MarkBad { reason: "health: x failed".into() }),
+        Just(Op::MarkBad {
+            reason: "health: x failed".into()
+        }),
         name.clone().prop_map(Op::BootOnce),
         name.clone().prop_map(Op::SetPrimary),
         (name, prop::option::of(0u8..=9)).prop_map(|(slot, limit)| Op::Trial { slot, limit }),
@@ -94,7 +117,10 @@ enum Step {
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
-    prop::collection::vec(prop_oneof![2 => Just(Step::Boot), 3 => any_op(0).prop_map(Step::Op)], 0..40)
+    prop::collection::vec(
+        prop_oneof![2 => Just(Step::Boot), 3 => any_op(0).prop_map(Step::Op)],
+        0..40,
+    )
 }
 
 proptest! {

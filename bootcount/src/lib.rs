@@ -14,6 +14,9 @@ mod model;
 pub mod slots;
 pub mod state;
 
-pub use engine::{apply_op, bootloader_step, install_target, status, BootDecision, Booted, Op, OpError, Outcome, Why};
+pub use engine::{
+    apply_op, bootloader_step, install_target, status, BootDecision, Booted, Op, OpError, Outcome,
+    Why,
+};
 pub use slots::{Role, Slot, SlotConfig, SlotId};
 pub use state::BootState;

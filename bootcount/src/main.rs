@@ -5,7 +5,11 @@ fn main() -> std::process::ExitCode {
     let mut reboot = bootcount::cli::system_reboot;
     let code = bootcount::cli::main_with(
         std::env::args_os().collect(),
-        &mut bootcount::cli::Ctx { out: &mut out, err: &mut err, reboot: &mut reboot },
+        &mut bootcount::cli::Ctx {
+            out: &mut out,
+            err: &mut err,
+            reboot: &mut reboot,
+        },
     );
     std::process::ExitCode::from(code.clamp(0, 255) as u8)
 }

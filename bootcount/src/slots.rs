@@ -81,9 +81,29 @@ pub enum ConfigError {
 
 /// Names a slot cannot take because U-Boot or the contract uses them as variable names.
 const RESERVED: &[&str] = &[
-    "root", "next_boot", "first_boot", "bootargs", "bootcmd", "bootdelay", "baudrate", "stdin",
-    "stdout", "stderr", "loadaddr", "fdtcontroladdr", "ver", "arch", "board", "cpu", "soc",
-    "vendor", "bootcount", "bootlimit", "altbootcmd", "upgrade_available", "preboot",
+    "root",
+    "next_boot",
+    "first_boot",
+    "bootargs",
+    "bootcmd",
+    "bootdelay",
+    "baudrate",
+    "stdin",
+    "stdout",
+    "stderr",
+    "loadaddr",
+    "fdtcontroladdr",
+    "ver",
+    "arch",
+    "board",
+    "cpu",
+    "soc",
+    "vendor",
+    "bootcount",
+    "bootlimit",
+    "altbootcmd",
+    "upgrade_available",
+    "preboot",
 ];
 
 fn valid_name(name: &str) -> bool {
@@ -91,7 +111,8 @@ fn valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 24
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 impl SlotConfig {
@@ -115,13 +136,19 @@ impl SlotConfig {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
-        cfg.check().map_err(|message| ConfigError::Invalid { path: origin.to_string(), message })?;
+        cfg.check().map_err(|message| ConfigError::Invalid {
+            path: origin.to_string(),
+            message,
+        })?;
         Ok(cfg)
     }
 
     fn check(&self) -> Result<(), String> {
         if !(1..=9).contains(&self.bootlimit) {
-            return Err(format!("bootlimit = {} is out of range: use 1..9", self.bootlimit));
+            return Err(format!(
+                "bootlimit = {} is out of range: use 1..9",
+                self.bootlimit
+            ));
         }
         for (i, s) in self.slots.iter().enumerate() {
             if !valid_name(&s.name) {
@@ -131,7 +158,10 @@ impl SlotConfig {
                 ));
             }
             if s.name.starts_with("zbot_") || RESERVED.contains(&s.name.as_str()) {
-                return Err(format!("slot name {:?} is reserved (a U-Boot or policy variable)", s.name));
+                return Err(format!(
+                    "slot name {:?} is reserved (a U-Boot or policy variable)",
+                    s.name
+                ));
             }
             if self.slots[..i].iter().any(|o| o.name == s.name) {
                 return Err(format!("slot {:?} is defined twice", s.name));
@@ -140,9 +170,15 @@ impl SlotConfig {
                 return Err(format!("slot {:?} needs non-empty root and device", s.name));
             }
         }
-        let recoveries = self.slots.iter().filter(|s| s.role == Role::Recovery).count();
+        let recoveries = self
+            .slots
+            .iter()
+            .filter(|s| s.role == Role::Recovery)
+            .count();
         if recoveries != 1 {
-            return Err(format!("exactly one slot must have role = \"recovery\", found {recoveries}"));
+            return Err(format!(
+                "exactly one slot must have role = \"recovery\", found {recoveries}"
+            ));
         }
         if !self.slots.iter().any(|s| s.role == Role::Primary) {
             return Err("at least one slot must have role = \"primary\"".into());
@@ -167,7 +203,12 @@ impl SlotConfig {
 
     /// The recovery slot.
     pub fn recovery(&self) -> SlotId {
-        SlotId(self.slots.iter().position(|s| s.role == Role::Recovery).expect("checked"))
+        SlotId(
+            self.slots
+                .iter()
+                .position(|s| s.role == Role::Recovery)
+                .expect("checked"),
+        )
     }
 
     /// All slot ids in file order.
@@ -177,7 +218,11 @@ impl SlotConfig {
 
     /// The slot names, for error messages.
     pub fn names(&self) -> String {
-        self.slots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.slots
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -199,7 +244,10 @@ mod tests {
         let c = SlotConfig::builtin();
         assert_eq!(c.names(), "rootfs, otafs");
         assert_eq!(c.name(c.recovery()), "otafs");
-        assert_eq!(c.slot(c.find("rootfs").unwrap()).root, "root=/dev/mmcblk0p4 rootwait rw");
+        assert_eq!(
+            c.slot(c.find("rootfs").unwrap()).root,
+            "root=/dev/mmcblk0p4 rootwait rw"
+        );
         assert_eq!(c.bootlimit, 3);
     }
 
@@ -218,7 +266,9 @@ mod tests {
         };
         let err = |t: &str| SlotConfig::from_toml(t, "f").unwrap_err().to_string();
         assert!(err(&base("")).contains("primary"));
-        let p = |n: &str| format!("[[slot]]\nname=\"{n}\"\nrole=\"primary\"\nroot=\"r\"\ndevice=\"d\"\n");
+        let p = |n: &str| {
+            format!("[[slot]]\nname=\"{n}\"\nrole=\"primary\"\nroot=\"r\"\ndevice=\"d\"\n")
+        };
         assert!(err(&base(&p("bootcmd"))).contains("reserved"));
         assert!(err(&base(&p("zbot_x"))).contains("reserved"));
         assert!(err(&base(&p("Rootfs"))).contains("invalid"));

@@ -55,7 +55,10 @@ impl SlotRef {
     fn parse(cfg: &SlotConfig, raw: Option<&str>) -> Self {
         match raw {
             None | Some("") => SlotRef::Unset,
-            Some(v) => cfg.find(v).map(SlotRef::Slot).unwrap_or_else(|| SlotRef::Other(v.to_string())),
+            Some(v) => cfg
+                .find(v)
+                .map(SlotRef::Slot)
+                .unwrap_or_else(|| SlotRef::Other(v.to_string())),
         }
     }
 
@@ -124,9 +127,13 @@ impl BootState {
         let slot = |n: &str| SlotRef::parse(cfg, get(n).as_deref());
         let tries = match get(names::TRIES).as_deref() {
             None | Some("") => Tries::Count(0),
-            Some(v) => digit(v, 0).map(Tries::Count).unwrap_or_else(|| Tries::Invalid(v.to_string())),
+            Some(v) => digit(v, 0)
+                .map(Tries::Count)
+                .unwrap_or_else(|| Tries::Invalid(v.to_string())),
         };
-        let bootlimit = get(names::BOOTLIMIT).and_then(|v| digit(&v, 1)).unwrap_or(cfg.bootlimit);
+        let bootlimit = get(names::BOOTLIMIT)
+            .and_then(|v| digit(&v, 1))
+            .unwrap_or(cfg.bootlimit);
         let rollback = match get(names::RB_SLOT) {
             Some(s) if !s.is_empty() => Some(Rollback {
                 slot: s,
@@ -234,7 +241,11 @@ mod tests {
 
     #[test]
     fn seed_environment_means_no_trial_no_rollback() {
-        let s = st(&[("next_boot", "rootfs"), ("first_boot", "1"), ("root", "root=/dev/mmcblk0p4 rootwait rw")]);
+        let s = st(&[
+            ("next_boot", "rootfs"),
+            ("first_boot", "1"),
+            ("root", "root=/dev/mmcblk0p4 rootwait rw"),
+        ]);
         assert_eq!(s.next_boot, SlotRef::Slot(SlotId(0)));
         assert_eq!(s.tries, Tries::Count(0));
         assert_eq!(s.bootlimit, 3);
@@ -245,7 +256,12 @@ mod tests {
 
     #[test]
     fn empty_is_unset_and_garbage_is_kept_for_display() {
-        let s = st(&[("next_boot", ""), ("zbot_once", "ROOTFS"), ("zbot_tries", "a"), ("zbot_bootlimit", "0")]);
+        let s = st(&[
+            ("next_boot", ""),
+            ("zbot_once", "ROOTFS"),
+            ("zbot_tries", "a"),
+            ("zbot_bootlimit", "0"),
+        ]);
         assert_eq!(s.next_boot, SlotRef::Unset);
         assert_eq!(s.once, SlotRef::Other("ROOTFS".into()));
         assert_eq!(s.tries, Tries::Invalid("a".into()));
@@ -255,7 +271,11 @@ mod tests {
 
     #[test]
     fn recovery_is_never_bad_and_rollback_reason_defaults() {
-        let s = st(&[("zbot_bad_otafs", "x"), ("zbot_bad_rootfs", "y"), ("zbot_rb_slot", "rootfs")]);
+        let s = st(&[
+            ("zbot_bad_otafs", "x"),
+            ("zbot_bad_rootfs", "y"),
+            ("zbot_rb_slot", "rootfs"),
+        ]);
         assert!(!s.is_bad(s.recovery));
         assert!(s.is_bad(SlotId(0)));
         assert_eq!(s.rollback.unwrap().reason, REASON_UNKNOWN);

@@ -33,16 +33,32 @@ impl Dev {
         let dir = tempfile::tempdir().unwrap();
         let d = Dev { dir, redundant };
         let vars = seed_vars("rootfs");
-        let layout = if redundant { fw_env::Layout::Redundant } else { fw_env::Layout::Single };
+        let layout = if redundant {
+            fw_env::Layout::Redundant
+        } else {
+            fw_env::Layout::Single
+        };
         let img = fw_env::codec::encode(&vars, SIZE, layout, 1).unwrap();
         if redundant {
             std::fs::write(d.path("env0"), &img).unwrap();
             let old = fw_env::codec::encode(&vars, SIZE, layout, 0).unwrap();
             std::fs::write(d.path("env1"), old).unwrap();
-            std::fs::write(d.path("fw_env.config"), format!("{} 0 0x4000\n{} 0 0x4000\n", d.path("env0").display(), d.path("env1").display())).unwrap();
+            std::fs::write(
+                d.path("fw_env.config"),
+                format!(
+                    "{} 0 0x4000\n{} 0 0x4000\n",
+                    d.path("env0").display(),
+                    d.path("env1").display()
+                ),
+            )
+            .unwrap();
         } else {
             std::fs::write(d.path("uboot.env"), &img).unwrap();
-            std::fs::write(d.path("fw_env.config"), format!("{} 0 0x4000\n", d.path("uboot.env").display())).unwrap();
+            std::fs::write(
+                d.path("fw_env.config"),
+                format!("{} 0 0x4000\n", d.path("uboot.env").display()),
+            )
+            .unwrap();
         }
         // U-Boot's compiled-in default environment
         std::fs::write(
@@ -50,7 +66,11 @@ impl Dev {
             "next_boot=otafs\nrootfs=root=/dev/mmcblk0p4 rootwait rw\notafs=root=/dev/mmcblk0p3 rootwait rw\nroot=root=/dev/mmcblk0p3 rootwait rw\nbootcmd=run boot-zbot\n",
         )
         .unwrap();
-        std::fs::write(d.path("cmdline"), "console=ttyS0,115200 root=/dev/mmcblk0p4 rootwait rw zbot.slot=rootfs\n").unwrap();
+        std::fs::write(
+            d.path("cmdline"),
+            "console=ttyS0,115200 root=/dev/mmcblk0p4 rootwait rw zbot.slot=rootfs\n",
+        )
+        .unwrap();
         d
     }
 
@@ -71,7 +91,10 @@ impl Dev {
         }
         c.args(args);
         c.env("FW_ENV_LOCK_FILE", self.path("lock"));
-        c.env("BOOTCOUNT_REBOOT_CMD", format!("touch {}", self.path("rebooted").display()));
+        c.env(
+            "BOOTCOUNT_REBOOT_CMD",
+            format!("touch {}", self.path("rebooted").display()),
+        );
         c.env_remove("FW_ENV_TEST_CRASH_AT");
         if let Some(p) = crash_at {
             c.env("FW_ENV_TEST_CRASH_AT", p);
@@ -82,7 +105,11 @@ impl Dev {
     /// Run and expect success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
         let o = self.cmd(args, None);
-        assert!(o.status.success(), "bootcount {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "bootcount {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
 
@@ -97,7 +124,11 @@ impl Dev {
 
     fn image(&self) -> Vec<u8> {
         if self.redundant {
-            [std::fs::read(self.path("env0")).unwrap(), std::fs::read(self.path("env1")).unwrap()].concat()
+            [
+                std::fs::read(self.path("env0")).unwrap(),
+                std::fs::read(self.path("env1")).unwrap(),
+            ]
+            .concat()
         } else {
             std::fs::read(self.path("uboot.env")).unwrap_or_default()
         }
@@ -110,16 +141,37 @@ impl Dev {
     /// Power on: U-Boot's step, then the kernel starts with the chosen command line.
     fn boot(&self) -> (String, bool) {
         let v: Value = serde_json::from_str(&self.ok(&["bootloader-step", "--json"])).unwrap();
-        std::fs::write(self.path("cmdline"), format!("console=ttyS0,115200 {}\n", v["kernel_args"].as_str().unwrap())).unwrap();
-        (v["slot"].as_str().unwrap().to_string(), v["written"].as_bool().unwrap())
+        std::fs::write(
+            self.path("cmdline"),
+            format!(
+                "console=ttyS0,115200 {}\n",
+                v["kernel_args"].as_str().unwrap()
+            ),
+        )
+        .unwrap();
+        (
+            v["slot"].as_str().unwrap().to_string(),
+            v["written"].as_bool().unwrap(),
+        )
     }
 
     fn checks(&self, pass: bool) -> PathBuf {
         let d = self.path("health.d/required.d");
         std::fs::create_dir_all(&d).unwrap();
         let p = d.join("10-app");
-        std::fs::write(&p, if pass { "#!/bin/sh\nexit 0\n" } else { "#!/bin/sh\necho app down >&2\nexit 1\n" }).unwrap();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&p).unwrap().permissions(), 0o755);
+        std::fs::write(
+            &p,
+            if pass {
+                "#!/bin/sh\nexit 0\n"
+            } else {
+                "#!/bin/sh\necho app down >&2\nexit 1\n"
+            },
+        )
+        .unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut std::fs::metadata(&p).unwrap().permissions(),
+            0o755,
+        );
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         self.path("health.d")
     }
@@ -127,7 +179,17 @@ impl Dev {
     fn health(&self, pass: bool) -> Output {
         let dir = self.checks(pass);
         let _ = std::fs::remove_file(self.path("rebooted"));
-        self.cmd(&["health", "run", "--dir", dir.to_str().unwrap(), "--timeout", "5"], None)
+        self.cmd(
+            &[
+                "health",
+                "run",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--timeout",
+                "5",
+            ],
+            None,
+        )
     }
 
     fn rebooted(&self) -> bool {
@@ -149,7 +211,11 @@ fn field_robot_healthy_boot_writes_nothing() {
             let o = d.health(true);
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
-        assert_eq!(d.image(), before, "env image must be byte-identical after healthy boots");
+        assert_eq!(
+            d.image(),
+            before,
+            "env image must be byte-identical after healthy boots"
+        );
         let s = d.status();
         assert_eq!(s["booted_slot"], "rootfs");
         assert_eq!(s["trial"], Value::Null);
@@ -165,7 +231,10 @@ fn update_story(d: &Dev) {
     d.ok(&["trial", "rootfs", "--reboot"]);
     assert!(d.rebooted());
     let s = d.status();
-    assert_eq!(s["trial"], serde_json::json!({"slot": "rootfs", "attempts": 0, "limit": 3}));
+    assert_eq!(
+        s["trial"],
+        serde_json::json!({"slot": "rootfs", "attempts": 0, "limit": 3})
+    );
     assert_eq!(d.boot(), ("rootfs".to_string(), true));
     assert_eq!(d.status()["trial"]["attempts"], 1);
     let o = d.health(true);
@@ -201,7 +270,10 @@ fn install_trial_never_healthy_rolls_back_after_bootlimit() {
         assert_eq!(d.boot(), ("otafs".to_string(), true));
         let s = d.status();
         assert_eq!(s["booted_slot"], "otafs");
-        assert_eq!(s["last_rollback"], serde_json::json!({"slot": "rootfs", "reason": "bootlimit"}));
+        assert_eq!(
+            s["last_rollback"],
+            serde_json::json!({"slot": "rootfs", "reason": "bootlimit"})
+        );
         assert!(d.fails(&["boot-once", "rootfs"]).contains("marked bad"));
         assert!(d.fails(&["set-primary", "rootfs"]).contains("marked bad"));
         let before = d.image();
@@ -226,7 +298,10 @@ fn install_trial_health_fails_marks_bad_and_reboots() {
         assert_eq!(d.boot(), ("otafs".to_string(), false));
         let rb = &d.status()["last_rollback"];
         assert_eq!(rb["slot"], "rootfs");
-        assert_eq!(rb["reason"], "health: required check 10-app failed (exit 1)");
+        assert_eq!(
+            rb["reason"],
+            "health: required check 10-app failed (exit 1)"
+        );
     });
 }
 
@@ -245,8 +320,12 @@ fn boot_once_otafs_then_back_without_a_command() {
 fn seed_flow_with_plain_next_boot_still_works() {
     // `fw-env set next_boot otafs` + reboot boots otafs, under the new policy
     let d = Dev::new(false);
-    let store = fw_env::Store::from_config_file(d.path("fw_env.config")).unwrap().with_lock_file(Some(d.path("lock")));
-    store.apply(&fw_env::Changes::new().set("next_boot", "otafs")).unwrap();
+    let store = fw_env::Store::from_config_file(d.path("fw_env.config"))
+        .unwrap()
+        .with_lock_file(Some(d.path("lock")));
+    store
+        .apply(&fw_env::Changes::new().set("next_boot", "otafs"))
+        .unwrap();
     assert_eq!(d.boot(), ("otafs".to_string(), false));
     assert_eq!(d.boot(), ("otafs".to_string(), false));
 }
@@ -254,18 +333,29 @@ fn seed_flow_with_plain_next_boot_still_works() {
 #[test]
 fn refusals_name_the_problem_and_write_nothing() {
     let d = Dev::new(false);
-    assert!(d.fails(&["boot-once", "rootfs_b"]).contains("unknown slot \"rootfs_b\": the slots are rootfs, otafs"));
+    assert!(d
+        .fails(&["boot-once", "rootfs_b"])
+        .contains("unknown slot \"rootfs_b\": the slots are rootfs, otafs"));
     assert!(d.fails(&["trial", "otafs"]).contains("recovery slot"));
     assert!(d.fails(&["trial", "rootfs"]).contains("running slot"));
     assert!(d.fails(&["mark-good"]).contains("nothing to commit"));
-    assert!(d.fails(&["mark-bad", "--reason", "a\\b"]).contains("one line"));
-    assert!(d.fails(&["install-target"]).contains("boot-once otafs --reboot"));
+    assert!(d
+        .fails(&["mark-bad", "--reason", "a\\b"])
+        .contains("one line"));
+    assert!(d
+        .fails(&["install-target"])
+        .contains("boot-once otafs --reboot"));
     std::fs::write(d.path("cmdline"), "root=/dev/nfs").unwrap();
-    assert!(d.fails(&["mark-good"]).contains("cannot tell which slot is running"));
+    assert!(d
+        .fails(&["mark-good"])
+        .contains("cannot tell which slot is running"));
     std::fs::write(d.path("cmdline"), "zbot.slot=rootfs_b").unwrap();
     assert!(d.fails(&["mark-good"]).contains("zbot.slot=rootfs_b"));
     let e = d.fails(&["--cmdline", "/nonexistent/cmdline", "mark-good"]);
-    assert!(e.contains("/nonexistent/cmdline") && e.contains("--cmdline"), "{e}");
+    assert!(
+        e.contains("/nonexistent/cmdline") && e.contains("--cmdline"),
+        "{e}"
+    );
     let e = d.fails(&["-c", "/nonexistent/fw_env.config", "status"]);
     assert!(e.contains("/nonexistent/fw_env.config"), "{e}");
     let e = d.fails(&["--slots", "/nonexistent/slots.toml", "status"]);
@@ -298,11 +388,22 @@ fn missing_env_without_defaults_refuses_to_write() {
     std::fs::remove_file(d.path("uboot.env")).unwrap();
     std::fs::remove_file(d.path("u-boot-initial-env")).unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_bootcount"));
-    c.args(["-c", d.path("fw_env.config").to_str().unwrap(), "--cmdline", d.path("cmdline").to_str().unwrap(), "boot-once", "otafs"]);
+    c.args([
+        "-c",
+        d.path("fw_env.config").to_str().unwrap(),
+        "--cmdline",
+        d.path("cmdline").to_str().unwrap(),
+        "boot-once",
+        "otafs",
+    ]);
     c.env("FW_ENV_LOCK_FILE", d.path("lock"));
     let o = c.output().unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no default environment"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no default environment"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(!d.path("uboot.env").exists());
 }
 
@@ -342,14 +443,24 @@ fn run_step(d: &Dev, s: Step, crash: Option<&str>) -> bool {
         Step::Boot => vec!["bootloader-step".into(), "--json".into()],
         Step::HealthOk => {
             let dir = d.checks(true);
-            vec!["health".into(), "run".into(), "--no-reboot".into(), "--dir".into(), dir.display().to_string()]
+            vec![
+                "health".into(),
+                "run".into(),
+                "--no-reboot".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+            ]
         }
     };
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = d.cmd(&a, crash);
     if let (Step::Boot, true) = (s, o.status.success()) {
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        std::fs::write(d.path("cmdline"), format!("console=ttyS0 {}\n", v["kernel_args"].as_str().unwrap())).unwrap();
+        std::fs::write(
+            d.path("cmdline"),
+            format!("console=ttyS0 {}\n", v["kernel_args"].as_str().unwrap()),
+        )
+        .unwrap();
     }
     o.status.success()
 }
@@ -360,12 +471,20 @@ fn power_on_and_settle(d: &Dev, story: &str, k: usize, point: &str) {
     for _ in 0..8 {
         let (slot, wrote) = d.boot();
         let o = d.health(true);
-        assert!(o.status.success(), "{story} cut at step {k}/{point}: health on {slot}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{story} cut at step {k}/{point}: health on {slot}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let s = d.status();
         if s["trial"].is_null() && !wrote {
             let before = d.image();
             let (again, wrote) = d.boot();
-            assert_eq!((again.as_str(), wrote), (slot.as_str(), false), "{story} cut at step {k}/{point}: not settled: {s}");
+            assert_eq!(
+                (again.as_str(), wrote),
+                (slot.as_str(), false),
+                "{story} cut at step {k}/{point}: not settled: {s}"
+            );
             assert_eq!(d.image(), before);
             return;
         }
@@ -388,7 +507,9 @@ fn power_cut_inside_every_write_of_every_story() {
                     let completed = run_step(&d, story[k], Some(point));
                     if completed || d.image() == before {
                         // the point is not on this write's path, or nothing was written
-                        if completed { continue; }
+                        if completed {
+                            continue;
+                        }
                     }
                     cuts += 1;
                     power_on_and_settle(&d, name, k, point);
