@@ -420,14 +420,7 @@ impl Model {
         max_installs: u8,
         env_loss: bool,
     ) -> (usize, usize) {
-        let mut default_env: Vars = cfg
-            .slots
-            .iter()
-            .map(|s| (s.name.clone(), s.root.clone()))
-            .collect();
-        default_env
-            .set(names::NEXT_BOOT, cfg.name(cfg.recovery()))
-            .unwrap();
+        let default_env: Vars = cfg.default_env().into_iter().collect();
         let mut m = Model {
             cfg,
             default_env,

@@ -216,6 +216,17 @@ impl SlotConfig {
         (0..self.slots.len()).map(SlotId)
     }
 
+    /// The policy's part of U-Boot's compiled-in default environment: `next_boot` = the
+    /// recovery slot, each slot's root arguments under its name, and `root` = the recovery
+    /// slot's (as the seed's default). No `zbot_*` variable: their defaults are "unset".
+    pub fn default_env(&self) -> Vec<(String, String)> {
+        let r = self.slot(self.recovery());
+        let mut v = vec![("next_boot".to_string(), r.name.clone())];
+        v.extend(self.slots.iter().map(|s| (s.name.clone(), s.root.clone())));
+        v.push(("root".to_string(), r.root.clone()));
+        v
+    }
+
     /// The slot names, for error messages.
     pub fn names(&self) -> String {
         self.slots
@@ -249,6 +260,21 @@ mod tests {
             "root=/dev/mmcblk0p4 rootwait rw"
         );
         assert_eq!(c.bootlimit, 3);
+    }
+
+    #[test]
+    fn default_env_boots_recovery() {
+        let c = SlotConfig::builtin();
+        let env: Vec<_> = c.default_env();
+        assert_eq!(env[0], ("next_boot".to_string(), "otafs".to_string()));
+        assert!(env.contains(&(
+            "rootfs".to_string(),
+            "root=/dev/mmcblk0p4 rootwait rw".to_string()
+        )));
+        assert!(env.contains(&(
+            "root".to_string(),
+            "root=/dev/mmcblk0p3 rootwait rw".to_string()
+        )));
     }
 
     #[test]
