@@ -311,12 +311,17 @@ impl Model {
         });
         self.push(Self::off(d)); // reboot or power cut
         let r = self.cfg.recovery();
-        let mut ops = vec![Op::BootOnce(self.cfg.name(r).into()), Op::Ack];
-        ops.extend(
-            self.cfg
-                .ids()
-                .map(|x| Op::SetPrimary(self.cfg.name(x).into())),
-        );
+        let _ = r;
+        let mut ops = vec![
+            Op::Ack,
+            Op::MarkBad {
+                reason: "by hand".into(),
+            },
+        ];
+        for x in self.cfg.ids() {
+            ops.push(Op::SetPrimary(self.cfg.name(x).into()));
+            ops.push(Op::BootOnce(self.cfg.name(x).into()));
+        }
         for op in ops {
             let Ok(out) = apply_op(&self.cfg, &vars, booted, &op) else {
                 continue;
@@ -328,6 +333,13 @@ impl Model {
                 |mut x| {
                     match &op {
                         Op::Ack => x.rollback = None,
+                        Op::MarkBad { reason } => {
+                            x.bad.insert(s);
+                            if x.trial.as_ref().is_some_and(|g| g.slot == s) {
+                                x.trial = None;
+                            }
+                            x.rollback = Some((cfg.name(s).to_string(), reason.clone()));
+                        }
                         Op::SetPrimary(name) => {
                             let t = cfg.find(name).unwrap();
                             let st = BootState::parse(&cfg, &vars_of(&x));

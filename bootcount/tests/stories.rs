@@ -520,3 +520,40 @@ fn power_cut_inside_every_write_of_every_story() {
     eprintln!("{cuts} power cuts fired");
     assert!(cuts > 20);
 }
+
+#[test]
+fn old_boot_script_still_updates_without_counting() {
+    // A robot whose U-Boot still runs the seed's boot command: no zbot.slot= on the command
+    // line, next_boot selects the slot, nothing counts.
+    let d = Dev::new(false);
+    let store = fw_env::Store::from_config_file(d.path("fw_env.config"))
+        .unwrap()
+        .with_lock_file(Some(d.path("lock")));
+    store
+        .apply(&fw_env::Changes::new().set("next_boot", "otafs"))
+        .unwrap();
+    std::fs::write(
+        d.path("cmdline"),
+        "console=ttyS0,115200 root=/dev/mmcblk0p3 rootwait rw\n",
+    )
+    .unwrap();
+    let s = d.status();
+    assert_eq!(s["booted_slot"], "otafs");
+    assert_eq!(s["legacy_bootloader"], true);
+    d.ok(&["install-target"]);
+    let o = d.cmd(&["trial", "rootfs"], None);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("does not count boots"));
+    // the old script boots what next_boot names
+    let vars = store.read().unwrap().vars;
+    assert_eq!(vars.get("next_boot").as_deref(), Some("rootfs"));
+    std::fs::write(
+        d.path("cmdline"),
+        "console=ttyS0,115200 root=/dev/mmcblk0p4 rootwait rw\n",
+    )
+    .unwrap();
+    let o = d.health(true);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("committed rootfs"));
+    assert_eq!(d.status()["trial"], Value::Null);
+}
