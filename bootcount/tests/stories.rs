@@ -557,3 +557,20 @@ fn old_boot_script_still_updates_without_counting() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("committed rootfs"));
     assert_eq!(d.status()["trial"], Value::Null);
 }
+
+#[test]
+fn unhealthy_recovery_is_reported_but_never_abandoned() {
+    let d = Dev::new(false);
+    d.ok(&["set-primary", "otafs"]);
+    assert_eq!(d.boot().0, "otafs");
+    let before = d.image();
+    let o = d.health(false);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("otafs is unhealthy") && err.contains("recovery slot"),
+        "{err}"
+    );
+    assert!(!d.rebooted(), "rebooting recovery into recovery would loop");
+    assert_eq!(d.image(), before);
+}
