@@ -157,7 +157,10 @@ impl SlotConfig {
                     s.name
                 ));
             }
-            if s.name.starts_with("zbot_") || RESERVED.contains(&s.name.as_str()) {
+            if s.name.starts_with("zbot_")
+                || s.name.starts_with("zb_")
+                || RESERVED.contains(&s.name.as_str())
+            {
                 return Err(format!(
                     "slot name {:?} is reserved (a U-Boot or policy variable)",
                     s.name
