@@ -22,10 +22,11 @@ pub const REBOOT_VAR: &str = "BOOTCOUNT_REBOOT_CMD";
 #[derive(Debug, Parser)]
 #[command(name = "bootcount", version)]
 pub struct Cli {
-    /// fw_env.config describing where the U-Boot environment is
+    /// fw_env.config describing where the U-Boot environment is [default: /etc/fw_env.config]
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// U-Boot's default environment (u-boot-initial-env), used when no valid copy exists
+    /// U-Boot's default environment, used when no valid copy exists [default:
+    /// /etc/u-boot-initial-env if present]
     #[arg(short = 'f', long = "defaults", global = true, value_name = "FILE")]
     pub defaults: Option<PathBuf>,
     /// Slot file [default: /etc/bootcount/slots.toml if present, else built in]
