@@ -1,0 +1,641 @@
+//! The `bootcount` command: argument parsing (clap), then the engine over an [`EnvAccess`].
+
+use crate::cmdline::{booted_slot, UnknownBootedSlot};
+use crate::engine::{self, Booted, Op, OpError};
+use crate::health;
+use crate::slots::{ConfigError, SlotConfig};
+use clap::{Parser, Subcommand};
+use fw_env::{Changes, Vars};
+use std::cell::RefCell;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default slot file; the built-in one is used when it does not exist.
+pub const DEFAULT_SLOTS_PATH: &str = "/etc/bootcount/slots.toml";
+/// Default health-check directory.
+pub const DEFAULT_HEALTH_DIR: &str = "/etc/bootcount/health.d";
+/// Environment variable overriding the reboot command (run with `sh -c`).
+pub const REBOOT_VAR: &str = "BOOTCOUNT_REBOOT_CMD";
+
+/// Boot counting, trials and rollback for the ZBot (see docs/boot-contract.md).
+#[derive(Debug, Parser)]
+#[command(name = "bootcount", version)]
+pub struct Cli {
+    /// fw_env.config describing where the U-Boot environment is [default: /etc/fw_env.config]
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// U-Boot's default environment, used when no valid copy exists [default:
+    /// /etc/u-boot-initial-env if present]
+    #[arg(short = 'f', long = "defaults", global = true, value_name = "FILE")]
+    pub defaults: Option<PathBuf>,
+    /// Slot file [default: /etc/bootcount/slots.toml if present, else built in]
+    #[arg(long = "slots", global = true, value_name = "FILE")]
+    pub slots: Option<PathBuf>,
+    /// Kernel command line to read the running slot from
+    #[arg(
+        long = "cmdline",
+        global = true,
+        value_name = "FILE",
+        default_value = "/proc/cmdline"
+    )]
+    pub cmdline: PathBuf,
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the running slot, the next boot, the trial and the last rollback
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Commit the running slot's trial (it becomes the primary slot)
+    MarkGood {
+        /// Succeed without writing when there is no trial to commit (for boot services)
+        #[arg(long)]
+        if_trial: bool,
+    },
+    /// Abandon the running slot: fall back to the last good slot or recovery
+    MarkBad {
+        /// Why (kept in zbot_rb_reason until `ack`)
+        #[arg(long, default_value = "marked bad")]
+        reason: String,
+    },
+    /// Boot SLOT on the next boot only
+    BootOnce {
+        /// Slot name
+        slot: String,
+        /// Reboot afterwards
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Make SLOT the persistent choice (verified by a trial unless it is the recovery slot)
+    SetPrimary {
+        /// Slot name
+        slot: String,
+    },
+    /// Start the trial of a freshly installed SLOT
+    Trial {
+        /// Slot name
+        slot: String,
+        /// Attempts before giving up (1..9) [default: zbot_bootlimit or the slot file's]
+        #[arg(long)]
+        limit: Option<u8>,
+        /// Reboot afterwards
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Print the device to install into, and reserve it (unbootable until `trial`)
+    InstallTarget {
+        /// Print the slot name and device as JSON
+        #[arg(long)]
+        json: bool,
+        /// Only print: do not reserve
+        #[arg(long)]
+        no_reserve: bool,
+    },
+    /// What the bootloader will do on the next boot, and why (writes nothing)
+    Preview {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the bootloader's step to the environment, as U-Boot would (host tests)
+    BootloaderStep {
+        /// Also print the changes written
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge (clear) the last rollback
+    Ack,
+    /// Health checks
+    Health {
+        /// What to do
+        #[command(subcommand)]
+        command: HealthCommand,
+    },
+}
+
+/// `health` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HealthCommand {
+    /// Run the checks, then mark good, or mark bad and reboot
+    Run {
+        /// Directory holding required.d/ and wanted.d/
+        #[arg(long, default_value = DEFAULT_HEALTH_DIR)]
+        dir: PathBuf,
+        /// Seconds each check may run before it is killed
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Do not reboot after marking bad
+        #[arg(long)]
+        no_reboot: bool,
+        /// Only check (mark bad on failure); leave the commit to `mark-good --if-trial`
+        /// (systemd: after boot-complete.target)
+        #[arg(long)]
+        no_commit: bool,
+    },
+}
+
+/// Everything that stops a command. Nothing is written when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The environment could not be read or written.
+    #[error("{0}")]
+    Env(#[from] fw_env::Error),
+    /// The slot file.
+    #[error(transparent)]
+    Slots(#[from] ConfigError),
+    /// The policy refused.
+    #[error(transparent)]
+    Op(#[from] OpError),
+    /// The command line names an unknown slot.
+    #[error(transparent)]
+    Cmdline(#[from] UnknownBootedSlot),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}{hint}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The reboot command failed.
+    #[error("reboot command {cmd:?} failed: {why}")]
+    Reboot {
+        /// The command.
+        cmd: String,
+        /// What happened.
+        why: String,
+    },
+}
+
+/// What was read: the variables as U-Boot sees them, and a warning when no copy is valid.
+pub struct EnvRead {
+    /// The variables.
+    pub vars: Vars,
+    /// Set when U-Boot would use its defaults.
+    pub warning: Option<String>,
+}
+
+/// Access to the environment: one read, or one locked read-decide-write.
+pub trait EnvAccess {
+    /// Read a snapshot.
+    fn read(&self) -> Result<EnvRead, CliError>;
+    /// Under one lock: read, let `decide` compute changes, write them (no write if they change
+    /// nothing). Returns whether a write happened.
+    fn update(
+        &self,
+        decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>,
+    ) -> Result<bool, CliError>;
+}
+
+fn env_read(s: &fw_env::Snapshot) -> EnvRead {
+    EnvRead {
+        vars: fw_env::codec::uboot_view(&s.vars),
+        warning: s.warning(),
+    }
+}
+
+impl EnvAccess for fw_env::Store {
+    fn read(&self) -> Result<EnvRead, CliError> {
+        Ok(env_read(&fw_env::Store::read(self)?))
+    }
+    fn update(
+        &self,
+        decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>,
+    ) -> Result<bool, CliError> {
+        // Nothing to change: no write at all, not even the repair of an invalid environment
+        // fw-env would do (U-Boot does not save its defaults either).
+        if decide(&EnvAccess::read(self)?)?.is_empty() {
+            return Ok(false);
+        }
+        let ((), report) = fw_env::Store::update(self, |snap| {
+            Ok::<_, CliError>((decide(&env_read(snap))?, ()))
+        })?;
+        Ok(report.written)
+    }
+}
+
+/// An environment in memory (tests, simulations).
+#[derive(Debug, Default)]
+pub struct MemEnv {
+    /// The variables.
+    pub vars: RefCell<Vars>,
+    /// Number of writes done.
+    pub writes: RefCell<usize>,
+}
+
+impl EnvAccess for MemEnv {
+    fn read(&self) -> Result<EnvRead, CliError> {
+        Ok(EnvRead {
+            vars: self.vars.borrow().clone(),
+            warning: None,
+        })
+    }
+    fn update(
+        &self,
+        decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>,
+    ) -> Result<bool, CliError> {
+        let changes = decide(&self.read()?)?;
+        if changes.is_noop_for(&self.vars.borrow()) {
+            return Ok(false);
+        }
+        self.vars.borrow_mut().apply(&changes).expect("valid names");
+        *self.writes.borrow_mut() += 1;
+        Ok(true)
+    }
+}
+
+/// Load the slot file: explicit, else the default path if present, else built in.
+pub fn load_slots(path: Option<&Path>) -> Result<SlotConfig, CliError> {
+    match path {
+        Some(p) => Ok(SlotConfig::load(p)?),
+        None if Path::new(DEFAULT_SLOTS_PATH).exists() => {
+            Ok(SlotConfig::load(Path::new(DEFAULT_SLOTS_PATH))?)
+        }
+        None => Ok(SlotConfig::builtin()),
+    }
+}
+
+/// Open the environment the options describe.
+pub fn open_env(cli: &Cli) -> Result<fw_env::Store, CliError> {
+    fw_env::cli::open_store(cli.config.as_deref(), cli.defaults.as_deref(), None).map_err(|e| {
+        match e {
+            fw_env::cli::dropin::CliError::Env(e) => CliError::Env(e),
+            other => CliError::Read {
+                path: cli.config.clone().unwrap_or_default(),
+                source: std::io::Error::other(other.to_string()),
+                hint: "",
+            },
+        }
+    })
+}
+
+/// Output streams and the reboot hook, injectable for tests.
+pub struct Ctx<'a> {
+    /// Standard output.
+    pub out: &'a mut dyn Write,
+    /// Standard error.
+    pub err: &'a mut dyn Write,
+    /// Called to reboot.
+    pub reboot: &'a mut dyn FnMut() -> Result<(), CliError>,
+}
+
+/// Reboot with `$BOOTCOUNT_REBOOT_CMD` or `reboot`.
+pub fn system_reboot() -> Result<(), CliError> {
+    let cmd = std::env::var(REBOOT_VAR).unwrap_or_else(|_| "reboot".to_string());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(CliError::Reboot {
+            cmd,
+            why: s.to_string(),
+        }),
+        Err(e) => Err(CliError::Reboot {
+            cmd,
+            why: e.to_string(),
+        }),
+    }
+}
+
+fn read_cmdline(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+        hint: " (the kernel command line: give another with --cmdline FILE)",
+    })
+}
+
+fn changes_json(c: &Changes) -> serde_json::Value {
+    c.iter()
+        .map(|(k, v)| serde_json::json!({ "name": k, "value": v }))
+        .collect()
+}
+
+fn warn(ctx: &mut Ctx, r: &EnvRead) {
+    if let Some(w) = &r.warning {
+        let _ = writeln!(ctx.err, "bootcount: {w}");
+    }
+}
+
+/// Run a userspace operation as one locked update; prints its message.
+fn run_op(
+    ctx: &mut Ctx,
+    env: &dyn EnvAccess,
+    cfg: &SlotConfig,
+    cmdline: &Path,
+    op: Op,
+) -> Result<(), CliError> {
+    let needs_booted = matches!(op, Op::MarkGood | Op::MarkBad { .. } | Op::Trial { .. });
+    let cmdline = if needs_booted {
+        Some(read_cmdline(cmdline)?)
+    } else {
+        None
+    };
+    let mut message = String::new();
+    let mut warning = None;
+    env.update(&mut |r| {
+        warning = r.warning.clone();
+        let booted = match &cmdline {
+            Some(c) => booted_slot(cfg, &r.vars, c)?,
+            None => None,
+        };
+        let out = engine::apply_op(cfg, &r.vars, booted, &op)?;
+        message = out.message;
+        Ok(out.changes)
+    })?;
+    if let Some(w) = warning {
+        let _ = writeln!(ctx.err, "bootcount: {w}");
+    }
+    let _ = writeln!(ctx.out, "{message}");
+    Ok(())
+}
+
+fn booted_of(cfg: &SlotConfig, r: &EnvRead, cmdline: &Path) -> Result<Option<Booted>, CliError> {
+    Ok(booted_slot(cfg, &r.vars, &read_cmdline(cmdline)?)?)
+}
+
+/// Run one parsed command. Returns the exit code (0: done; 1: unhealthy for `health run`).
+pub fn run(cli: &Cli, env: &dyn EnvAccess, ctx: &mut Ctx) -> Result<i32, CliError> {
+    let cfg = load_slots(cli.slots.as_deref())?;
+    match &cli.command {
+        Command::Status { json } => {
+            let r = env.read()?;
+            warn(ctx, &r);
+            let booted = booted_of(&cfg, &r, &cli.cmdline)?;
+            let st = engine::status(&cfg, &r.vars, booted);
+            if *json {
+                let mut v = serde_json::to_value(&st).expect("serializable");
+                v["env_valid"] = serde_json::Value::Bool(r.warning.is_none());
+                let _ = writeln!(
+                    ctx.out,
+                    "{}",
+                    serde_json::to_string_pretty(&v).expect("json")
+                );
+            } else {
+                let _ = write!(ctx.out, "{st}");
+                if r.warning.is_some() {
+                    let _ = writeln!(
+                        ctx.out,
+                        "environment:   no valid copy: U-Boot uses its defaults (boots recovery)"
+                    );
+                }
+            }
+        }
+        Command::MarkGood { if_trial: false } => {
+            run_op(ctx, env, &cfg, &cli.cmdline, Op::MarkGood)?
+        }
+        Command::MarkGood { if_trial: true } => {
+            let message = commit_if_trial(env, &cfg, &cli.cmdline)?;
+            let _ = writeln!(ctx.out, "{message}");
+        }
+        Command::MarkBad { reason } => run_op(
+            ctx,
+            env,
+            &cfg,
+            &cli.cmdline,
+            Op::MarkBad {
+                reason: reason.clone(),
+            },
+        )?,
+        Command::BootOnce { slot, reboot } => {
+            run_op(ctx, env, &cfg, &cli.cmdline, Op::BootOnce(slot.clone()))?;
+            if *reboot {
+                (ctx.reboot)()?;
+            }
+        }
+        Command::SetPrimary { slot } => {
+            run_op(ctx, env, &cfg, &cli.cmdline, Op::SetPrimary(slot.clone()))?
+        }
+        Command::Trial {
+            slot,
+            limit,
+            reboot,
+        } => {
+            run_op(
+                ctx,
+                env,
+                &cfg,
+                &cli.cmdline,
+                Op::Trial {
+                    slot: slot.clone(),
+                    limit: *limit,
+                },
+            )?;
+            if *reboot {
+                (ctx.reboot)()?;
+            }
+        }
+        Command::InstallTarget { json, no_reserve } => {
+            let cmdline = read_cmdline(&cli.cmdline)?;
+            let mut chosen = None;
+            let mut decide = |r: &EnvRead| {
+                let booted = booted_slot(&cfg, &r.vars, &cmdline)?;
+                let (t, out) = engine::install_target(&cfg, &r.vars, booted)?;
+                chosen = Some((t, out.message));
+                Ok(if *no_reserve {
+                    Changes::new()
+                } else {
+                    out.changes
+                })
+            };
+            if *no_reserve {
+                decide(&env.read()?)?;
+            } else {
+                env.update(&mut decide)?;
+            }
+            let (t, message) = chosen.expect("decided");
+            let slot = cfg.slot(t);
+            if *json {
+                let v = serde_json::json!({ "slot": slot.name, "device": slot.device, "reserved": !no_reserve });
+                let _ = writeln!(ctx.out, "{v}");
+            } else {
+                let _ = writeln!(ctx.out, "{}", slot.device);
+                let _ = writeln!(ctx.err, "bootcount: {message}");
+            }
+        }
+        Command::Preview { json } => {
+            let r = env.read()?;
+            warn(ctx, &r);
+            let d = engine::bootloader_step(&cfg, &r.vars);
+            if *json {
+                let v = serde_json::json!({
+                    "slot": cfg.name(d.slot), "reason": d.explain(&cfg), "kernel_args": d.kernel_args(&cfg),
+                    "changes": changes_json(&d.changes),
+                });
+                let _ = writeln!(
+                    ctx.out,
+                    "{}",
+                    serde_json::to_string_pretty(&v).expect("json")
+                );
+            } else {
+                let _ = writeln!(ctx.out, "next boot: {}", d.explain(&cfg));
+                let _ = writeln!(ctx.out, "kernel:    {}", d.kernel_args(&cfg));
+                if d.changes.is_empty() {
+                    let _ = writeln!(ctx.out, "writes:    nothing");
+                }
+                for (k, v) in d.changes.iter() {
+                    match v {
+                        Some(v) => writeln!(ctx.out, "writes:    {k}={v}"),
+                        None => writeln!(ctx.out, "writes:    unset {k}"),
+                    }
+                    .ok();
+                }
+            }
+        }
+        Command::BootloaderStep { json } => {
+            let mut decision = None;
+            let written = env.update(&mut |r| {
+                let d = engine::bootloader_step(&cfg, &r.vars);
+                let c = d.changes.clone();
+                decision = Some(d);
+                Ok(c)
+            })?;
+            let d = decision.expect("decided");
+            if *json {
+                let v = serde_json::json!({
+                    "slot": cfg.name(d.slot), "reason": d.explain(&cfg), "root": d.root_args,
+                    "kernel_args": d.kernel_args(&cfg), "changes": changes_json(&d.changes), "written": written,
+                });
+                let _ = writeln!(ctx.out, "{v}");
+            } else {
+                let _ = writeln!(ctx.out, "{}", cfg.name(d.slot));
+            }
+        }
+        Command::Ack => run_op(ctx, env, &cfg, &cli.cmdline, Op::Ack)?,
+        Command::Health {
+            command:
+                HealthCommand::Run {
+                    dir,
+                    timeout,
+                    no_reboot,
+                    no_commit,
+                },
+        } => {
+            return health_run(
+                ctx,
+                env,
+                &cfg,
+                &cli.cmdline,
+                dir,
+                *timeout,
+                *no_reboot,
+                *no_commit,
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// `mark-good --if-trial`: commit when a trial of the running slot is active, else no write.
+fn commit_if_trial(
+    env: &dyn EnvAccess,
+    cfg: &SlotConfig,
+    cmdline: &Path,
+) -> Result<String, CliError> {
+    let cmdline = read_cmdline(cmdline)?;
+    let mut message = String::new();
+    env.update(&mut |r| {
+        let booted = booted_slot(cfg, &r.vars, &cmdline)?;
+        match engine::apply_op(cfg, &r.vars, booted, &Op::MarkGood) {
+            Ok(out) => {
+                message = out.message;
+                Ok(out.changes)
+            }
+            Err(OpError::NothingToCommit(why)) => {
+                message = format!("nothing to commit: {why}");
+                Ok(Changes::new())
+            }
+            Err(e) => Err(e.into()),
+        }
+    })?;
+    Ok(message)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn health_run(
+    ctx: &mut Ctx,
+    env: &dyn EnvAccess,
+    cfg: &SlotConfig,
+    cmdline: &Path,
+    dir: &Path,
+    timeout: f64,
+    no_reboot: bool,
+    no_commit: bool,
+) -> Result<i32, CliError> {
+    // Know the running slot before spending time on checks.
+    let r = env.read()?;
+    warn(ctx, &r);
+    let booted = booted_of(cfg, &r, cmdline)?.ok_or(OpError::BootedUnknown)?;
+    let timeout = Duration::from_secs_f64(timeout.max(0.0));
+    let verdict = {
+        let out = &mut *ctx.out;
+        health::run_checks(dir, timeout, |c| {
+            let _ = writeln!(out, "bootcount: {}", c.describe());
+        })
+    };
+    if verdict.healthy() {
+        let message = if no_commit {
+            "checks passed (commit left to `bootcount mark-good --if-trial`)".to_string()
+        } else {
+            commit_if_trial(env, cfg, cmdline)?
+        };
+        let _ = writeln!(
+            ctx.out,
+            "bootcount: {} is healthy: {message}",
+            cfg.name(booted.slot)
+        );
+        Ok(0)
+    } else {
+        let reason = verdict.reason().expect("unhealthy has a reason");
+        let _ = writeln!(
+            ctx.err,
+            "bootcount: {} is unhealthy: {reason}",
+            cfg.name(booted.slot)
+        );
+        run_op(ctx, env, cfg, cmdline, Op::MarkBad { reason })?;
+        if !no_reboot {
+            (ctx.reboot)()?;
+        }
+        Ok(1)
+    }
+}
+
+/// The binary's whole life: parse, open, run, print the error chain. Returns the exit code.
+pub fn main_with(args: Vec<std::ffi::OsString>, ctx: &mut Ctx) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = if code == 0 {
+                write!(ctx.out, "{e}")
+            } else {
+                write!(ctx.err, "{e}")
+            };
+            return code;
+        }
+    };
+    let result = open_env(&cli).and_then(|store| run(&cli, &store, ctx));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(
+                ctx.err,
+                "bootcount: error: {}",
+                fw_env::cli::error_chain(&e)
+            );
+            1
+        }
+    }
+}
