@@ -110,8 +110,9 @@ if [ ! -f "$src/.zbot-extracted" ]; then
     mkdir -p "$cache/uboot/src"
     dpkg-source --no-check -x "$dsc" "$src.tmp" >&2 ||
         die "dpkg-source -x $dsc failed: are the .orig.tar.xz and .debian.tar.xz beside it? delete $cache/src/u-boot_* to re-download"
-    [ -f "$src.tmp/Makefile" ] && [ -f "$src.tmp/scripts/kconfig/merge_config.sh" ] ||
+    if [ ! -f "$src.tmp/Makefile" ] || [ ! -f "$src.tmp/scripts/kconfig/merge_config.sh" ]; then
         die "$src.tmp does not look like a U-Boot tree"
+    fi
     touch "$src.tmp/.zbot-extracted"
     mv "$src.tmp" "$src"
 fi
@@ -197,7 +198,7 @@ done
 
 # --- paths.env: keep entries of targets not built in this run -------------------------------
 paths="$cache/uboot/paths.env"
-old() { [ -f "$paths" ] && sed -n "s/^$1=//p" "$paths" | tr -d "'" || true; }
+old() { if [ -f "$paths" ]; then sed -n "s/^$1=//p" "$paths" | tr -d "'"; fi; }
 [ -n "$fw_printenv" ] || fw_printenv="$(old ZBOT_UBOOT_FW_PRINTENV)"
 [ -n "$sandbox" ] || sandbox="$(old ZBOT_UBOOT_SANDBOX)"
 [ -n "$sandbox_redund" ] || sandbox_redund="$(old ZBOT_UBOOT_SANDBOX_REDUND)"
