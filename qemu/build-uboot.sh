@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the real U-Boot peers the tests run against, from Debian's `u-boot` source package.
 #
-# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|qemu-riscv64 ...]   (default: all three)
+# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64 ...]
+#        (default: all four)
 #
 # Builds, each out of tree into its own cache directory keyed by the Debian source version,
 # the target and a hash of (defconfig, config fragment, make variables, recipe version):
@@ -11,13 +12,16 @@
 #                 ./u-boot runs as a Linux program; env is the ext4 file /uboot.env on
 #                 `host 0:2`. Use:  u-boot -c 'host bind 0 disk.img; env select EXT4;
 #                 env load; ...; saveenv'   (see docs/peers.md, "Sandbox U-Boot").
+#   sandbox-redund  sandbox_defconfig + qemu/configs/sandbox-redund-fat.config: a *redundant*
+#                 env (FAT files uboot.env + uboot-redund.env on host 0:1), to test U-Boot's
+#                 own choice between two copies. Use: env select FAT; env load.
 #   qemu-riscv64  qemu-riscv64_smode_defconfig + qemu/configs/qemu-riscv64-env-ext4.config,
 #                 CROSS_COMPILE=riscv64-linux-gnu-: u-boot.bin for qemu-system-riscv64 -M virt
 #                 with OpenSBI; env is the ext4 file /uboot.env on `virtio 0:2`, loaded at boot.
 # A second run finds the finished builds and only prints the paths (well under a second).
 #
 # Output: the artefact paths, as shell assignments, on stdout and in $ZBOT_CACHE/uboot/paths.env:
-#   ZBOT_UBOOT_FW_PRINTENV  ZBOT_UBOOT_SANDBOX  ZBOT_UBOOT_QEMU_RISCV
+#   ZBOT_UBOOT_FW_PRINTENV  ZBOT_UBOOT_SANDBOX  ZBOT_UBOOT_SANDBOX_REDUND  ZBOT_UBOOT_QEMU_RISCV
 # Tests read those variables, or that file (tests/src/lib.rs does both).
 #
 # Source: the newest u-boot_*.dsc in $ZBOT_CACHE/src (fetched there with
@@ -54,15 +58,15 @@ log() { echo "build-uboot: $*" >&2; }
 for arg in "$@"; do
     case "$arg" in
     --selftest) selftest=1 ;;
-    tools | sandbox | qemu-riscv64) targets+=("$arg") ;;
+    tools | sandbox | sandbox-redund | qemu-riscv64) targets+=("$arg") ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox or qemu-riscv64)" ;;
+    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund or qemu-riscv64)" ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox qemu-riscv64)
+[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64)
 
 need() {
     local cmd="$1" pkg="$2"
@@ -106,8 +110,9 @@ if [ ! -f "$src/.zbot-extracted" ]; then
     mkdir -p "$cache/uboot/src"
     dpkg-source --no-check -x "$dsc" "$src.tmp" >&2 ||
         die "dpkg-source -x $dsc failed: are the .orig.tar.xz and .debian.tar.xz beside it? delete $cache/src/u-boot_* to re-download"
-    [ -f "$src.tmp/Makefile" ] && [ -f "$src.tmp/scripts/kconfig/merge_config.sh" ] ||
+    if [ ! -f "$src.tmp/Makefile" ] || [ ! -f "$src.tmp/scripts/kconfig/merge_config.sh" ]; then
         die "$src.tmp does not look like a U-Boot tree"
+    fi
     touch "$src.tmp/.zbot-extracted"
     mv "$src.tmp" "$src"
 fi
@@ -166,7 +171,7 @@ build() {
     echo "$out"
 }
 
-fw_printenv="" sandbox="" qemu_riscv=""
+fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv=""
 for t in "${targets[@]}"; do
     case "$t" in
     tools)
@@ -177,6 +182,10 @@ for t in "${targets[@]}"; do
     sandbox)
         d="$(build sandbox sandbox_defconfig "$here/configs/sandbox-env-ext4.config" u-boot NO_SDL=1)"
         sandbox="$d/u-boot"
+        ;;
+    sandbox-redund)
+        d="$(build sandbox-redund sandbox_defconfig "$here/configs/sandbox-redund-fat.config" u-boot NO_SDL=1)"
+        sandbox_redund="$d/u-boot"
         ;;
     qemu-riscv64)
         need riscv64-linux-gnu-gcc gcc-riscv64-linux-gnu
@@ -189,14 +198,16 @@ done
 
 # --- paths.env: keep entries of targets not built in this run -------------------------------
 paths="$cache/uboot/paths.env"
-old() { [ -f "$paths" ] && sed -n "s/^$1=//p" "$paths" | tr -d "'" || true; }
+old() { if [ -f "$paths" ]; then sed -n "s/^$1=//p" "$paths" | tr -d "'"; fi; }
 [ -n "$fw_printenv" ] || fw_printenv="$(old ZBOT_UBOOT_FW_PRINTENV)"
 [ -n "$sandbox" ] || sandbox="$(old ZBOT_UBOOT_SANDBOX)"
+[ -n "$sandbox_redund" ] || sandbox_redund="$(old ZBOT_UBOOT_SANDBOX_REDUND)"
 [ -n "$qemu_riscv" ] || qemu_riscv="$(old ZBOT_UBOOT_QEMU_RISCV)"
 {
     echo "# written by qemu/build-uboot.sh for u-boot $version; source it or read it line by line"
     [ -z "$fw_printenv" ] || echo "ZBOT_UBOOT_FW_PRINTENV='$fw_printenv'"
     [ -z "$sandbox" ] || echo "ZBOT_UBOOT_SANDBOX='$sandbox'"
+    [ -z "$sandbox_redund" ] || echo "ZBOT_UBOOT_SANDBOX_REDUND='$sandbox_redund'"
     [ -z "$qemu_riscv" ] || echo "ZBOT_UBOOT_QEMU_RISCV='$qemu_riscv'"
 } >"$paths.tmp"
 mv "$paths.tmp" "$paths"

@@ -27,6 +27,8 @@ PACKAGES=(
     opensbi
     # misc
     xxd file jq
+    # lint for the project's shell scripts (qemu/, scripts/, fixtures)
+    shellcheck
 )
 BACKPORT_PACKAGES=(qemu-system-misc)
 

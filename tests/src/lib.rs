@@ -8,7 +8,7 @@
 //! `qemu/build-uboot.sh` for the U-Boot builds).
 //!
 //! U-Boot builds are found through the variables `ZBOT_UBOOT_SANDBOX`,
-//! `ZBOT_UBOOT_QEMU_RISCV` and `ZBOT_UBOOT_FW_PRINTENV`, or, when unset, in the file
+//! `ZBOT_UBOOT_SANDBOX_REDUND`, `ZBOT_UBOOT_QEMU_RISCV` and `ZBOT_UBOOT_FW_PRINTENV`, or, when unset, in the file
 //! `${ZBOT_CACHE:-$HOME/.cache/zbot}/uboot/paths.env` that `qemu/build-uboot.sh` writes.
 //!
 //! ```no_run
@@ -69,6 +69,9 @@ pub enum Peer {
     Mkenvimage,
     /// The sandbox U-Boot with the ext4 env on `host 0:2`, `qemu/build-uboot.sh sandbox`.
     Sandbox,
+    /// The sandbox U-Boot with a redundant env in FAT files `uboot.env` and
+    /// `uboot-redund.env` on `host 0:1`, `qemu/build-uboot.sh sandbox-redund`.
+    SandboxRedund,
     /// `u-boot.bin` for `qemu-system-riscv64 -M virt` (ext4 env on `virtio 0:2`),
     /// `qemu/build-uboot.sh qemu-riscv64`.
     QemuRiscvUboot,
@@ -84,6 +87,10 @@ pub enum Peer {
     Debugfs,
     /// `e2fsck` (Debian `e2fsprogs`).
     E2fsck,
+    /// `mkfs.vfat` (Debian `dosfstools`).
+    MkfsVfat,
+    /// `mcopy` (Debian `mtools`).
+    Mcopy,
 }
 
 /// Why a peer could not be found. Its `Display` says what to run.
@@ -121,6 +128,7 @@ impl Peer {
             Peer::UbootSetenv => "U-Boot tools/env fw_setenv",
             Peer::Mkenvimage => "mkenvimage",
             Peer::Sandbox => "sandbox U-Boot (ext4 env on host 0:2)",
+            Peer::SandboxRedund => "sandbox U-Boot (redundant FAT env on host 0:1)",
             Peer::QemuRiscvUboot => "qemu-riscv64 U-Boot (ext4 env on virtio 0:2)",
             Peer::QemuSystemRiscv64 => "qemu-system-riscv64",
             Peer::Opensbi => "OpenSBI fw_dynamic.bin",
@@ -128,6 +136,8 @@ impl Peer {
             Peer::MkfsExt4 => "mkfs.ext4",
             Peer::Debugfs => "debugfs",
             Peer::E2fsck => "e2fsck",
+            Peer::MkfsVfat => "mkfs.vfat",
+            Peer::Mcopy => "mcopy",
         }
     }
 
@@ -193,11 +203,11 @@ impl Peer {
                     Err(missing(vec![p.display().to_string()], fix))
                 }
             }
-            Peer::Sandbox | Peer::QemuRiscvUboot => {
-                let (var, target) = if self == Peer::Sandbox {
-                    ("ZBOT_UBOOT_SANDBOX", "sandbox")
-                } else {
-                    ("ZBOT_UBOOT_QEMU_RISCV", "qemu-riscv64")
+            Peer::Sandbox | Peer::SandboxRedund | Peer::QemuRiscvUboot => {
+                let (var, target) = match self {
+                    Peer::Sandbox => ("ZBOT_UBOOT_SANDBOX", "sandbox"),
+                    Peer::SandboxRedund => ("ZBOT_UBOOT_SANDBOX_REDUND", "sandbox-redund"),
+                    _ => ("ZBOT_UBOOT_QEMU_RISCV", "qemu-riscv64"),
                 };
                 let (p, looked) = uboot_artefact(var);
                 match p {
@@ -238,6 +248,10 @@ impl Peer {
                 .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("e2fsprogs"))),
             Peer::E2fsck => find_program("e2fsck")
                 .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("e2fsprogs"))),
+            Peer::MkfsVfat => find_program("mkfs.vfat")
+                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("dosfstools"))),
+            Peer::Mcopy => find_program("mcopy")
+                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("mtools"))),
         }
     }
 
@@ -566,6 +580,70 @@ impl DiskImage {
         Ok(buf)
     }
 
+    /// Byte offset of partition 1.
+    pub fn p1_offset(&self) -> u64 {
+        self.layout.p1.0 * 512
+    }
+
+    /// Format partition 1 as FAT (for the redundant-env sandbox, whose copies are the files
+    /// `uboot.env` and `uboot-redund.env` there).
+    pub fn mkfs_p1_fat(&self) -> Result<()> {
+        check(
+            Command::new(Peer::MkfsVfat.path()?)
+                .arg("--offset")
+                .arg(self.layout.p1.0.to_string())
+                .args(["-n", "ZBOTBOOT"])
+                .arg(&self.path)
+                .arg((self.layout.p1.1 / 2).to_string()),
+            "mkfs.vfat on partition 1 of the test image",
+        )?;
+        Ok(())
+    }
+
+    fn mtools_image(&self) -> String {
+        format!("{}@@{}", self.path.display(), self.p1_offset())
+    }
+
+    /// Put `data` into the FAT on p1 as `name` (e.g. `uboot-redund.env`), replacing it.
+    pub fn write_fat_file(&self, name: &str, data: &[u8]) -> Result<()> {
+        let tmp = tempfile::NamedTempFile::new()?;
+        std::fs::write(tmp.path(), data)?;
+        check(
+            Command::new(Peer::Mcopy.path()?)
+                .args(["-n", "-o", "-i"])
+                .arg(self.mtools_image())
+                .arg(tmp.path())
+                .arg(format!("::{name}")),
+            "mcopy into the FAT on partition 1",
+        )?;
+        Ok(())
+    }
+
+    /// Get file `name` from the FAT on p1; `None` if it does not exist.
+    pub fn read_fat_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let dir = tempfile::tempdir()?;
+        let dst = dir.path().join("out");
+        let out = Command::new(Peer::Mcopy.path()?)
+            .args(["-n", "-i"])
+            .arg(self.mtools_image())
+            .arg(format!("::{name}"))
+            .arg(&dst)
+            .stdin(Stdio::null())
+            .output()?;
+        if out.status.success() {
+            return Ok(Some(std::fs::read(&dst)?));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("not found") {
+            Ok(None)
+        } else {
+            Err(HelperError(format!(
+                "mcopy of {name} from {}: {err}",
+                self.mtools_image()
+            )))
+        }
+    }
+
     /// `e2fsck -fn` on a copy of partition 2: `Ok(())` if clean, else the report.
     pub fn fsck_p2(&self) -> Result<()> {
         let tmp = tempfile::NamedTempFile::new()?;
@@ -682,6 +760,7 @@ pub struct Sandbox<'a> {
     disk: &'a DiskImage,
     load_env: bool,
     timeout: Duration,
+    redundant: bool,
 }
 
 impl<'a> Sandbox<'a> {
@@ -691,6 +770,17 @@ impl<'a> Sandbox<'a> {
             disk,
             load_env: true,
             timeout: Duration::from_secs(60),
+            redundant: false,
+        }
+    }
+
+    /// The redundant-env sandbox ([`Peer::SandboxRedund`]) bound to `disk`: env copies are
+    /// the FAT files `uboot.env` (copy 0) and `uboot-redund.env` (copy 1) on partition 1
+    /// (format it with [`DiskImage::mkfs_p1_fat`]); `env select FAT; env load` first.
+    pub fn redundant(disk: &'a DiskImage) -> Self {
+        Sandbox {
+            redundant: true,
+            ..Sandbox::new(disk)
         }
     }
 
@@ -711,7 +801,11 @@ impl<'a> Sandbox<'a> {
     pub fn command_line(&self, script: &str) -> String {
         let mut c = format!("host bind 0 {}; ", self.disk.path().display());
         if self.load_env {
-            c.push_str("env select EXT4; env load; ");
+            c.push_str(if self.redundant {
+                "env select FAT; env load; "
+            } else {
+                "env select EXT4; env load; "
+            });
         }
         c.push_str(&format!("echo {SCRIPT_MARKER}; {script}"));
         c
@@ -719,7 +813,12 @@ impl<'a> Sandbox<'a> {
 
     /// Run the hush `script` (commands separated by `;` or newlines).
     pub fn run(&self, script: &str) -> Result<UbootRun> {
-        let mut cmd = Command::new(Peer::Sandbox.path()?);
+        let peer = if self.redundant {
+            Peer::SandboxRedund
+        } else {
+            Peer::Sandbox
+        };
+        let mut cmd = Command::new(peer.path()?);
         cmd.arg("-c").arg(self.command_line(script));
         // The sandbox may create emulated-device backing files (e.g. mmc1.img with the test
         // device tree) in its working directory: keep them next to the image, not in the repo.
@@ -837,6 +936,11 @@ pub fn parse_env_vars(data: &[u8]) -> Vec<(String, String)> {
         vars.push((n.to_string(), v.to_string()));
     }
     vars
+}
+
+/// The directory of the committed golden env fixtures (`fw-env/tests/fixtures`).
+pub fn fixtures_dir() -> PathBuf {
+    repo_root().join("fw-env/tests/fixtures")
 }
 
 /// Write a `fw_env.config` for a single copy of `size` bytes at offset 0 of `file`.
