@@ -592,6 +592,30 @@ mod tests {
     }
 
     #[test]
+    fn boolean_scheme_writes_active_then_marks_the_old_copy_obsolete() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("nor.img");
+        std::fs::write(&img, vec![0xffu8; 2 << 20]).unwrap(); // erased flash
+        let store = store_for(dir.path(), &format!("{0} 0x100000 0x400\n{0} 0x100400 0x400\n", img.display()))
+            .with_defaults(Some(Vars::new()))
+            .with_flag_scheme(FlagScheme::Boolean);
+        let flags = || {
+            let b = std::fs::read(&img).unwrap();
+            (b[0x100004], b[0x100404])
+        };
+        let r = store.apply(&Changes::new().set("a", "1")).unwrap();
+        assert_eq!((r.copy, r.flags), (Some(0), Some(redundant::FLAG_ACTIVE)));
+        assert_eq!(flags().0, redundant::FLAG_ACTIVE);
+        let r = store.apply(&Changes::new().set("a", "2")).unwrap();
+        assert_eq!(r.copy, Some(1));
+        assert_eq!(flags(), (redundant::FLAG_OBSOLETE, redundant::FLAG_ACTIVE));
+        let r = store.apply(&Changes::new().set("a", "3")).unwrap();
+        assert_eq!(r.copy, Some(0));
+        assert_eq!(flags(), (redundant::FLAG_ACTIVE, redundant::FLAG_OBSOLETE));
+        assert_eq!(store.read().unwrap().vars.get("a").as_deref(), Some("3"));
+    }
+
+    #[test]
     fn size_mismatch_refuses_to_write() {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");

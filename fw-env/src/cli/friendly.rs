@@ -216,12 +216,7 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
             }
         }
         Command::Set { args, raw } => {
-            let changes = set_changes(&args, raw)?;
-            store.update(|s| {
-                print_warning(s, io);
-                Ok::<_, crate::Error>((changes, ()))
-            })?;
-            Ok(0)
+            write(&store, set_changes(&args, raw)?, io)
         }
         Command::Unset { names } => {
             let mut changes = Changes::new();
@@ -232,11 +227,7 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
                 })?;
                 changes.push(n, None);
             }
-            store.update(|s| {
-                print_warning(s, io);
-                Ok::<_, crate::Error>((changes, ()))
-            })?;
-            Ok(0)
+            write(&store, changes, io)
         }
         Command::Check { json } => {
             let snapshot = store.read()?;
@@ -244,6 +235,15 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
         }
         Command::Mkimage { .. } => unreachable!("handled above"),
     }
+}
+
+/// Apply `changes` in one write, warning first when no copy was valid.
+fn write(store: &crate::Store, changes: Changes, io: &mut Io<'_>) -> Result<i32, CliError> {
+    store.update(|s| {
+        print_warning(s, io);
+        Ok::<_, crate::Error>((changes, ()))
+    })?;
+    Ok(0)
 }
 
 /// The changes of `fw-env set`: `NAME VALUE` (the value may contain `=`), or `NAME=VALUE...`.
