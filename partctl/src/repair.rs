@@ -280,8 +280,8 @@ pub fn plan<R: Read + Seek>(r: &mut R, s: &Snapshot, layout: Option<&Layout>) ->
     Ok(p)
 }
 
-/// Plan growing partition `name` to the end of the card (the last usable LBA, aligned down to
-/// `align` sectors when that still grows it).
+/// Plan growing partition `name` to the end of the card: its new end is the last usable LBA
+/// rounded down to a multiple of `align` sectors (minus one), so running it twice changes nothing.
 pub fn plan_grow<R: Read + Seek>(r: &mut R, s: &Snapshot, name: &str, align: u64) -> Result<(Plan, u32, u64, u64), Refusal> {
     let (mut t, notes) = target(s, None)?;
     let asecs = t.gpt.array_sectors();
@@ -294,7 +294,8 @@ pub fn plan_grow<R: Read + Seek>(r: &mut R, s: &Snapshot, name: &str, align: u64
     }
     let end_excl = last_usable + 1;
     let aligned = if align > 1 { end_excl / align * align } else { end_excl };
-    let new_last = if aligned > e.last_lba + 1 { aligned - 1 } else { last_usable };
+    // Idempotent: a grow cut by a power loss and run again ends at the same LBA.
+    let new_last = aligned.saturating_sub(1);
     if new_last <= e.last_lba {
         return Err(Refusal::Grow(format!("{name:?} already ends at LBA {} (card ends at {})", e.last_lba, s.last_lba())));
     }
