@@ -405,6 +405,7 @@ fn check_mbr(s: &Snapshot, layout: Option<&Layout>, entries: &[(u32, GptEntry)],
             p.push(err(Kind::MbrBootFlagMisplaced, None, at0, format!("MBR slot {} (type {:#04x}) carries the boot flag; only the FAT boot partition should", i + 1, e.kind), "run `partctl repair`"));
         }
     }
+    let before_mirrors = p.len();
     for mi in &mirrors {
         let want = mbr::MbrEntry { boot: if mi.bootable { 0x80 } else { 0 }, kind: mi.kind, start: mi.first as u32, size: (mi.last + 1 - mi.first) as u32 };
         let slot = m.entries[(mi.slot as usize).clamp(1, 4) - 1];
@@ -424,7 +425,8 @@ fn check_mbr(s: &Snapshot, layout: Option<&Layout>, entries: &[(u32, GptEntry)],
             p.push(err(Kind::MbrHybridMissing, None, at0, format!("MBR slot {} does not mirror GPT partition LBA {}..{} (a tool such as parted replaced the hybrid MBR by a protective one?): the boot ROM cannot find fip.bin", mi.slot, mi.first, mi.last), "run `partctl repair` (rebuilds the hybrid MBR)"));
         }
     }
-    if ee.len() == 1 && ee[0].1.start == 1 {
+    // The size of the 0xEE entry only matters once the mirrors are right.
+    if ee.len() == 1 && ee[0].1.start == 1 && p.len() == before_mirrors {
         let want = match mirrors.iter().map(|mi| mi.first).min() {
             Some(f) => f - 1,
             None => s.last_lba().min(u32::MAX as u64),
