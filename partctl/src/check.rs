@@ -407,7 +407,7 @@ fn check_mbr(s: &Snapshot, layout: Option<&Layout>, entries: &[(u32, GptEntry)],
     }
     let before_mirrors = p.len();
     for mi in &mirrors {
-        let want = mbr::MbrEntry { boot: if mi.bootable { 0x80 } else { 0 }, kind: mi.kind, start: mi.first as u32, size: (mi.last + 1 - mi.first) as u32 };
+        let want = mbr::MbrEntry { boot: if mi.bootable { 0x80 } else { 0 }, kind: mi.kind, start: mi.first as u32, size: mi.last.saturating_add(1).saturating_sub(mi.first) as u32 };
         let slot = m.entries[(mi.slot as usize).clamp(1, 4) - 1];
         if slot == want {
             continue;
@@ -428,7 +428,7 @@ fn check_mbr(s: &Snapshot, layout: Option<&Layout>, entries: &[(u32, GptEntry)],
     // The size of the 0xEE entry only matters once the mirrors are right.
     if ee.len() == 1 && ee[0].1.start == 1 && p.len() == before_mirrors {
         let want = match mirrors.iter().map(|mi| mi.first).min() {
-            Some(f) => f - 1,
+            Some(f) => f.saturating_sub(1),
             None => s.last_lba().min(u32::MAX as u64),
         };
         if ee[0].1.size as u64 != want {

@@ -231,7 +231,7 @@ impl GptImage {
             array[o..o + 128].copy_from_slice(&e.encode());
         }
         let asecs = (num_entries as u64 * 128).div_ceil(SECTOR);
-        GptImage { disk_guid, first_usable: 2 + asecs, last_usable: disk_sectors - 2 - asecs, num_entries, array }
+        GptImage { disk_guid, first_usable: 2 + asecs, last_usable: disk_sectors.saturating_sub(2 + asecs), num_entries, array }
     }
 
     /// Sectors of the entry array.
@@ -248,7 +248,7 @@ impl GptImage {
 
     /// LBA of the backup entry array on a card of `disk_sectors`.
     pub fn backup_array_lba(&self, disk_sectors: u64) -> u64 {
-        disk_sectors - 1 - self.array_sectors()
+        disk_sectors.saturating_sub(1 + self.array_sectors())
     }
 
     /// The header for the primary (`backup == false`) or the backup copy.

@@ -136,10 +136,10 @@ pub fn build(bootcode: Vec<u8>, disk_signature: u32, mirrors: &[Mirror], disk_se
             boot: if m.bootable { 0x80 } else { 0 },
             kind: m.kind,
             start: m.first.min(u32::MAX as u64) as u32,
-            size: (m.last + 1 - m.first).min(u32::MAX as u64) as u32,
+            size: m.last.saturating_add(1).saturating_sub(m.first).min(u32::MAX as u64) as u32,
         };
     }
-    let ee_end = mirrors.iter().map(|m| m.first).min().map(|f| f - 1).unwrap_or(disk_sectors - 1);
+    let ee_end = mirrors.iter().map(|m| m.first).min().map(|f| f.saturating_sub(1)).unwrap_or(disk_sectors.saturating_sub(1));
     let ee_size = ee_end.min(u32::MAX as u64) as u32;
     if let Some(free) = entries.iter_mut().find(|e| e.is_empty()) {
         *free = MbrEntry { boot: 0, kind: PROTECTIVE, start: 1, size: ee_size };
@@ -150,10 +150,11 @@ pub fn build(bootcode: Vec<u8>, disk_signature: u32, mirrors: &[Mirror], disk_se
 /// Without a layout: the partition to mirror is the one with the legacy-BIOS-bootable attribute,
 /// else the first ESP. It becomes FAT32 LBA, bootable, slot 1.
 pub fn mirror_from_gpt(entries: &[(u32, GptEntry)]) -> Option<Mirror> {
-    let pick = entries
+    let usable: Vec<&(u32, GptEntry)> = entries.iter().filter(|(_, e)| e.first_lba > 0 && e.first_lba <= e.last_lba && e.last_lba < u64::MAX).collect();
+    let pick = usable
         .iter()
         .find(|(_, e)| e.attributes & 4 != 0)
-        .or_else(|| entries.iter().find(|(_, e)| e.type_guid == types::ESP))?;
+        .or_else(|| usable.iter().find(|(_, e)| e.type_guid == types::ESP))?;
     Some(Mirror { slot: 1, kind: FAT32_LBA, bootable: true, first: pick.1.first_lba, last: pick.1.last_lba })
 }
 

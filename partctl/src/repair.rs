@@ -168,6 +168,10 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
             }
         }
         let asecs = h.array_sectors();
+        if n < 2 * asecs + 3 {
+            unsafe_reason.get_or_insert(format!("the card ({n} sectors) cannot hold two {asecs}-sector entry arrays"));
+            continue;
+        }
         let first_usable = h.first_usable.max(2 + asecs);
         if let Some(why) = entries_problem(&entries, first_usable, n, asecs) {
             if entries.iter().any(|(_, e)| e.last_lba > last) && layout.is_none() {
@@ -179,7 +183,7 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
         }
         let anchored = if *which == Which::Primary { h.alternate_lba == last } else { c.lba == last };
         let max_end = entries.iter().map(|(_, e)| e.last_lba).max().unwrap_or(0);
-        let last_usable = if anchored && h.last_usable >= max_end && h.last_usable <= last - 1 - asecs { h.last_usable } else { last - 1 - asecs };
+        let last_usable = if anchored && h.last_usable >= max_end && h.last_usable <= last.saturating_sub(1 + asecs) { h.last_usable } else { last.saturating_sub(1 + asecs) };
         let array = c.array.as_ref().expect("sound").clone();
         let gpt = GptImage { disk_guid: h.disk_guid, first_usable, last_usable, num_entries: h.num_entries, array };
         notes.push(format!("using the {which} GPT at LBA {} ({} partitions)", c.lba, entries.len()));
@@ -285,7 +289,7 @@ pub fn plan<R: Read + Seek>(r: &mut R, s: &Snapshot, layout: Option<&Layout>) ->
 pub fn plan_grow<R: Read + Seek>(r: &mut R, s: &Snapshot, name: &str, align: u64) -> Result<(Plan, u32, u64, u64), Refusal> {
     let (mut t, notes) = target(s, None)?;
     let asecs = t.gpt.array_sectors();
-    let last_usable = s.last_lba() - 1 - asecs;
+    let last_usable = s.last_lba().saturating_sub(1 + asecs);
     t.gpt.last_usable = last_usable;
     let entries = t.gpt.entries();
     let (num, e) = entries.iter().find(|(_, e)| e.name == name).cloned().ok_or_else(|| Refusal::Grow(format!("no partition named {name:?}")))?;
@@ -303,7 +307,7 @@ pub fn plan_grow<R: Read + Seek>(r: &mut R, s: &Snapshot, name: &str, align: u64
     t.gpt.array[o + 40..o + 48].copy_from_slice(&new_last.to_le_bytes());
     // Keep a hybrid MBR mirror of this partition in sync.
     for m in t.mbr.entries.iter_mut().filter(|m| m.kind != crate::mbr::PROTECTIVE && m.start as u64 == e.first_lba) {
-        m.size = (new_last + 1 - e.first_lba).min(u32::MAX as u64) as u32;
+        m.size = (new_last.saturating_add(1).saturating_sub(e.first_lba)).min(u32::MAX as u64) as u32;
     }
     let mut p = plan_to(r, s, &t)?;
     p.notes = notes;
