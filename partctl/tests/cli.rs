@@ -1,0 +1,94 @@
+//! The command line as an interface: exit codes, refusals, emitted files.
+
+mod common;
+use common::*;
+
+#[test]
+fn check_exit_2_when_it_cannot_check() {
+    let d = tmp();
+    let missing = d.path().join("missing.img");
+    let o = partctl(&["check", missing.to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("missing.img"), "names the file: {}", o.stderr);
+    let tiny = d.path().join("tiny.img");
+    std::fs::write(&tiny, [0u8; 1000]).unwrap();
+    assert_eq!(partctl(&["check", tiny.to_str().unwrap()]).code, 2);
+    let bad_layout = d.path().join("bad.toml");
+    std::fs::write(&bad_layout, "[disk]\nguid = \"nope\"\n").unwrap();
+    let o = partctl(&["check", golden().to_str().unwrap(), "--layout", bad_layout.to_str().unwrap()]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("bad.toml"), "{}", o.stderr);
+    assert_eq!(partctl(&["check"]).code, 2, "usage error");
+}
+
+#[test]
+fn check_exit_0_on_a_zeroed_card_is_impossible() {
+    let d = tmp();
+    let img = d.path().join("zero.img");
+    std::fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
+    let o = partctl(&["check", img.to_str().unwrap()]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("no-gpt") && o.stdout.contains("Linux sees: NO partition table"), "{}", o.stdout);
+    // Without a layout there is nothing to rebuild from; with one, there is.
+    let o = partctl(&["repair", img.to_str().unwrap(), "--yes"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("both GPT copies are unusable and no layout was given"), "{}", o.stderr);
+    let o = partctl(&["repair", img.to_str().unwrap(), "--yes", "--layout", SMALL]);
+    assert_eq!(o.code, 1, "card smaller than the layout: {}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("smaller than the layout"), "{}", o.stderr);
+}
+
+#[test]
+fn repair_without_yes_writes_nothing() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    write_at(&img, 0, &[0; 512]);
+    let before = file_crc(&img);
+    let o = partctl(&["repair", img.to_str().unwrap()]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("write LBA 0: hybrid MBR") && o.stdout.contains("rerun with --yes"), "{}", o.stdout);
+    assert_eq!(file_crc(&img), before);
+    let o = partctl(&["repair", img.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("After the repair:") && o.stdout.contains("No problems found."), "{}", o.stdout);
+    assert_eq!(file_crc(&img), before);
+    // A sound card: nothing to do, exit 0.
+    let o = partctl(&["repair", golden().to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(o.stdout.contains("nothing to write"));
+}
+
+#[test]
+fn card_smaller_than_the_layout() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(80000 * 512).unwrap();
+    let o = partctl(&["check", "--json", img.to_str().unwrap(), "--layout", SMALL]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("\"card-smaller-than-layout\"") && o.stdout.contains("\"card-smaller\""), "{}", o.stdout);
+}
+
+#[test]
+fn restore_refuses_a_foreign_or_corrupt_backup() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    let bk = d.path().join("b.bin");
+    std::fs::write(&bk, b"PARTCTL1garbage garbage garbage").unwrap();
+    let o = partctl(&["restore", bk.to_str().unwrap(), img.to_str().unwrap()]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("corrupt"), "{}", o.stderr);
+}
+
+#[test]
+fn emit_outputs() {
+    let o = partctl(&["emit", "fw_env.config", BOARD]);
+    assert_eq!(o.code, 0);
+    assert!(o.stdout.contains("/bootenv/uboot.env 0x0000 0x4000"));
+    let o = partctl(&["emit", "uboot-fragment", BOARD]);
+    assert!(o.stdout.contains("CONFIG_ENV_EXT4_FILE=\"/uboot.env\""));
+    let o = partctl(&["emit", "fstab", BOARD]);
+    assert!(o.stdout.contains("/dev/mmcblk0p1    /boot        vfat"));
+}
