@@ -47,6 +47,27 @@ pub fn gpt(data: &[u8]) {
     disk.extend_from_slice(data);
     disk.resize(disk.len().max(64 * 512), 0);
     card(&disk);
+    // Structure-aware variant: fix the signature and both CRCs so that the fuzzer gets past
+    // them and exercises the checker and the repair planner on valid-looking headers.
+    disk[512..520].copy_from_slice(&crate::gpt::SIGNATURE);
+    let Some(raw) = crate::gpt::parse_header(&disk[512..1024]) else { return };
+    let h = raw.header;
+    let start = h.entries_lba.saturating_mul(512);
+    let end = start.saturating_add(h.array_bytes());
+    if end <= disk.len() as u64 {
+        let crc = crc32fast::hash(&disk[start as usize..end as usize]);
+        disk[512 + 88..512 + 92].copy_from_slice(&crc.to_le_bytes());
+    }
+    let hs = (h.header_size as usize).clamp(crate::gpt::HEADER_SIZE as usize, 512);
+    disk[512 + 16..512 + 20].fill(0);
+    let crc = crc32fast::hash(&disk[512..512 + hs]);
+    disk[512 + 16..512 + 20].copy_from_slice(&crc.to_le_bytes());
+    card(&disk);
+    // And the same copy as the backup at the end of the card.
+    let n = disk.len();
+    let hdr: Vec<u8> = disk[512..1024].to_vec();
+    disk[n - 512..].copy_from_slice(&hdr);
+    card(&disk);
 }
 
 /// An MBR sector, decoded directly and as the first sector of a card.

@@ -153,7 +153,7 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
     }
     if let Some(p) = s.primary.raw.as_ref().map(|r| r.header.alternate_lba).filter(|&a| a > last) {
         if layout.is_none() {
-            return Err(Refusal::CardSmaller { disk: n, need: p + 1, what: "partition table" });
+            return Err(Refusal::CardSmaller { disk: n, need: p.saturating_add(1), what: "partition table" });
         }
     }
     let mut chosen = None;
@@ -175,7 +175,7 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
         let first_usable = h.first_usable.max(2 + asecs);
         if let Some(why) = entries_problem(&entries, first_usable, n, asecs) {
             if entries.iter().any(|(_, e)| e.last_lba > last) && layout.is_none() {
-                let need = entries.iter().map(|(_, e)| e.last_lba + 2 + asecs).max().unwrap_or(0);
+                let need = entries.iter().map(|(_, e)| e.last_lba.saturating_add(2 + asecs)).max().unwrap_or(0);
                 return Err(Refusal::CardSmaller { disk: n, need, what: "partition table" });
             }
             unsafe_reason.get_or_insert(why);

@@ -65,6 +65,17 @@ fn check_reads_only_the_table_areas_of_a_64_gib_card() {
     assert!(v.read <= 140 * 512, "read {}", v.read);
 }
 
+/// Regression (found by `cargo fuzz run gpt_reader`): a sound-looking GPT whose entry ends at
+/// LBA 2^64-1 (AlternateLBA 2^64-1) made the "card smaller" size computation overflow in the repair planner.
+#[test]
+fn regression_entry_ending_at_u64_max() {
+    // artifacts/gpt_reader/crash-47a15df5de68cdcd05f7f9a1f17228adda148238
+    let mut crash = vec![0u8; 4];
+    crash.extend([0xFFu8; 36]);
+    crash.push(0x86);
+    partctl::fuzzing::gpt(&crash);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
