@@ -78,9 +78,26 @@ fn copy_sparse(src: &mut File, dst: &mut File, off: u64, max: u64, part: &str) -
     Ok(())
 }
 
-/// FAT volume id / ext4 UUID derived from the partition GUID, so images are reproducible.
+/// FAT volume id derived from the partition GUID, so images are reproducible.
 fn volid(spec: &PartitionSpec) -> String {
     format!("{:08X}", u32::from_le_bytes([spec.uuid.0[12], spec.uuid.0[13], spec.uuid.0[14], spec.uuid.0[15]]))
+}
+
+/// ext4 UUID (and directory hash seed) derived from the partition GUID, last byte inverted so
+/// that `UUID=` and `PARTUUID=` never collide.
+fn fs_uuid(spec: &PartitionSpec) -> String {
+    let mut g = spec.uuid;
+    g.0[15] ^= 0xFF;
+    g.to_string()
+}
+
+/// mke2fs with reproducible UUID, hash seed and timestamps (`SOURCE_DATE_EPOCH`, default 1).
+fn mke2fs(spec: &PartitionSpec) -> Command {
+    let mut c = Command::new("mke2fs");
+    let t = std::env::var("SOURCE_DATE_EPOCH").ok().filter(|v| v.parse::<u64>().is_ok_and(|n| n > 0)).unwrap_or_else(|| "1".into());
+    let u = fs_uuid(spec);
+    c.env("E2FSPROGS_FAKE_TIME", t).args(["-q", "-F", "-t", "ext4", "-U", &u, "-E", &format!("hash_seed={u}")]);
+    c
 }
 
 fn build_fs(spec: &PartitionSpec, bytes: u64, input: &Path, tmp: &Path) -> Result<Option<File>, CreateError> {
@@ -99,7 +116,7 @@ fn build_fs(spec: &PartitionSpec, bytes: u64, input: &Path, tmp: &Path) -> Resul
         Content::Fat32 { label, files, optional_files } => {
             mk()?;
             let mut c = Command::new("mkfs.vfat");
-            c.args(["-F", "32", "-i", &volid(spec)]);
+            c.args(["-F", "32", "--invariant", "-i", &volid(spec)]);
             if bytes < 260 << 20 {
                 c.args(["-s", "1"]); // enough clusters for FAT32 on a small partition
             }
@@ -118,14 +135,13 @@ fn build_fs(spec: &PartitionSpec, bytes: u64, input: &Path, tmp: &Path) -> Resul
             srcs.extend(optional_files.iter().map(|f| input.join(f)).filter(|p| p.exists()));
             if !srcs.is_empty() {
                 let mut c = Command::new("mcopy");
-                c.env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&img).arg("-o").args(&srcs).arg("::/");
+                c.env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&img).args(["-o", "-m"]).args(&srcs).arg("::/");
                 run(&mut c, part)?;
             }
         }
         Content::Ext4 { label, dir } => {
             mk()?;
-            let mut c = Command::new("mke2fs");
-            c.args(["-q", "-F", "-t", "ext4"]);
+            let mut c = mke2fs(spec);
             if let Some(l) = label {
                 c.args(["-L", l]);
             }
@@ -149,8 +165,8 @@ fn build_fs(spec: &PartitionSpec, bytes: u64, input: &Path, tmp: &Path) -> Resul
             // TODO(fw-env): when `image` is absent, generate the default environment with
             // fw-env's mkimage instead of leaving U-Boot to its built-in defaults.
             // U-Boot's ext4 writer refuses metadata_csum; a journal is useless at this size.
-            let mut c = Command::new("mke2fs");
-            c.args(["-q", "-F", "-t", "ext4", "-b", "1024", "-O", "^metadata_csum,^has_journal", "-L", "env", "-d"]).arg(&root);
+            let mut c = mke2fs(spec);
+            c.args(["-b", "1024", "-O", "^metadata_csum,^has_journal", "-L", "env", "-d"]).arg(&root);
             run(c.arg(&img), part)?;
         }
     }

@@ -92,3 +92,14 @@ fn emit_outputs() {
     let o = partctl(&["emit", "fstab", BOARD]);
     assert!(o.stdout.contains("/dev/mmcblk0p1    /boot        vfat"));
 }
+
+#[test]
+fn create_is_reproducible() {
+    let d = tmp();
+    let a = d.path().join("a.img");
+    let b = d.path().join("b.img");
+    assert_eq!(partctl(&["create", SMALL, a.to_str().unwrap()]).code, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(partctl(&["create", SMALL, b.to_str().unwrap()]).code, 0);
+    assert_eq!(file_crc(&a), file_crc(&b), "two runs of create differ");
+}
