@@ -161,3 +161,88 @@ pub fn view(s: &Snapshot, force_gpt: bool) -> KernelView {
     }
     KernelView { force_gpt, table: KernelTable::None, partitions: Vec::new(), notes }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::parse_header;
+    use crate::layout::Layout;
+    use crate::model::Tables;
+    use std::io::Cursor;
+
+    fn card() -> (Vec<u8>, u64) {
+        let l = Layout::from_toml(include_str!("../layouts/zbot-duos-small.toml")).unwrap();
+        let n = l.image_sectors();
+        let t = Tables::from_layout(&l, n);
+        let mut v = vec![0u8; (n * 512) as usize];
+        for (lba, s) in t.sectors() {
+            v[(lba * 512) as usize..(lba * 512 + 512) as usize].copy_from_slice(&s);
+        }
+        (v, n)
+    }
+
+    fn edit_primary(v: &mut [u8], f: impl FnOnce(&mut crate::gpt::GptHeader)) {
+        let mut h = parse_header(&v[512..1024]).unwrap().header;
+        f(&mut h);
+        v[512..1024].copy_from_slice(&h.encode());
+    }
+
+    fn views(v: &[u8]) -> (KernelTable, usize, KernelTable, usize) {
+        let s = Snapshot::from_reader(&mut Cursor::new(v)).unwrap();
+        let (a, b) = (view(&s, false), view(&s, true));
+        (a.table, a.partitions.len(), b.table, b.partitions.len())
+    }
+
+    use KernelTable::*;
+
+    /// One row per card state: what Linux sees without and with `gpt` on its command line.
+    #[test]
+    fn decision_table() {
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(&str, fn(&mut Vec<u8>, u64), (KernelTable, usize, KernelTable, usize))> = vec![
+            // The card as created: hybrid MBR accepted, primary used.
+            ("golden", |_, _| {}, (PrimaryGpt, 6, PrimaryGpt, 6)),
+            // No 55AA: no protective MBR, EFI parser skipped; msdos gives nothing either.
+            ("MBR zeroed", |v, _| v[..512].fill(0), (None, 0, PrimaryGpt, 6)),
+            // parted's protective MBR: fine for Linux (the boot ROM is another matter).
+            ("protective only", |v, n| {
+                v[446..510].fill(0);
+                v[450] = 0xEE;
+                v[454..458].copy_from_slice(&1u32.to_le_bytes());
+                v[458..462].copy_from_slice(&((n - 1) as u32).to_le_bytes());
+            }, (PrimaryGpt, 6, PrimaryGpt, 6)),
+            // Primary gone: Linux does not fall back without `gpt`.
+            ("primary header zeroed", |v, _| v[512..1024].fill(0), (None, 0, AlternateGpt, 6)),
+            // No 0xEE: the MBR's FAT entry is all Linux sees (root filesystem lost).
+            ("no 0xEE", |v, _| v[462..478].fill(0), (Msdos, 1, PrimaryGpt, 6)),
+            // 0xEE not at LBA 1: not protective; msdos defers to EFI because 0xEE is present.
+            ("0xEE at LBA 2", |v, _| v[470] = 2, (None, 0, PrimaryGpt, 6)),
+            // Header larger than a sector: rejected.
+            ("header size 600", |v, _| edit_primary(v, |h| h.header_size = 600), (None, 0, AlternateGpt, 6)),
+            // 4 entries with a valid CRC: Linux accepts and sees only the first four partitions.
+            ("entry count 4", |v, _| {
+                edit_primary(v, |h| h.num_entries = 4);
+                let crc = crc32fast::hash(&v[1024..1536]);
+                edit_primary(v, |h| h.entries_crc = crc);
+            }, (PrimaryGpt, 4, PrimaryGpt, 4)),
+            // Wrong AlternateLBA: primary still used (the kernel only warns).
+            ("alternate wrong", |v, n| edit_primary(v, |h| h.alternate_lba = n - 100), (PrimaryGpt, 6, PrimaryGpt, 6)),
+            // Invalid boot indicator and no 0xEE: msdos rejects the whole MBR.
+            ("bad boot indicator", |v, _| {
+                v[462..478].fill(0);
+                v[446] = 0x12;
+            }, (None, 0, PrimaryGpt, 6)),
+            // Both copies gone.
+            ("both headers zeroed", |v, n| {
+                v[512..1024].fill(0);
+                let o = ((n - 1) * 512) as usize;
+                v[o..o + 512].fill(0);
+            }, (None, 0, None, 0)),
+        ];
+        for (name, damage, want) in rows {
+            let (mut v, n) = card();
+            damage(&mut v, n);
+            assert_eq!(views(&v), want, "{name}");
+        }
+    }
+}
