@@ -260,7 +260,14 @@ pub fn plan_to<R: Read + Seek>(r: &mut R, s: &Snapshot, t: &Tables) -> io::Resul
     }
     // A stale backup copy left where the smaller image ended.
     if let Some(old) = s.alternate.as_ref().filter(|c| c.raw.is_some() && !want.contains_key(&c.lba)) {
-        let inside = |lba: u64| t.gpt.entries().iter().any(|(_, e)| e.first_lba <= lba && lba <= e.last_lba);
+        // Never inside a partition, old (any sound copy) or new.
+        let mut parts: Vec<(u64, u64)> = t.gpt.entries().iter().map(|(_, e)| (e.first_lba, e.last_lba)).collect();
+        for c in [Some(&s.primary), Some(&s.backup), s.alternate.as_ref()].into_iter().flatten() {
+            if crate::check::copy_is_sound(c, c.lba, s.last_lba()) {
+                parts.extend(copy_entries(c).iter().map(|(_, e)| (e.first_lba, e.last_lba)));
+            }
+        }
+        let inside = |lba: u64| parts.iter().any(|&(f, l)| f <= lba && lba <= l);
         let h = &old.raw.as_ref().expect("checked").header;
         let mut lbas = vec![old.lba];
         if h.entries_lba < old.lba && old.lba - h.entries_lba <= h.array_sectors() {

@@ -98,6 +98,11 @@ proptest! {
         let s = Snapshot::from_reader(&mut io::Cursor::new(&disk)).unwrap();
         for layout in [None, Some(&l)] {
             if let Ok(plan) = partctl::repair::plan(&mut io::Cursor::new(&disk), &s, layout) {
+                for w in &plan.writes {
+                    // Only table sectors (or zeroing a stale copy outside every partition).
+                    prop_assert!(w.lba < 34 || w.lba >= 8192 - 33 || w.data.iter().all(|&b| b == 0), "write at LBA {}", w.lba);
+                    prop_assert!(!(2048..2048 + 4096).contains(&w.lba), "write inside a partition at LBA {}", w.lba);
+                }
                 let mut d2 = disk.clone();
                 for w in &plan.writes {
                     d2[(w.lba * 512) as usize..(w.lba * 512 + 512) as usize].copy_from_slice(&w.data);
