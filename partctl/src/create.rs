@@ -150,7 +150,7 @@ fn build_fs(spec: &PartitionSpec, bytes: u64, input: &Path, tmp: &Path) -> Resul
             }
             run(c.arg(&img), part)?;
         }
-        Content::Env { file, image, .. } => {
+        Content::Env { file, image, size, .. } => {
             mk()?;
             let root = tmp.join(format!("{}.root", spec.name));
             std::fs::create_dir_all(&root).map_err(io_err("env staging dir"))?;
@@ -159,6 +159,10 @@ fn build_fs(spec: &PartitionSpec, bytes: u64, input: &Path, tmp: &Path) -> Resul
                 let dst = root.join(file.trim_start_matches('/'));
                 if let Some(parent) = dst.parent() {
                     std::fs::create_dir_all(parent).map_err(io_err("env staging dir"))?;
+                }
+                let len = std::fs::metadata(&src).map_err(|e| CreateError::Input { part: part.into(), detail: format!("env image {}: {e}", src.display()) })?.len();
+                if len != size.0 {
+                    return Err(CreateError::Input { part: part.into(), detail: format!("env image {} is {len} bytes, CONFIG_ENV_SIZE is {} (make it with `mkenvimage -s {:#x}`)", src.display(), size.0, size.0) });
                 }
                 std::fs::copy(&src, &dst).map_err(|e| CreateError::Input { part: part.into(), detail: format!("env image {}: {e}", src.display()) })?;
             }
