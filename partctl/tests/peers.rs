@@ -1,6 +1,6 @@
 //! Real peers: images made by `partctl create` pass `sgdisk -v` and read the same in sfdisk and
 //! parted; partctl reads images made by genimage (Debian's) and by sgdisk/sfdisk.
-//! (U-Boot's `part list` in the sandbox U-Boot is a follow-up once the proving ground exists.)
+//! U-Boot's `part list` (sandbox U-Boot): tests/uboot.rs.
 
 mod common;
 use common::*;
