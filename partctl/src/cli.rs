@@ -302,7 +302,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let (mut f, n) = if dry_run { open_ro(&target)? } else { open_rw(&target)? };
             let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
             let r = check::check(&s, None);
-            if let Some(p) = r.problems.iter().find(|p| p.severity == Severity::Error && p.kind != check::Kind::BackupNotAtEnd) {
+            // Including a backup left mid-card: `repair` clears it while it is still free
+            // space; after the grow it would lie inside the partition and stay.
+            if let Some(p) = r.problems.iter().find(|p| p.severity == Severity::Error) {
                 eprintln!("partctl: refusing to grow {}: the tables have problems ({p}); run `partctl repair` first", target.display());
                 return Ok(ExitCode::from(1));
             }

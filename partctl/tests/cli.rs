@@ -103,3 +103,24 @@ fn create_is_reproducible() {
     assert_eq!(partctl(&["create", SMALL, b.to_str().unwrap()]).code, 0);
     assert_eq!(file_crc(&a), file_crc(&b), "two runs of create differ");
 }
+
+#[test]
+fn grow_refuses_before_repair_on_a_larger_card() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(64 << 20).unwrap();
+    let o = partctl(&["grow", "staging", img.to_str().unwrap(), "--yes"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("run `partctl repair` first"), "{}", o.stderr);
+    assert_eq!(partctl(&["repair", img.to_str().unwrap(), "--yes", "--backup", d.path().join("b1").to_str().unwrap()]).code, 0);
+    let o = partctl(&["grow", "staging", img.to_str().unwrap(), "--yes", "--backup", d.path().join("b2").to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = partctl(&["check", img.to_str().unwrap(), "--layout", SMALL]);
+    assert_eq!(o.code, 0, "growable staging may exceed the layout: {}", o.stdout);
+    let o = partctl(&["grow", "staging", img.to_str().unwrap(), "--yes"]);
+    assert_eq!(o.code, 1, "already grown: {}{}", o.stdout, o.stderr);
+    let o = partctl(&["grow", "data", img.to_str().unwrap(), "--yes"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("only the last partition can grow"), "{}", o.stderr);
+}

@@ -212,3 +212,22 @@ fn reads_sgdisk_hybrid_and_sfdisk_images_and_repairs_them_into_board_hybrids() {
     let o = sh("sfdisk", &["--label-nested", "dos", "-d", s]);
     assert!(o.stdout.contains("start=        2048, size=       69632, type=c, bootable"), "{}", o.stdout);
 }
+
+#[test]
+fn parted_destroys_the_hybrid_and_repair_rebuilds_it() {
+    // "parted silently replaces a hybrid MBR by a protective one": rename a partition with it.
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    let s = img.to_str().unwrap();
+    let o = sh("parted", &["-s", s, "name", "6", "staging"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let c = partctl(&["check", "--json", s]);
+    assert_eq!(c.code, 1);
+    assert!(c.stdout.contains("\"mbr-hybrid-missing\""), "{}", c.stdout);
+    let r = partctl(&["repair", s, "--yes", "--backup", d.path().join("b").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(read_sector(&img, 0), read_sector(golden(), 0), "golden hybrid MBR back");
+    let (clean, text) = sgdisk_clean(&img);
+    assert!(clean, "{text}");
+}
