@@ -75,6 +75,7 @@ pub enum Kind {
     OutsideUsable,
     InTableArea,
     Misaligned,
+    BeyondMmcMinors,
     CardSmallerThanLayout,
     LayoutMismatch,
 }
@@ -327,6 +328,9 @@ pub fn check(s: &Snapshot, layout: Option<&Layout>) -> Report {
                 p.push(warn(Kind::Misaligned, None, at, format!("partition {n} ({}) starts at LBA {}, not a multiple of {align} sectors", e.name, e.first_lba), "recreate the card with `partctl create` (alignment cannot be changed without moving data)"));
             }
         }
+        for (n, e) in entries.iter().filter(|(n, _)| *n > 7) {
+            p.push(warn(Kind::BeyondMmcMinors, None, Some(e.first_lba), format!("partition {n} ({}) is GPT entry {n}: on an SD card Linux registers only mmcblk0p1..p7 (CONFIG_MMC_BLOCK_MINORS=8 by default)", e.name), "use entries 1..7, or raise CONFIG_MMC_BLOCK_MINORS in the kernel"));
+        }
         for (i, (n, a)) in entries.iter().enumerate() {
             for (m, b) in &entries[i + 1..] {
                 if a.first_lba <= a.last_lba && b.first_lba <= b.last_lba && a.first_lba <= b.last_lba && b.first_lba <= a.last_lba {
@@ -478,5 +482,44 @@ fn check_layout(s: &Snapshot, l: &Layout, source: Option<&CopyAt>, entries: &[(u
     }
     for (n, e) in entries.iter().filter(|(n, _)| *n as usize > l.partitions.len()) {
         p.push(mis(format!("partition {n} ({}) is not in the layout", e.name)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::GptImage;
+    use crate::guid::{types, Guid};
+    use crate::model::Tables;
+    use std::io::Cursor;
+
+    fn card_with(entries: &[(u32, GptEntry)]) -> Report {
+        let n = 1 << 16;
+        let g = GptImage::from_entries(Guid([3; 16]), 128, n, entries);
+        let mirrors = expected_mirrors(None, &g.entries());
+        let t = Tables::from_gpt(g, &mirrors, vec![0; 440], None, n);
+        let mut v = vec![0u8; (n * 512) as usize];
+        for (lba, s) in t.sectors() {
+            v[(lba * 512) as usize..(lba * 512 + 512) as usize].copy_from_slice(&s);
+        }
+        check(&Snapshot::from_reader(&mut Cursor::new(v)).unwrap(), None)
+    }
+
+    fn part(first: u64, last: u64, t: Guid) -> GptEntry {
+        GptEntry { type_guid: t, uuid: Guid([1; 16]), first_lba: first, last_lba: last, attributes: 0, name: "x".into() }
+    }
+
+    #[test]
+    fn partition_eight_is_invisible_on_mmc() {
+        let r = card_with(&[(1, part(2048, 4095, types::ESP)), (8, part(4096, 8191, types::LINUX))]);
+        assert!(r.has(Kind::BeyondMmcMinors), "{:?}", r.problems);
+        assert!(r.is_sound(), "a warning only");
+    }
+
+    #[test]
+    fn misaligned_is_a_warning_and_the_esp_is_mirrored_without_a_layout() {
+        let r = card_with(&[(1, part(2049, 4095, types::ESP))]);
+        assert_eq!(r.problems.iter().map(|p| p.kind).collect::<Vec<_>>(), [Kind::Misaligned]);
+        assert!(r.is_sound());
     }
 }
