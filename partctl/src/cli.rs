@@ -202,7 +202,19 @@ fn write_plan(f: &mut File, target: &Path, plan: &Plan, backup: &Option<PathBuf>
     let mut bf = OpenOptions::new().write(true).create_new(true).open(&path).map_err(msg(format!("backup file {}", path.display())))?;
     bf.write_all(&b.to_bytes()).and_then(|_| bf.sync_all()).map_err(msg(format!("backup file {}", path.display())))?;
     println!("saved {} sector(s) to {} (undo: partctl restore {} {})", b.sectors.len(), path.display(), path.display(), target.display());
-    repair::apply(f, plan, |f| f.sync_data()).map_err(msg(format!("writing {}", target.display())))?;
+    // Test hook (named fault point): `PARTCTL_FAULT_AFTER_WRITES=k` stops the process dead
+    // after k synced sector writes, like a power cut, so tests can cut a real run anywhere.
+    let fault: Option<usize> = std::env::var("PARTCTL_FAULT_AFTER_WRITES").ok().and_then(|v| v.parse().ok());
+    let mut done = 0usize;
+    repair::apply(f, plan, |f| {
+        f.sync_data()?;
+        done += 1;
+        if fault == Some(done) {
+            std::process::abort();
+        }
+        Ok(())
+    })
+    .map_err(msg(format!("writing {}", target.display())))?;
     Ok(())
 }
 

@@ -117,3 +117,52 @@ fn power_loss_during_grow() {
     let s = snapshot(&img);
     assert_eq!(s.mbr.entries[0].start, 2048, "the FAT mirror is untouched");
 }
+
+/// The same through the real command: `partctl repair` is killed after k synced writes
+/// (`PARTCTL_FAULT_AFTER_WRITES`), for every k. The backup file is complete before the first
+/// write (restore gives back the damaged card), Linux's view never gets worse, and a second
+/// `partctl repair` finishes the job with the golden tables.
+#[test]
+fn cli_repair_cut_after_every_write() {
+    let gold = table_sectors(golden());
+    let mut cuts = 0;
+    for case in cases().into_iter().filter(|c| matches!(c.name, "primary array zeroed" | "MBR entries swapped" | "overlap" | "both headers gone")) {
+        let d = tmp();
+        let damaged = d.path().join("damaged.img");
+        copy_image(golden(), &damaged);
+        (case.damage)(&damaged);
+        let layout = (case.repair == Repair::NeedsLayout).then_some(SMALL);
+        let s0 = snapshot(&damaged);
+        let n = repair::plan(&mut File::open(&damaged).unwrap(), &s0, layout.map(|_| small_layout()).as_ref()).unwrap().writes.len();
+        let readable0 = view(&s0, false).table == KernelTable::PrimaryGpt;
+        for k in 1..n {
+            let img = d.path().join(format!("cut{k}.img"));
+            copy_image(&damaged, &img);
+            let bk = d.path().join(format!("b{k}"));
+            let mut args = vec!["repair", img.to_str().unwrap(), "--yes", "--backup", bk.to_str().unwrap()];
+            if let Some(l) = layout {
+                args.extend(["--layout", l]);
+            }
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_partctl")).args(&args).env("PARTCTL_FAULT_AFTER_WRITES", k.to_string()).output().unwrap();
+            assert!(!o.status.success(), "[{}] cut at {k} did not stop", case.name);
+            let v = view(&snapshot(&img), false);
+            assert!(!readable0 || v.table == KernelTable::PrimaryGpt, "[{}] cut at {k}: Linux sees {v:?}", case.name);
+            // The backup taken before the first write undoes the partial repair.
+            let cut = d.path().join(format!("cut{k}-restored.img"));
+            copy_image(&img, &cut);
+            assert_eq!(partctl(&["restore", bk.to_str().unwrap(), cut.to_str().unwrap()]).code, 0);
+            assert_eq!(file_crc(&cut), file_crc(&damaged), "[{}] cut at {k}: restore", case.name);
+            // Resume.
+            let bk2 = d.path().join(format!("b{k}-2"));
+            let mut args = vec!["repair", img.to_str().unwrap(), "--yes", "--backup", bk2.to_str().unwrap()];
+            if let Some(l) = layout {
+                args.extend(["--layout", l]);
+            }
+            let o = partctl(&args);
+            assert_eq!(o.code, 0, "[{}] resume after cut at {k}: {}{}", case.name, o.stdout, o.stderr);
+            assert_eq!(table_sectors(&img), gold, "[{}] resume after cut at {k}", case.name);
+            cuts += 1;
+        }
+    }
+    assert!(cuts >= 5, "only {cuts} cuts exercised");
+}

@@ -141,3 +141,41 @@ size = "1M"
 type = "linux"
 uuid = "5A8B0C00-0D05-4B0A-9C3E-0000000000F2"
 "#;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Any valid layout -> tables -> bytes -> reader -> checker: no problems, the partitions
+    /// read back are the layout's, Linux sees them all, and the MBR mirror is right.
+    #[test]
+    fn layout_model_reader_round_trip(
+        sizes in proptest::collection::vec(1u64..64, 1..8),
+        align_kib in prop_oneof![Just(4u64), Just(64), Just(1024)],
+        extra_mib in 0u64..64,
+        mirror in 0usize..8,
+        slot in 1u8..=4,
+    ) {
+        let mut toml = format!("[disk]\nguid = \"5A8B0C00-0D05-4B0A-9C3E-0000000000E0\"\nalign = \"{align_kib}K\"\n");
+        for (i, s) in sizes.iter().enumerate() {
+            toml += &format!("[[partition]]\nname = \"p{i}\"\nsize = \"{}K\"\ntype = \"{}\"\nuuid = \"5A8B0C00-0D05-4B0A-9C3E-0000000001{i:02}\"\n", s * 64, if i == 0 { "esp" } else { "linux" });
+            if i == mirror % sizes.len() {
+                toml += &format!("mbr = {{ slot = {slot}, type = 0x0C, bootable = true }}\n");
+            }
+        }
+        let l = Layout::from_toml(&toml).unwrap();
+        let n = l.min_sectors() + extra_mib * 2048;
+        let t = Tables::from_layout(&l, n);
+        let mut v = Virtual { size: n * 512, sectors: t.sectors().into_iter().collect(), pos: 0, read: 0 };
+        let s = Snapshot::from_reader(&mut v).unwrap();
+        let r = check(&s, Some(&l));
+        let errors: Vec<_> = r.problems.iter().filter(|p| p.kind != partctl::check::Kind::Misaligned).collect();
+        prop_assert!(errors.is_empty(), "{:#?}", errors);
+        prop_assert_eq!(r.linux.partitions.len(), sizes.len());
+        for ((num, e), pl) in r.partitions.iter().zip(l.place()) {
+            prop_assert_eq!((*num, e.first_lba, e.last_lba), (pl.number, pl.first, pl.last));
+        }
+        let m = &s.mbr.entries[slot as usize - 1];
+        let pl = &l.place()[mirror % sizes.len()];
+        prop_assert_eq!((m.kind, m.boot, m.start as u64, m.size as u64), (0x0C, 0x80, pl.first, pl.last + 1 - pl.first));
+    }
+}
