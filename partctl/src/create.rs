@@ -184,6 +184,11 @@ pub fn create(layout: &Layout, input: &Path, output: &Path, size: Option<u64>) -
     if n < layout.min_sectors() {
         return Err(CreateError::Input { part: "-".into(), detail: format!("image of {n} sectors is smaller than the layout's {}", layout.min_sectors()) });
     }
+    // The image is written sparsely (zero blocks skipped): on a device the old data would
+    // show through, so only files are accepted.
+    if std::fs::metadata(output).is_ok_and(|m| !m.is_file()) {
+        return Err(CreateError::Input { part: "-".into(), detail: format!("{} is not a regular file: create writes an image file; copy it to the card with dd", output.display()) });
+    }
     let tmp = tempdir()?;
     let mut out = OpenOptions::new().write(true).create(true).truncate(true).open(output).map_err(io_err(format!("creating {}", output.display())))?;
     out.set_len(n * SECTOR).map_err(io_err("sizing image"))?;

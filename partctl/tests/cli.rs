@@ -124,3 +124,10 @@ fn grow_refuses_before_repair_on_a_larger_card() {
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("only the last partition can grow"), "{}", o.stderr);
 }
+
+#[test]
+fn create_refuses_a_device() {
+    let o = partctl(&["create", SMALL, "/dev/null"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("not a regular file"), "{}", o.stderr);
+}
