@@ -104,9 +104,10 @@ pub fn parse_header(sector: &[u8]) -> Option<RawHeader> {
 }
 
 impl GptHeader {
-    /// Encode into a full sector (92-byte header, zero padding), computing the header CRC.
-    /// `header_size` and `header_crc` are taken as written by the caller only when
-    /// `keep_raw` is used by tests; normal encoding always writes 92 and the right CRC.
+    /// Encode into a full sector (zero padding), computing the header CRC over `header_size`
+    /// bytes (clamped to 92..=512). `header_crc` is ignored. `header_size` is written as given,
+    /// so tests can build the odd headers the checker must reject; partctl itself always
+    /// writes 92.
     pub fn encode(&self) -> [u8; 512] {
         let mut s = [0u8; 512];
         s[..8].copy_from_slice(&SIGNATURE);

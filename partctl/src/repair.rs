@@ -185,7 +185,12 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
         let max_end = entries.iter().map(|(_, e)| e.last_lba).max().unwrap_or(0);
         let last_usable = if anchored && h.last_usable >= max_end && h.last_usable <= last.saturating_sub(1 + asecs) { h.last_usable } else { last.saturating_sub(1 + asecs) };
         let array = c.array.as_ref().expect("sound").clone();
-        let gpt = GptImage { disk_guid: h.disk_guid, first_usable, last_usable, num_entries: h.num_entries, array };
+        let mut disk_guid = h.disk_guid;
+        if let Some(l) = layout.filter(|l| l.disk.guid != h.disk_guid) {
+            notes.push(format!("disk GUID {} replaced by the layout's {}", h.disk_guid, l.disk.guid));
+            disk_guid = l.disk.guid;
+        }
+        let gpt = GptImage { disk_guid, first_usable, last_usable, num_entries: h.num_entries, array };
         notes.push(format!("using the {which} GPT at LBA {} ({} partitions)", c.lba, entries.len()));
         chosen = Some(gpt);
         break;

@@ -131,3 +131,29 @@ fn create_refuses_a_device() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("not a regular file"), "{}", o.stderr);
 }
+
+#[test]
+fn repair_with_layout_fixes_the_disk_guid_but_keeps_a_grown_partition() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(64 << 20).unwrap();
+    let s = img.to_str().unwrap();
+    assert_eq!(partctl(&["repair", s, "--yes", "--backup", d.path().join("b1").to_str().unwrap()]).code, 0);
+    assert_eq!(partctl(&["grow", "staging", s, "--yes", "--backup", d.path().join("b2").to_str().unwrap()]).code, 0);
+    let grown = snapshot(&img);
+    edit_header(&img, 1, |h| h.disk_guid.0[0] ^= 1);
+    edit_header(&img, sectors(&img) - 1, |h| h.disk_guid.0[0] ^= 1);
+    let o = partctl(&["check", s, "--layout", SMALL]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("disk GUID is"), "{}", o.stdout);
+    let o = partctl(&["repair", s, "--yes", "--layout", SMALL, "--backup", d.path().join("b3").to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let after = snapshot(&img);
+    assert_eq!(after.primary.array.as_ref().unwrap(), grown.primary.array.as_ref().unwrap(), "staging stays grown");
+    assert_eq!(read_sector(&img, 1), read_sector_of(&grown));
+}
+
+fn read_sector_of(s: &partctl::disk::Snapshot) -> Vec<u8> {
+    s.primary.sector.clone()
+}
