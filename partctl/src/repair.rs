@@ -95,6 +95,9 @@ pub enum Refusal {
     /// The surviving table describes impossible partitions.
     #[error("the surviving GPT describes partitions that cannot be right ({0}); rerun with --layout FILE to rebuild the entries")]
     EntriesUnsafe(String),
+    /// A sound, consistent table describes other partitions than the layout.
+    #[error("{0} describes consistent partitions that differ from the layout (see `partctl check --layout`); partctl does not move partitions: fix the layout, or recreate the card")]
+    LayoutConflict(String),
     /// Grow request invalid.
     #[error("cannot grow: {0}")]
     Grow(String),
@@ -158,15 +161,10 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
     }
     let mut chosen = None;
     let mut unsafe_reason = None;
+    let mut sane_but_different = None;
     for (c, which) in &candidates {
         let h = &c.raw.as_ref().expect("sound").header;
         let entries = copy_entries(c);
-        if let Some(l) = layout {
-            if !layout_matches(l, &entries) {
-                notes.push(format!("the {which} GPT at LBA {} does not match the layout", c.lba));
-                continue;
-            }
-        }
         let asecs = h.array_sectors();
         if n < 2 * asecs + 3 {
             unsafe_reason.get_or_insert(format!("the card ({n} sectors) cannot hold two {asecs}-sector entry arrays"));
@@ -180,6 +178,13 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
             }
             unsafe_reason.get_or_insert(why);
             continue;
+        }
+        if let Some(l) = layout {
+            if !layout_matches(l, &entries) {
+                notes.push(format!("the {which} GPT at LBA {} does not match the layout", c.lba));
+                sane_but_different.get_or_insert(format!("the {which} GPT at LBA {}", c.lba));
+                continue;
+            }
         }
         let anchored = if *which == Which::Primary { h.alternate_lba == last } else { c.lba == last };
         let max_end = entries.iter().map(|(_, e)| e.last_lba).max().unwrap_or(0);
@@ -200,6 +205,9 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
             let mirrors = expected_mirrors(layout, &g.entries());
             let (bootcode, sig) = if s.mbr.signature_ok { (s.mbr.bootcode.clone(), Some(s.mbr.disk_signature).filter(|&d| d != 0)) } else { (vec![0; 440], None) };
             Tables::from_gpt(g, &mirrors, bootcode, sig, n)
+        }
+        (None, Some(_)) if sane_but_different.is_some() => {
+            return Err(Refusal::LayoutConflict(sane_but_different.expect("checked")));
         }
         (None, Some(l)) => {
             notes.push("rebuilding the GPT entries from the layout".into());

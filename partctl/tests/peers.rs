@@ -162,6 +162,12 @@ fn reads_genimage_hybrid_image() {
     let c = partctl(&["check", img.to_str().unwrap(), "--layout", SMALL]);
     assert_eq!(c.code, 1);
     assert!(c.stdout.contains("layout-mismatch"), "{}", c.stdout);
+    // A sound table that differs from the layout is never rewritten to the layout's positions.
+    let before = file_crc(&img);
+    let r = partctl(&["repair", img.to_str().unwrap(), "--yes", "--layout", SMALL]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("partctl does not move partitions"), "{}", r.stderr);
+    assert_eq!(file_crc(&img), before);
 }
 
 #[test]
