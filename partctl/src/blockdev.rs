@@ -57,7 +57,9 @@ pub fn reread(f: &File) -> io::Result<()> {
         return Ok(());
     }
     // SAFETY: BLKRRPART takes no argument.
-    unsafe { blkrrpart(f.as_raw_fd()) }.map(|_| ()).map_err(io::Error::from)
+    unsafe { blkrrpart(f.as_raw_fd()) }
+        .map(|_| ())
+        .map_err(io::Error::from)
 }
 
 /// Tell the kernel a partition grew (BLKPG_RESIZE_PARTITION), which works while it is mounted.
@@ -65,8 +67,21 @@ pub fn resize_partition(f: &File, number: u32, start_sector: u64, sectors: u64) 
     if !is_block_device(f)? {
         return Ok(());
     }
-    let mut part = BlkpgPartition { start: (start_sector * 512) as i64, length: (sectors * 512) as i64, pno: number as libc_int, devname: [0; 64], volname: [0; 64] };
-    let arg = BlkpgIoctlArg { op: BLKPG_RESIZE_PARTITION, flags: 0, datalen: std::mem::size_of::<BlkpgPartition>() as libc_int, data: &mut part };
+    let mut part = BlkpgPartition {
+        start: (start_sector * 512) as i64,
+        length: (sectors * 512) as i64,
+        pno: number as libc_int,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as libc_int,
+        data: &mut part,
+    };
     // SAFETY: the argument struct and the partition it points to outlive the call.
-    unsafe { blkpg(f.as_raw_fd(), &arg) }.map(|_| ()).map_err(io::Error::from)
+    unsafe { blkpg(f.as_raw_fd(), &arg) }
+        .map(|_| ())
+        .map_err(io::Error::from)
 }

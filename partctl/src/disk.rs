@@ -55,8 +55,13 @@ pub struct Snapshot {
 
 /// Read `n` sectors at `lba`; short reads past the end are an error.
 pub fn read_sectors<R: Read + Seek>(r: &mut R, lba: u64, n: u64) -> io::Result<Vec<u8>> {
-    let off = lba.checked_mul(SECTOR).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "LBA overflow"))?;
-    let len = n.checked_mul(SECTOR).filter(|&l| l <= MAX_ARRAY_BYTES + SECTOR).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read too large"))?;
+    let off = lba
+        .checked_mul(SECTOR)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "LBA overflow"))?;
+    let len = n
+        .checked_mul(SECTOR)
+        .filter(|&l| l <= MAX_ARRAY_BYTES + SECTOR)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read too large"))?;
     r.seek(SeekFrom::Start(off))?;
     let mut buf = vec![0u8; len as usize];
     r.read_exact(&mut buf)?;
@@ -72,11 +77,20 @@ fn read_copy<R: Read + Seek>(r: &mut R, lba: u64, disk_sectors: u64) -> CopyAt {
             let h = &rh.header;
             let bytes = h.array_bytes();
             if h.entry_size == 0 || h.num_entries == 0 {
-                Err(format!("header declares {} entries of {} bytes", h.num_entries, h.entry_size))
+                Err(format!(
+                    "header declares {} entries of {} bytes",
+                    h.num_entries, h.entry_size
+                ))
             } else if bytes > MAX_ARRAY_BYTES {
                 Err(format!("entry array of {bytes} bytes is larger than the {MAX_ARRAY_BYTES} bytes partctl accepts"))
-            } else if h.entries_lba >= disk_sectors || h.entries_lba.saturating_add(h.array_sectors()) > disk_sectors {
-                Err(format!("entry array at LBA {} is past the end of the card (LBA {})", h.entries_lba, disk_sectors - 1))
+            } else if h.entries_lba >= disk_sectors
+                || h.entries_lba.saturating_add(h.array_sectors()) > disk_sectors
+            {
+                Err(format!(
+                    "entry array at LBA {} is past the end of the card (LBA {})",
+                    h.entries_lba,
+                    disk_sectors - 1
+                ))
             } else {
                 read_sectors(r, h.entries_lba, h.array_sectors())
                     .map(|mut a| {
@@ -87,7 +101,12 @@ fn read_copy<R: Read + Seek>(r: &mut R, lba: u64, disk_sectors: u64) -> CopyAt {
             }
         }
     };
-    CopyAt { lba, sector, raw, array }
+    CopyAt {
+        lba,
+        sector,
+        raw,
+        array,
+    }
 }
 
 impl Snapshot {
@@ -95,7 +114,10 @@ impl Snapshot {
     pub fn read<R: Read + Seek>(r: &mut R, disk_bytes: u64) -> io::Result<Snapshot> {
         let disk_sectors = disk_bytes / SECTOR;
         if disk_sectors < 3 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{disk_bytes} bytes is too small to hold a partition table")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{disk_bytes} bytes is too small to hold a partition table"),
+            ));
         }
         let mbr_sector = read_sectors(r, 0, 1)?;
         let mbr = mbr::parse(&mbr_sector);
@@ -107,7 +129,14 @@ impl Snapshot {
             .map(|h| h.header.alternate_lba)
             .filter(|&a| a != 1 && a != disk_sectors - 1 && a > 1 && a < disk_sectors)
             .map(|a| read_copy(r, a, disk_sectors));
-        Ok(Snapshot { disk_sectors, mbr_sector, mbr, primary, backup, alternate })
+        Ok(Snapshot {
+            disk_sectors,
+            mbr_sector,
+            mbr,
+            primary,
+            backup,
+            alternate,
+        })
     }
 
     /// Read from a reader whose size is found by seeking to its end.
@@ -132,7 +161,11 @@ pub struct Patched<R> {
 impl<R: Read + Seek> Patched<R> {
     /// Wrap `inner`.
     pub fn new(inner: R) -> Self {
-        Patched { inner, patches: BTreeMap::new(), pos: 0 }
+        Patched {
+            inner,
+            patches: BTreeMap::new(),
+            pos: 0,
+        }
     }
     /// Replace sector `lba` with `data` (512 bytes).
     pub fn patch(&mut self, lba: u64, data: &[u8]) {
@@ -159,7 +192,10 @@ impl<R: Read + Seek> Seek for Patched<R> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         self.pos = match to {
             SeekFrom::Start(p) => p,
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?,
+            SeekFrom::Current(d) => self
+                .pos
+                .checked_add_signed(d)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?,
             end => self.inner.seek(end)?,
         };
         Ok(self.pos)

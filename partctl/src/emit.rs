@@ -34,10 +34,22 @@ pub fn emit(l: &Layout, kind: EmitKind) -> String {
     match kind {
         EmitKind::FwEnvConfig => match l.env_partition() {
             Some((n, p)) => {
-                if let Content::Env { file, size, mount, .. } = &p.content {
-                    o.push_str(&format!("# U-Boot environment: file {file} on {} ({}), mounted at {mount}\n", dev(l, n), p.name));
+                if let Content::Env {
+                    file, size, mount, ..
+                } = &p.content
+                {
+                    o.push_str(&format!(
+                        "# U-Boot environment: file {file} on {} ({}), mounted at {mount}\n",
+                        dev(l, n),
+                        p.name
+                    ));
                     o.push_str("# file                 offset  size\n");
-                    o.push_str(&format!("{}{} 0x0000 {:#x}\n", mount.trim_end_matches('/'), file, size.0));
+                    o.push_str(&format!(
+                        "{}{} 0x0000 {:#x}\n",
+                        mount.trim_end_matches('/'),
+                        file,
+                        size.0
+                    ));
                 }
             }
             None => o.push_str("# the layout has no env partition\n"),
@@ -46,8 +58,14 @@ pub fn emit(l: &Layout, kind: EmitKind) -> String {
             if let Some((n, p)) = l.env_partition() {
                 if let Content::Env { file, size, .. } = &p.content {
                     o.push_str("CONFIG_ENV_IS_IN_EXT4=y\n");
-                    o.push_str(&format!("CONFIG_ENV_EXT4_INTERFACE=\"{}\"\n", l.disk.uboot_interface));
-                    o.push_str(&format!("CONFIG_ENV_EXT4_DEVICE_AND_PART=\"{}:{n}\"\n", l.disk.uboot_device));
+                    o.push_str(&format!(
+                        "CONFIG_ENV_EXT4_INTERFACE=\"{}\"\n",
+                        l.disk.uboot_interface
+                    ));
+                    o.push_str(&format!(
+                        "CONFIG_ENV_EXT4_DEVICE_AND_PART=\"{}:{n}\"\n",
+                        l.disk.uboot_device
+                    ));
                     o.push_str(&format!("CONFIG_ENV_EXT4_FILE=\"{file}\"\n"));
                     o.push_str(&format!("CONFIG_ENV_SIZE={:#x}\n", size.0));
                     o.push_str("CONFIG_EXT4_WRITE=y\nCONFIG_CMD_EXT4_WRITE=y\n");
@@ -78,7 +96,12 @@ pub fn emit(l: &Layout, kind: EmitKind) -> String {
                 };
                 if let Some(m) = mount {
                     let pass = if fstype == "ext4" { 2 } else { 0 };
-                    o.push_str(&format!("{:<17} {:<12} {:<5} defaults  0    {pass}\n", dev(l, n), m, fstype));
+                    o.push_str(&format!(
+                        "{:<17} {:<12} {:<5} defaults  0    {pass}\n",
+                        dev(l, n),
+                        m,
+                        fstype
+                    ));
                 }
             }
         }
@@ -94,9 +117,15 @@ mod tests {
     fn board_outputs() {
         let l = Layout::from_toml(include_str!("../layouts/zbot-duos.toml")).unwrap();
         let fw = emit(&l, EmitKind::FwEnvConfig);
-        assert!(fw.lines().any(|x| x == "/bootenv/uboot.env 0x0000 0x4000"), "{fw}");
+        assert!(
+            fw.lines().any(|x| x == "/bootenv/uboot.env 0x0000 0x4000"),
+            "{fw}"
+        );
         let ub = emit(&l, EmitKind::UbootFragment);
-        assert!(ub.contains("CONFIG_ENV_EXT4_DEVICE_AND_PART=\"0:2\"\n"), "{ub}");
+        assert!(
+            ub.contains("CONFIG_ENV_EXT4_DEVICE_AND_PART=\"0:2\"\n"),
+            "{ub}"
+        );
         assert!(ub.contains("name=boot,start=1024K,size=131072K"), "{ub}");
         let fs = emit(&l, EmitKind::Fstab);
         assert!(fs.contains("/dev/mmcblk0p2    /bootenv     ext4"), "{fs}");

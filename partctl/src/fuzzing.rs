@@ -13,7 +13,9 @@ pub fn card(data: &[u8]) {
     if disk.len() < 3 * 512 {
         disk.resize(3 * 512, 0);
     }
-    let Ok(s) = Snapshot::from_reader(&mut Cursor::new(&disk)) else { return };
+    let Ok(s) = Snapshot::from_reader(&mut Cursor::new(&disk)) else {
+        return;
+    };
     let r = check(&s, None);
     let _ = format_report("fuzz", &r);
     let _ = serde_json::to_string(&r);
@@ -50,7 +52,9 @@ pub fn gpt(data: &[u8]) {
     // Structure-aware variant: fix the signature and both CRCs so that the fuzzer gets past
     // them and exercises the checker and the repair planner on valid-looking headers.
     disk[512..520].copy_from_slice(&crate::gpt::SIGNATURE);
-    let Some(raw) = crate::gpt::parse_header(&disk[512..1024]) else { return };
+    let Some(raw) = crate::gpt::parse_header(&disk[512..1024]) else {
+        return;
+    };
     let h = raw.header;
     let start = h.entries_lba.saturating_mul(512);
     let end = start.saturating_add(h.array_bytes());

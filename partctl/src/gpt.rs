@@ -93,14 +93,19 @@ pub fn parse_header(sector: &[u8]) -> Option<RawHeader> {
         entries_crc: u32le(sector, 88),
     };
     let hs = header.header_size as usize;
-    let computed_crc = (HEADER_SIZE as usize..=SECTOR as usize).contains(&hs).then(|| {
-        let mut h = crc32fast::Hasher::new();
-        h.update(&sector[..16]);
-        h.update(&[0; 4]);
-        h.update(&sector[20..hs]);
-        h.finalize()
-    });
-    Some(RawHeader { header, computed_crc })
+    let computed_crc = (HEADER_SIZE as usize..=SECTOR as usize)
+        .contains(&hs)
+        .then(|| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&sector[..16]);
+            h.update(&[0; 4]);
+            h.update(&sector[20..hs]);
+            h.finalize()
+        });
+    Some(RawHeader {
+        header,
+        computed_crc,
+    })
 }
 
 impl GptHeader {
@@ -130,7 +135,9 @@ impl GptHeader {
 
     /// Sectors covered by this header's entry array (saturating on absurd values).
     pub fn array_sectors(&self) -> u64 {
-        (self.num_entries as u64).saturating_mul(self.entry_size as u64).div_ceil(SECTOR)
+        (self.num_entries as u64)
+            .saturating_mul(self.entry_size as u64)
+            .div_ceil(SECTOR)
     }
 
     /// Bytes of this header's entry array.
@@ -162,7 +169,11 @@ impl GptEntry {
         if b.len() < 128 {
             return None;
         }
-        let units: Vec<u16> = b[56..128].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
+        let units: Vec<u16> = b[56..128]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&u| u != 0)
+            .collect();
         Some(GptEntry {
             type_guid: Guid(b[0..16].try_into().ok()?),
             uuid: Guid(b[16..32].try_into().ok()?),
@@ -225,14 +236,25 @@ pub struct GptImage {
 
 impl GptImage {
     /// Build from entries placed at their (1-based) numbers.
-    pub fn from_entries(disk_guid: Guid, num_entries: u32, disk_sectors: u64, entries: &[(u32, GptEntry)]) -> GptImage {
+    pub fn from_entries(
+        disk_guid: Guid,
+        num_entries: u32,
+        disk_sectors: u64,
+        entries: &[(u32, GptEntry)],
+    ) -> GptImage {
         let mut array = vec![0u8; num_entries as usize * 128];
         for (n, e) in entries {
             let o = (*n as usize - 1) * 128;
             array[o..o + 128].copy_from_slice(&e.encode());
         }
         let asecs = (num_entries as u64 * 128).div_ceil(SECTOR);
-        GptImage { disk_guid, first_usable: 2 + asecs, last_usable: disk_sectors.saturating_sub(2 + asecs), num_entries, array }
+        GptImage {
+            disk_guid,
+            first_usable: 2 + asecs,
+            last_usable: disk_sectors.saturating_sub(2 + asecs),
+            num_entries,
+            array,
+        }
     }
 
     /// Sectors of the entry array.
@@ -264,7 +286,11 @@ impl GptImage {
             first_usable: self.first_usable,
             last_usable: self.last_usable,
             disk_guid: self.disk_guid,
-            entries_lba: if backup { self.backup_array_lba(disk_sectors) } else { 2 },
+            entries_lba: if backup {
+                self.backup_array_lba(disk_sectors)
+            } else {
+                2
+            },
             num_entries: self.num_entries,
             entry_size: ENTRY_SIZE,
             entries_crc: crc32fast::hash(&self.array),
@@ -284,16 +310,34 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry(first: u64, last: u64, name: String) -> GptEntry {
-        GptEntry { type_guid: types::LINUX, uuid: Guid([7; 16]), first_lba: first, last_lba: last, attributes: 4, name }
+        GptEntry {
+            type_guid: types::LINUX,
+            uuid: Guid([7; 16]),
+            first_lba: first,
+            last_lba: last,
+            attributes: 4,
+            name,
+        }
     }
 
     #[test]
     fn header_round_trip_and_crc() {
-        let img = GptImage::from_entries(Guid([1; 16]), 128, 100_000, &[(1, entry(2048, 4095, "boot".into()))]);
+        let img = GptImage::from_entries(
+            Guid([1; 16]),
+            128,
+            100_000,
+            &[(1, entry(2048, 4095, "boot".into()))],
+        );
         let h = img.header(100_000, false);
         let raw = parse_header(&img.header(100_000, false).encode()).unwrap();
         assert!(raw.crc_ok());
-        assert_eq!(GptHeader { header_crc: 0, ..raw.header.clone() }, h);
+        assert_eq!(
+            GptHeader {
+                header_crc: 0,
+                ..raw.header.clone()
+            },
+            h
+        );
         let mut bad = h.encode();
         bad[40] ^= 1;
         assert!(!parse_header(&bad).unwrap().crc_ok());

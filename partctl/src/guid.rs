@@ -11,11 +11,26 @@ pub struct Guid(pub [u8; 16]);
 pub mod types {
     use super::Guid;
     /// EFI System Partition.
-    pub const ESP: Guid = Guid::from_fields(0xC12A7328, 0xF81F, 0x11D2, [0xBA, 0x4B, 0x00, 0xA0, 0xC9, 0x3E, 0xC9, 0x3B]);
+    pub const ESP: Guid = Guid::from_fields(
+        0xC12A7328,
+        0xF81F,
+        0x11D2,
+        [0xBA, 0x4B, 0x00, 0xA0, 0xC9, 0x3E, 0xC9, 0x3B],
+    );
     /// Linux filesystem data.
-    pub const LINUX: Guid = Guid::from_fields(0x0FC63DAF, 0x8483, 0x4772, [0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4]);
+    pub const LINUX: Guid = Guid::from_fields(
+        0x0FC63DAF,
+        0x8483,
+        0x4772,
+        [0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4],
+    );
     /// Microsoft basic data (FAT seen by Windows and many firmwares).
-    pub const BASIC_DATA: Guid = Guid::from_fields(0xEBD0A0A2, 0xB9E5, 0x4433, [0x87, 0xC0, 0x68, 0xB6, 0xB7, 0x26, 0x99, 0xC7]);
+    pub const BASIC_DATA: Guid = Guid::from_fields(
+        0xEBD0A0A2,
+        0xB9E5,
+        0x4433,
+        [0x87, 0xC0, 0x68, 0xB6, 0xB7, 0x26, 0x99, 0xC7],
+    );
 }
 
 impl Guid {
@@ -27,7 +42,10 @@ impl Guid {
         let a = a.to_le_bytes();
         let b = b.to_le_bytes();
         let c = c.to_le_bytes();
-        Guid([a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+        Guid([
+            a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], d[2], d[3], d[4], d[5],
+            d[6], d[7],
+        ])
     }
 
     /// True for the unused-entry GUID.
@@ -53,7 +71,8 @@ impl FromStr for Guid {
         let hex: String = parts.concat();
         let mut t = [0u8; 16];
         for (i, b) in t.iter_mut().enumerate() {
-            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(err)?, 16).map_err(|_| err())?;
+            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(err)?, 16)
+                .map_err(|_| err())?;
         }
         let a = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
         let b = u16::from_be_bytes([t[4], t[5]]);
@@ -73,7 +92,14 @@ impl fmt::Display for Guid {
             u32::from_le_bytes([g[0], g[1], g[2], g[3]]),
             u16::from_le_bytes([g[4], g[5]]),
             u16::from_le_bytes([g[6], g[7]]),
-            g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]
+            g[8],
+            g[9],
+            g[10],
+            g[11],
+            g[12],
+            g[13],
+            g[14],
+            g[15]
         )
     }
 }
@@ -111,7 +137,12 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for s in ["", "C12A7328F81F11D2BA4B00A0C93EC93B", "C12A7328-F81F-11D2-BA4B-00A0C93EC93", "G12A7328-F81F-11D2-BA4B-00A0C93EC93B"] {
+        for s in [
+            "",
+            "C12A7328F81F11D2BA4B00A0C93EC93B",
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93",
+            "G12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+        ] {
             assert!(s.parse::<Guid>().is_err(), "{s}");
         }
     }

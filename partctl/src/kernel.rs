@@ -54,10 +54,17 @@ fn pmbr_kind(s: &Snapshot) -> u8 {
     if !m.signature_ok {
         return 0;
     }
-    if !m.entries.iter().any(|e| e.kind == PROTECTIVE && e.start == 1) {
+    if !m
+        .entries
+        .iter()
+        .any(|e| e.kind == PROTECTIVE && e.start == 1)
+    {
         return 0;
     }
-    if m.entries.iter().any(|e| e.kind != PROTECTIVE && e.kind != 0) {
+    if m.entries
+        .iter()
+        .any(|e| e.kind != PROTECTIVE && e.kind != 0)
+    {
         2
     } else {
         1
@@ -81,7 +88,10 @@ fn gpt_valid(c: &CopyAt, lba: u64, last_lba: u64) -> Result<(), String> {
         return Err(format!("GPT my_lba incorrect: {} != {}", h.my_lba, lba));
     }
     if h.first_usable > last_lba || h.last_usable > last_lba {
-        return Err(format!("GPT usable LBAs {}..{} past the last LBA {}", h.first_usable, h.last_usable, last_lba));
+        return Err(format!(
+            "GPT usable LBAs {}..{} past the last LBA {}",
+            h.first_usable, h.last_usable, last_lba
+        ));
     }
     if h.last_usable < h.first_usable {
         return Err("GPT last_usable_lba < first_usable_lba".into());
@@ -108,12 +118,26 @@ pub fn view(s: &Snapshot, force_gpt: bool) -> KernelView {
         match gpt_valid(&s.primary, 1, last) {
             Ok(()) => {
                 efi = Some((&s.primary, KernelTable::PrimaryGpt));
-                let alt = s.primary.raw.as_ref().map(|r| r.header.alternate_lba).unwrap_or(last);
-                let alt_copy = if alt == last { Some(&s.backup) } else { s.alternate.as_ref().filter(|c| c.lba == alt) };
-                if alt_copy.map(|c| gpt_valid(c, alt, last).is_err()).unwrap_or(true) {
+                let alt = s
+                    .primary
+                    .raw
+                    .as_ref()
+                    .map(|r| r.header.alternate_lba)
+                    .unwrap_or(last);
+                let alt_copy = if alt == last {
+                    Some(&s.backup)
+                } else {
+                    s.alternate.as_ref().filter(|c| c.lba == alt)
+                };
+                if alt_copy
+                    .map(|c| gpt_valid(c, alt, last).is_err())
+                    .unwrap_or(true)
+                {
                     notes.push("Alternate GPT is invalid, using primary GPT.".into());
                 } else if alt != last {
-                    notes.push(format!("Alternate GPT header not at the end of the disk ({alt} != {last})"));
+                    notes.push(format!(
+                        "Alternate GPT header not at the end of the disk ({alt} != {last})"
+                    ));
                 }
             }
             Err(e) => {
@@ -136,9 +160,18 @@ pub fn view(s: &Snapshot, force_gpt: bool) -> KernelView {
         let partitions = parse_entries(array, h.entry_size)
             .into_iter()
             .filter(|(_, e)| e.first_lba <= last && e.last_lba <= last)
-            .map(|(n, e)| KernelPartition { number: n, start: e.first_lba, size: e.last_lba.wrapping_sub(e.first_lba).wrapping_add(1) })
+            .map(|(n, e)| KernelPartition {
+                number: n,
+                start: e.first_lba,
+                size: e.last_lba.wrapping_sub(e.first_lba).wrapping_add(1),
+            })
             .collect();
-        return KernelView { force_gpt, table, partitions, notes };
+        return KernelView {
+            force_gpt,
+            table,
+            partitions,
+            notes,
+        };
     }
     // msdos.c: needs 55AA, valid boot indicators, and no 0xEE entry.
     let m = &s.mbr;
@@ -154,12 +187,26 @@ pub fn view(s: &Snapshot, force_gpt: bool) -> KernelView {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.size != 0)
-            .map(|(i, e)| KernelPartition { number: i as u32 + 1, start: e.start as u64, size: e.size as u64 })
+            .map(|(i, e)| KernelPartition {
+                number: i as u32 + 1,
+                start: e.start as u64,
+                size: e.size as u64,
+            })
             .collect();
         notes.push("using the MBR's primary partitions (GPT ignored)".into());
-        return KernelView { force_gpt, table: KernelTable::Msdos, partitions, notes };
+        return KernelView {
+            force_gpt,
+            table: KernelTable::Msdos,
+            partitions,
+            notes,
+        };
     }
-    KernelView { force_gpt, table: KernelTable::None, partitions: Vec::new(), notes }
+    KernelView {
+        force_gpt,
+        table: KernelTable::None,
+        partitions: Vec::new(),
+        notes,
+    }
 }
 
 #[cfg(test)]
@@ -199,45 +246,85 @@ mod tests {
     #[test]
     fn decision_table() {
         #[allow(clippy::type_complexity)]
-        let rows: Vec<(&str, fn(&mut Vec<u8>, u64), (KernelTable, usize, KernelTable, usize))> = vec![
+        let rows: Vec<(
+            &str,
+            fn(&mut Vec<u8>, u64),
+            (KernelTable, usize, KernelTable, usize),
+        )> = vec![
             // The card as created: hybrid MBR accepted, primary used.
             ("golden", |_, _| {}, (PrimaryGpt, 6, PrimaryGpt, 6)),
             // No 55AA: no protective MBR, EFI parser skipped; msdos gives nothing either.
-            ("MBR zeroed", |v, _| v[..512].fill(0), (None, 0, PrimaryGpt, 6)),
+            (
+                "MBR zeroed",
+                |v, _| v[..512].fill(0),
+                (None, 0, PrimaryGpt, 6),
+            ),
             // parted's protective MBR: fine for Linux (the boot ROM is another matter).
-            ("protective only", |v, n| {
-                v[446..510].fill(0);
-                v[450] = 0xEE;
-                v[454..458].copy_from_slice(&1u32.to_le_bytes());
-                v[458..462].copy_from_slice(&((n - 1) as u32).to_le_bytes());
-            }, (PrimaryGpt, 6, PrimaryGpt, 6)),
+            (
+                "protective only",
+                |v, n| {
+                    v[446..510].fill(0);
+                    v[450] = 0xEE;
+                    v[454..458].copy_from_slice(&1u32.to_le_bytes());
+                    v[458..462].copy_from_slice(&((n - 1) as u32).to_le_bytes());
+                },
+                (PrimaryGpt, 6, PrimaryGpt, 6),
+            ),
             // Primary gone: Linux does not fall back without `gpt`.
-            ("primary header zeroed", |v, _| v[512..1024].fill(0), (None, 0, AlternateGpt, 6)),
+            (
+                "primary header zeroed",
+                |v, _| v[512..1024].fill(0),
+                (None, 0, AlternateGpt, 6),
+            ),
             // No 0xEE: the MBR's FAT entry is all Linux sees (root filesystem lost).
-            ("no 0xEE", |v, _| v[462..478].fill(0), (Msdos, 1, PrimaryGpt, 6)),
+            (
+                "no 0xEE",
+                |v, _| v[462..478].fill(0),
+                (Msdos, 1, PrimaryGpt, 6),
+            ),
             // 0xEE not at LBA 1: not protective; msdos defers to EFI because 0xEE is present.
             ("0xEE at LBA 2", |v, _| v[470] = 2, (None, 0, PrimaryGpt, 6)),
             // Header larger than a sector: rejected.
-            ("header size 600", |v, _| edit_primary(v, |h| h.header_size = 600), (None, 0, AlternateGpt, 6)),
+            (
+                "header size 600",
+                |v, _| edit_primary(v, |h| h.header_size = 600),
+                (None, 0, AlternateGpt, 6),
+            ),
             // 4 entries with a valid CRC: Linux accepts and sees only the first four partitions.
-            ("entry count 4", |v, _| {
-                edit_primary(v, |h| h.num_entries = 4);
-                let crc = crc32fast::hash(&v[1024..1536]);
-                edit_primary(v, |h| h.entries_crc = crc);
-            }, (PrimaryGpt, 4, PrimaryGpt, 4)),
+            (
+                "entry count 4",
+                |v, _| {
+                    edit_primary(v, |h| h.num_entries = 4);
+                    let crc = crc32fast::hash(&v[1024..1536]);
+                    edit_primary(v, |h| h.entries_crc = crc);
+                },
+                (PrimaryGpt, 4, PrimaryGpt, 4),
+            ),
             // Wrong AlternateLBA: primary still used (the kernel only warns).
-            ("alternate wrong", |v, n| edit_primary(v, |h| h.alternate_lba = n - 100), (PrimaryGpt, 6, PrimaryGpt, 6)),
+            (
+                "alternate wrong",
+                |v, n| edit_primary(v, |h| h.alternate_lba = n - 100),
+                (PrimaryGpt, 6, PrimaryGpt, 6),
+            ),
             // Invalid boot indicator and no 0xEE: msdos rejects the whole MBR.
-            ("bad boot indicator", |v, _| {
-                v[462..478].fill(0);
-                v[446] = 0x12;
-            }, (None, 0, PrimaryGpt, 6)),
+            (
+                "bad boot indicator",
+                |v, _| {
+                    v[462..478].fill(0);
+                    v[446] = 0x12;
+                },
+                (None, 0, PrimaryGpt, 6),
+            ),
             // Both copies gone.
-            ("both headers zeroed", |v, n| {
-                v[512..1024].fill(0);
-                let o = ((n - 1) * 512) as usize;
-                v[o..o + 512].fill(0);
-            }, (None, 0, None, 0)),
+            (
+                "both headers zeroed",
+                |v, n| {
+                    v[512..1024].fill(0);
+                    let o = ((n - 1) * 512) as usize;
+                    v[o..o + 512].fill(0);
+                },
+                (None, 0, None, 0),
+            ),
         ];
         for (name, damage, want) in rows {
             let (mut v, n) = card();

@@ -14,7 +14,10 @@ impl Size {
     /// Parse `123`, `4K`, `128M`, `2G` (binary multiples; a trailing `iB`/`B` is accepted).
     pub fn parse(s: &str) -> Option<Size> {
         let s = s.trim();
-        let s = s.strip_suffix("iB").or_else(|| s.strip_suffix('B')).unwrap_or(s);
+        let s = s
+            .strip_suffix("iB")
+            .or_else(|| s.strip_suffix('B'))
+            .unwrap_or(s);
         let (num, mul) = match s.chars().last()? {
             'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
             'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
@@ -36,7 +39,9 @@ impl<'de> Deserialize<'de> for Size {
         }
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(Size(n)),
-            Raw::S(s) => Size::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("bad size {s:?} (use e.g. 128M, 256K, 1G)"))),
+            Raw::S(s) => Size::parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!("bad size {s:?} (use e.g. 128M, 256K, 1G)"))
+            }),
         }
     }
 }
@@ -143,11 +148,16 @@ pub enum Content {
         /// CONFIG_ENV_SIZE.
         #[serde(default = "default_env_size")]
         size: Size,
-        /// Environment image to install as `file` (e.g. from `mkenvimage` or fw-env's mkimage).
-        /// When absent the filesystem is left without it and U-Boot uses its built-in default
-        /// environment until the first `saveenv`. TODO: call fw-env's mkimage once it exists.
+        /// Environment image to install as `file` (e.g. from `mkenvimage` or `fw-env mkimage`),
+        /// exactly `size` bytes.
         #[serde(default)]
         image: Option<PathBuf>,
+        /// Or: the default environment as text (`u-boot-initial-env`: one `name=value` per
+        /// line), made into the image by fw-env's mkimage, zero-padded as U-Boot's `saveenv`
+        /// writes it. With neither, the filesystem is left without the file and U-Boot uses its
+        /// built-in default environment until the first `saveenv`.
+        #[serde(default)]
+        text: Option<PathBuf>,
         /// Where Linux mounts it.
         #[serde(default = "default_env_mount")]
         mount: String,
@@ -257,22 +267,34 @@ pub fn attribute_bit(name: &str) -> Option<u32> {
         "required" | "platform-required" => Some(0),
         "no-block-io" | "efi-ignore" => Some(1),
         "legacy-bios-bootable" | "legacy_bios_bootable" => Some(2),
-        s => s.strip_prefix("bit").and_then(|n| n.parse().ok()).filter(|&b: &u32| b < 64),
+        s => s
+            .strip_prefix("bit")
+            .and_then(|n| n.parse().ok())
+            .filter(|&b: &u32| b < 64),
     }
 }
 
 impl Layout {
     /// Read and validate a layout file.
     pub fn load(path: &Path) -> Result<Layout, LayoutError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LayoutError::Io { path: path.into(), source })?;
-        let l: Layout = toml::from_str(&text).map_err(|source| LayoutError::Toml { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LayoutError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let l: Layout = toml::from_str(&text).map_err(|source| LayoutError::Toml {
+            path: path.into(),
+            source,
+        })?;
         l.validate()?;
         Ok(l)
     }
 
     /// Parse from a string (tests, embedded layouts).
     pub fn from_toml(text: &str) -> Result<Layout, LayoutError> {
-        let l: Layout = toml::from_str(text).map_err(|source| LayoutError::Toml { path: "<string>".into(), source })?;
+        let l: Layout = toml::from_str(text).map_err(|source| LayoutError::Toml {
+            path: "<string>".into(),
+            source,
+        })?;
         l.validate()?;
         Ok(l)
     }
@@ -284,10 +306,16 @@ impl Layout {
             return bad("no partitions".into());
         }
         if self.disk.align.0 == 0 || self.disk.align.0 % SECTOR != 0 {
-            return bad(format!("align {} is not a positive multiple of 512", self.disk.align.0));
+            return bad(format!(
+                "align {} is not a positive multiple of 512",
+                self.disk.align.0
+            ));
         }
         if self.disk.entries < 128 || self.disk.entries % 4 != 0 || self.disk.entries > 4096 {
-            return bad(format!("entries = {} (must be a multiple of 4 in 128..=4096)", self.disk.entries));
+            return bad(format!(
+                "entries = {} (must be a multiple of 4 in 128..=4096)",
+                self.disk.entries
+            ));
         }
         if self.partitions.len() > self.disk.entries as usize {
             return bad("more partitions than GPT entries".into());
@@ -295,10 +323,16 @@ impl Layout {
         let mut slots = [false; 4];
         for (i, p) in self.partitions.iter().enumerate() {
             if p.size.0 == 0 || p.size.0 % SECTOR != 0 {
-                return bad(format!("partition {}: size {} is not a positive multiple of 512", p.name, p.size.0));
+                return bad(format!(
+                    "partition {}: size {} is not a positive multiple of 512",
+                    p.name, p.size.0
+                ));
             }
             if p.name.encode_utf16().count() > 36 {
-                return bad(format!("partition {}: name longer than 36 UTF-16 units", p.name));
+                return bad(format!(
+                    "partition {}: name longer than 36 UTF-16 units",
+                    p.name
+                ));
             }
             for a in &p.attributes {
                 if attribute_bit(a).is_none() {
@@ -306,14 +340,23 @@ impl Layout {
                 }
             }
             if p.growable && i + 1 != self.partitions.len() {
-                return bad(format!("partition {}: only the last partition may be growable", p.name));
+                return bad(format!(
+                    "partition {}: only the last partition may be growable",
+                    p.name
+                ));
             }
             if let Some(m) = &p.mbr {
                 if !(1..=4).contains(&m.slot) || slots[m.slot as usize - 1] {
-                    return bad(format!("partition {}: MBR slot {} invalid or used twice", p.name, m.slot));
+                    return bad(format!(
+                        "partition {}: MBR slot {} invalid or used twice",
+                        p.name, m.slot
+                    ));
                 }
                 if m.kind == 0 || m.kind == 0xEE {
-                    return bad(format!("partition {}: MBR type {:#04x} not allowed for a mirror", p.name, m.kind));
+                    return bad(format!(
+                        "partition {}: MBR type {:#04x} not allowed for a mirror",
+                        p.name, m.kind
+                    ));
                 }
                 slots[m.slot as usize - 1] = true;
             }
@@ -342,7 +385,11 @@ impl Layout {
         for (i, p) in self.partitions.iter().enumerate() {
             let first = next.div_ceil(al) * al;
             let last = first + p.size.0 / SECTOR - 1;
-            out.push(Placed { number: i as u32 + 1, first, last });
+            out.push(Placed {
+                number: i as u32 + 1,
+                first,
+                last,
+            });
             next = last + 1;
         }
         out
@@ -364,7 +411,10 @@ impl Layout {
 
     /// Attribute bits of a partition.
     pub fn attribute_bits(p: &PartitionSpec) -> u64 {
-        p.attributes.iter().filter_map(|a| attribute_bit(a)).fold(0, |acc, b| acc | 1 << b)
+        p.attributes
+            .iter()
+            .filter_map(|a| attribute_bit(a))
+            .fold(0, |acc, b| acc | 1 << b)
     }
 
     /// The 1-based number of the partition holding the environment, if any.
@@ -401,12 +451,24 @@ mod tests {
         let names: Vec<_> = l.partitions.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["boot", "env", "otafs", "rootfs", "data", "staging"]);
         let mib: Vec<_> = l.partitions.iter().map(|p| p.size.0 >> 10).collect();
-        assert_eq!(mib, [128 << 10, 256, 125 << 10, 275 << 10, 50 << 10, 300 << 10]);
+        assert_eq!(
+            mib,
+            [128 << 10, 256, 125 << 10, 275 << 10, 50 << 10, 300 << 10]
+        );
         assert_eq!(l.partitions[0].kind.0, types::ESP);
-        assert_eq!(l.partitions[0].mbr, Some(MbrMirror { slot: 1, kind: 0x0C, bootable: true }));
+        assert_eq!(
+            l.partitions[0].mbr,
+            Some(MbrMirror {
+                slot: 1,
+                kind: 0x0C,
+                bootable: true
+            })
+        );
         let placed = l.place();
         assert_eq!(placed[0].first, 2048);
-        assert!(placed.windows(2).all(|w| w[0].last < w[1].first && w[1].first % 2048 == 0));
+        assert!(placed
+            .windows(2)
+            .all(|w| w[0].last < w[1].first && w[1].first % 2048 == 0));
         assert_eq!(l.env_partition().unwrap().0, 2);
     }
 
@@ -416,7 +478,11 @@ mod tests {
         l.partitions[0].size = Size(1000);
         assert!(l.validate().is_err());
         let mut l = board();
-        l.partitions[1].mbr = Some(MbrMirror { slot: 1, kind: 0x83, bootable: false });
+        l.partitions[1].mbr = Some(MbrMirror {
+            slot: 1,
+            kind: 0x83,
+            bootable: false,
+        });
         assert!(l.validate().is_err());
         let mut l = board();
         l.partitions[0].growable = true;

@@ -5,7 +5,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Behave like a Unix tool in a pipe (`partctl check x | head`): die quietly on SIGPIPE.
     // SAFETY: setting a signal disposition to the default before any thread is started.
-    let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let cli = partctl::cli::Cli::parse();
     match partctl::cli::run(cli) {
         Ok(code) => code,

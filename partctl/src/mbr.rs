@@ -79,7 +79,11 @@ pub fn chs(lba: u64) -> [u8; 3] {
     let c = lba / (255 * 63);
     let h = (lba / 63) % 255;
     let s = lba % 63 + 1;
-    [h as u8, (s as u8) | (((c >> 2) & 0xC0) as u8), (c & 0xFF) as u8]
+    [
+        h as u8,
+        (s as u8) | (((c >> 2) & 0xC0) as u8),
+        (c & 0xFF) as u8,
+    ]
 }
 
 impl Mbr {
@@ -136,26 +140,54 @@ pub fn build(bootcode: Vec<u8>, disk_signature: u32, mirrors: &[Mirror], disk_se
             boot: if m.bootable { 0x80 } else { 0 },
             kind: m.kind,
             start: m.first.min(u32::MAX as u64) as u32,
-            size: m.last.saturating_add(1).saturating_sub(m.first).min(u32::MAX as u64) as u32,
+            size: m
+                .last
+                .saturating_add(1)
+                .saturating_sub(m.first)
+                .min(u32::MAX as u64) as u32,
         };
     }
-    let ee_end = mirrors.iter().map(|m| m.first).min().map(|f| f.saturating_sub(1)).unwrap_or(disk_sectors.saturating_sub(1));
+    let ee_end = mirrors
+        .iter()
+        .map(|m| m.first)
+        .min()
+        .map(|f| f.saturating_sub(1))
+        .unwrap_or(disk_sectors.saturating_sub(1));
     let ee_size = ee_end.min(u32::MAX as u64) as u32;
     if let Some(free) = entries.iter_mut().find(|e| e.is_empty()) {
-        *free = MbrEntry { boot: 0, kind: PROTECTIVE, start: 1, size: ee_size };
+        *free = MbrEntry {
+            boot: 0,
+            kind: PROTECTIVE,
+            start: 1,
+            size: ee_size,
+        };
     }
-    Mbr { bootcode, disk_signature, entries, signature_ok: true }
+    Mbr {
+        bootcode,
+        disk_signature,
+        entries,
+        signature_ok: true,
+    }
 }
 
 /// Without a layout: the partition to mirror is the one with the legacy-BIOS-bootable attribute,
 /// else the first ESP. It becomes FAT32 LBA, bootable, slot 1.
 pub fn mirror_from_gpt(entries: &[(u32, GptEntry)]) -> Option<Mirror> {
-    let usable: Vec<&(u32, GptEntry)> = entries.iter().filter(|(_, e)| e.first_lba > 0 && e.first_lba <= e.last_lba && e.last_lba < u64::MAX).collect();
+    let usable: Vec<&(u32, GptEntry)> = entries
+        .iter()
+        .filter(|(_, e)| e.first_lba > 0 && e.first_lba <= e.last_lba && e.last_lba < u64::MAX)
+        .collect();
     let pick = usable
         .iter()
         .find(|(_, e)| e.attributes & 4 != 0)
         .or_else(|| usable.iter().find(|(_, e)| e.type_guid == types::ESP))?;
-    Some(Mirror { slot: 1, kind: FAT32_LBA, bootable: true, first: pick.1.first_lba, last: pick.1.last_lba })
+    Some(Mirror {
+        slot: 1,
+        kind: FAT32_LBA,
+        bootable: true,
+        first: pick.1.first_lba,
+        last: pick.1.last_lba,
+    })
 }
 
 /// Disk signature derived from the disk GUID (so that a rebuilt MBR is the same with or without
@@ -171,12 +203,39 @@ mod tests {
 
     #[test]
     fn hybrid_layout() {
-        let m = build(vec![0; 440], 0x1234, &[Mirror { slot: 1, kind: FAT32_LBA, bootable: true, first: 2048, last: 264191 }], 1 << 21);
+        let m = build(
+            vec![0; 440],
+            0x1234,
+            &[Mirror {
+                slot: 1,
+                kind: FAT32_LBA,
+                bootable: true,
+                first: 2048,
+                last: 264191,
+            }],
+            1 << 21,
+        );
         let s = m.encode();
         let back = parse(&s);
         assert!(back.signature_ok);
-        assert_eq!(back.entries[0], MbrEntry { boot: 0x80, kind: 0x0C, start: 2048, size: 262144 });
-        assert_eq!(back.entries[1], MbrEntry { boot: 0, kind: 0xEE, start: 1, size: 2047 });
+        assert_eq!(
+            back.entries[0],
+            MbrEntry {
+                boot: 0x80,
+                kind: 0x0C,
+                start: 2048,
+                size: 262144
+            }
+        );
+        assert_eq!(
+            back.entries[1],
+            MbrEntry {
+                boot: 0,
+                kind: 0xEE,
+                start: 1,
+                size: 2047
+            }
+        );
         assert!(back.entries[2].is_empty() && back.entries[3].is_empty());
         assert_eq!(back.disk_signature, 0x1234);
     }
@@ -184,7 +243,15 @@ mod tests {
     #[test]
     fn protective_caps_at_32_bits() {
         let m = build(vec![], 0, &[], 1 << 40);
-        assert_eq!(m.entries[0], MbrEntry { boot: 0, kind: 0xEE, start: 1, size: u32::MAX });
+        assert_eq!(
+            m.entries[0],
+            MbrEntry {
+                boot: 0,
+                kind: 0xEE,
+                start: 1,
+                size: u32::MAX
+            }
+        );
     }
 
     #[test]

@@ -25,27 +25,64 @@ impl Tables {
             .iter()
             .zip(layout.place())
             .map(|(s, p)| {
-                (p.number, GptEntry { type_guid: s.kind.0, uuid: s.uuid, first_lba: p.first, last_lba: p.last, attributes: Layout::attribute_bits(s), name: s.name.clone() })
+                (
+                    p.number,
+                    GptEntry {
+                        type_guid: s.kind.0,
+                        uuid: s.uuid,
+                        first_lba: p.first,
+                        last_lba: p.last,
+                        attributes: Layout::attribute_bits(s),
+                        name: s.name.clone(),
+                    },
+                )
             })
             .collect();
-        let gpt = GptImage::from_entries(layout.disk.guid, layout.disk.entries, disk_sectors, &entries);
+        let gpt = GptImage::from_entries(
+            layout.disk.guid,
+            layout.disk.entries,
+            disk_sectors,
+            &entries,
+        );
         let mirrors = crate::check::expected_mirrors(Some(layout), &entries);
-        let mbr = mbr::build(vec![0; 440], mbr::signature_from_guid(&layout.disk.guid), &mirrors, disk_sectors);
-        Tables { disk_sectors, mbr, gpt }
+        let mbr = mbr::build(
+            vec![0; 440],
+            mbr::signature_from_guid(&layout.disk.guid),
+            &mirrors,
+            disk_sectors,
+        );
+        Tables {
+            disk_sectors,
+            mbr,
+            gpt,
+        }
     }
 
     /// Tables from a GPT image, with a hybrid MBR from `mirrors`, keeping `bootcode` and the
     /// disk signature when given.
-    pub fn from_gpt(gpt: GptImage, mirrors: &[Mirror], bootcode: Vec<u8>, disk_signature: Option<u32>, disk_sectors: u64) -> Tables {
+    pub fn from_gpt(
+        gpt: GptImage,
+        mirrors: &[Mirror],
+        bootcode: Vec<u8>,
+        disk_signature: Option<u32>,
+        disk_sectors: u64,
+    ) -> Tables {
         let sig = disk_signature.unwrap_or_else(|| mbr::signature_from_guid(&gpt.disk_guid));
         let mbr = mbr::build(bootcode, sig, mirrors, disk_sectors);
-        Tables { disk_sectors, mbr, gpt }
+        Tables {
+            disk_sectors,
+            mbr,
+            gpt,
+        }
     }
 
     /// Every table sector as `(lba, 512 bytes)`, in ascending LBA order.
     pub fn sectors(&self) -> Vec<(u64, Vec<u8>)> {
         let n = self.disk_sectors;
-        let mut out = vec![(0, self.mbr.encode().to_vec()), (1, self.gpt.header(n, false).encode().to_vec())];
+        let mut out = vec![
+            (0, self.mbr.encode().to_vec()),
+            (1, self.gpt.header(n, false).encode().to_vec()),
+        ];
         let arr = self.gpt.array_padded();
         for (i, c) in arr.chunks(SECTOR as usize).enumerate() {
             out.push((2 + i as u64, c.to_vec()));

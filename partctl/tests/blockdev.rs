@@ -9,7 +9,9 @@ use std::io::{Seek, SeekFrom, Write};
 struct Loop(String);
 impl Drop for Loop {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("losetup").args(["-d", &self.0]).status();
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.0])
+            .status();
     }
 }
 
@@ -26,10 +28,17 @@ fn check_and_repair_a_loop_device() {
     let dev = Loop(o.stdout.trim().to_string());
     let c = partctl(&["check", &dev.0, "--layout", SMALL]);
     assert_eq!(c.code, 0, "{}", c.stdout);
-    assert!(c.stdout.contains("92160 sectors"), "size from BLKGETSIZE64: {}", c.stdout);
+    assert!(
+        c.stdout.contains("92160 sectors"),
+        "size from BLKGETSIZE64: {}",
+        c.stdout
+    );
     // Damage through the block device itself.
     {
-        let mut f = std::fs::OpenOptions::new().write(true).open(&dev.0).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&dev.0)
+            .unwrap();
         f.seek(SeekFrom::Start(512)).unwrap();
         f.write_all(&[0u8; 512]).unwrap();
         f.sync_all().unwrap();

@@ -9,13 +9,22 @@ fn check_exit_2_when_it_cannot_check() {
     let missing = d.path().join("missing.img");
     let o = partctl(&["check", missing.to_str().unwrap()]);
     assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("missing.img"), "names the file: {}", o.stderr);
+    assert!(
+        o.stderr.contains("missing.img"),
+        "names the file: {}",
+        o.stderr
+    );
     let tiny = d.path().join("tiny.img");
     std::fs::write(&tiny, [0u8; 1000]).unwrap();
     assert_eq!(partctl(&["check", tiny.to_str().unwrap()]).code, 2);
     let bad_layout = d.path().join("bad.toml");
     std::fs::write(&bad_layout, "[disk]\nguid = \"nope\"\n").unwrap();
-    let o = partctl(&["check", golden().to_str().unwrap(), "--layout", bad_layout.to_str().unwrap()]);
+    let o = partctl(&[
+        "check",
+        golden().to_str().unwrap(),
+        "--layout",
+        bad_layout.to_str().unwrap(),
+    ]);
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("bad.toml"), "{}", o.stderr);
     assert_eq!(partctl(&["check"]).code, 2, "usage error");
@@ -25,16 +34,32 @@ fn check_exit_2_when_it_cannot_check() {
 fn check_exit_0_on_a_zeroed_card_is_impossible() {
     let d = tmp();
     let img = d.path().join("zero.img");
-    std::fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
     let o = partctl(&["check", img.to_str().unwrap()]);
     assert_eq!(o.code, 1);
-    assert!(o.stdout.contains("no-gpt") && o.stdout.contains("Linux sees: NO partition table"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("no-gpt") && o.stdout.contains("Linux sees: NO partition table"),
+        "{}",
+        o.stdout
+    );
     // Without a layout there is nothing to rebuild from; with one, there is.
     let o = partctl(&["repair", img.to_str().unwrap(), "--yes"]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("both GPT copies are unusable and no layout was given"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("both GPT copies are unusable and no layout was given"),
+        "{}",
+        o.stderr
+    );
     let o = partctl(&["repair", img.to_str().unwrap(), "--yes", "--layout", SMALL]);
-    assert_eq!(o.code, 1, "card smaller than the layout: {}{}", o.stdout, o.stderr);
+    assert_eq!(
+        o.code, 1,
+        "card smaller than the layout: {}{}",
+        o.stdout, o.stderr
+    );
     assert!(o.stderr.contains("smaller than the layout"), "{}", o.stderr);
 }
 
@@ -47,11 +72,19 @@ fn repair_without_yes_writes_nothing() {
     let before = file_crc(&img);
     let o = partctl(&["repair", img.to_str().unwrap()]);
     assert_eq!(o.code, 1);
-    assert!(o.stdout.contains("write LBA 0: hybrid MBR") && o.stdout.contains("rerun with --yes"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("write LBA 0: hybrid MBR") && o.stdout.contains("rerun with --yes"),
+        "{}",
+        o.stdout
+    );
     assert_eq!(file_crc(&img), before);
     let o = partctl(&["repair", img.to_str().unwrap(), "--dry-run"]);
     assert_eq!(o.code, 1);
-    assert!(o.stdout.contains("After the repair:") && o.stdout.contains("No problems found."), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("After the repair:") && o.stdout.contains("No problems found."),
+        "{}",
+        o.stdout
+    );
     assert_eq!(file_crc(&img), before);
     // A sound card: nothing to do, exit 0.
     let o = partctl(&["repair", golden().to_str().unwrap(), "--dry-run"]);
@@ -64,10 +97,19 @@ fn card_smaller_than_the_layout() {
     let d = tmp();
     let img = d.path().join("card.img");
     copy_image(golden(), &img);
-    std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(80000 * 512).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(80000 * 512)
+        .unwrap();
     let o = partctl(&["check", "--json", img.to_str().unwrap(), "--layout", SMALL]);
     assert_eq!(o.code, 1);
-    assert!(o.stdout.contains("\"card-smaller-than-layout\"") && o.stdout.contains("\"card-smaller\""), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("\"card-smaller-than-layout\"") && o.stdout.contains("\"card-smaller\""),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
@@ -109,20 +151,54 @@ fn grow_refuses_before_repair_on_a_larger_card() {
     let d = tmp();
     let img = d.path().join("card.img");
     copy_image(golden(), &img);
-    std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(64 << 20).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
     let o = partctl(&["grow", "staging", img.to_str().unwrap(), "--yes"]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("run `partctl repair` first"), "{}", o.stderr);
-    assert_eq!(partctl(&["repair", img.to_str().unwrap(), "--yes", "--backup", d.path().join("b1").to_str().unwrap()]).code, 0);
-    let o = partctl(&["grow", "staging", img.to_str().unwrap(), "--yes", "--backup", d.path().join("b2").to_str().unwrap()]);
+    assert!(
+        o.stderr.contains("run `partctl repair` first"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        partctl(&[
+            "repair",
+            img.to_str().unwrap(),
+            "--yes",
+            "--backup",
+            d.path().join("b1").to_str().unwrap()
+        ])
+        .code,
+        0
+    );
+    let o = partctl(&[
+        "grow",
+        "staging",
+        img.to_str().unwrap(),
+        "--yes",
+        "--backup",
+        d.path().join("b2").to_str().unwrap(),
+    ]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     let o = partctl(&["check", img.to_str().unwrap(), "--layout", SMALL]);
-    assert_eq!(o.code, 0, "growable staging may exceed the layout: {}", o.stdout);
+    assert_eq!(
+        o.code, 0,
+        "growable staging may exceed the layout: {}",
+        o.stdout
+    );
     let o = partctl(&["grow", "staging", img.to_str().unwrap(), "--yes"]);
     assert_eq!(o.code, 1, "already grown: {}{}", o.stdout, o.stderr);
     let o = partctl(&["grow", "data", img.to_str().unwrap(), "--yes"]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("only the last partition can grow"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("only the last partition can grow"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -137,20 +213,58 @@ fn repair_with_layout_fixes_the_disk_guid_but_keeps_a_grown_partition() {
     let d = tmp();
     let img = d.path().join("card.img");
     copy_image(golden(), &img);
-    std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(64 << 20).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
     let s = img.to_str().unwrap();
-    assert_eq!(partctl(&["repair", s, "--yes", "--backup", d.path().join("b1").to_str().unwrap()]).code, 0);
-    assert_eq!(partctl(&["grow", "staging", s, "--yes", "--backup", d.path().join("b2").to_str().unwrap()]).code, 0);
+    assert_eq!(
+        partctl(&[
+            "repair",
+            s,
+            "--yes",
+            "--backup",
+            d.path().join("b1").to_str().unwrap()
+        ])
+        .code,
+        0
+    );
+    assert_eq!(
+        partctl(&[
+            "grow",
+            "staging",
+            s,
+            "--yes",
+            "--backup",
+            d.path().join("b2").to_str().unwrap()
+        ])
+        .code,
+        0
+    );
     let grown = snapshot(&img);
     edit_header(&img, 1, |h| h.disk_guid.0[0] ^= 1);
     edit_header(&img, sectors(&img) - 1, |h| h.disk_guid.0[0] ^= 1);
     let o = partctl(&["check", s, "--layout", SMALL]);
     assert_eq!(o.code, 1);
     assert!(o.stdout.contains("disk GUID is"), "{}", o.stdout);
-    let o = partctl(&["repair", s, "--yes", "--layout", SMALL, "--backup", d.path().join("b3").to_str().unwrap()]);
+    let o = partctl(&[
+        "repair",
+        s,
+        "--yes",
+        "--layout",
+        SMALL,
+        "--backup",
+        d.path().join("b3").to_str().unwrap(),
+    ]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     let after = snapshot(&img);
-    assert_eq!(after.primary.array.as_ref().unwrap(), grown.primary.array.as_ref().unwrap(), "staging stays grown");
+    assert_eq!(
+        after.primary.array.as_ref().unwrap(),
+        grown.primary.array.as_ref().unwrap(),
+        "staging stays grown"
+    );
     assert_eq!(read_sector(&img, 1), read_sector_of(&grown));
 }
 

@@ -31,11 +31,19 @@ fn damage_matrix() {
             fail(format!("check exit {} (want 1):\n{}", c.code, c.stdout));
         }
         if !c.stdout.contains(case.message) {
-            fail(format!("check output lacks {:?}:\n{}", case.message, c.stdout));
+            fail(format!(
+                "check output lacks {:?}:\n{}",
+                case.message, c.stdout
+            ));
         }
         let j = partctl(&["check", "--json", imgs]);
         let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
-        let kinds: Vec<&str> = v["problems"].as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["kind"].as_str().unwrap())
+            .collect();
         for k in case.kinds {
             if !kinds.contains(k) {
                 fail(format!("check --json lacks {k}: {kinds:?}"));
@@ -49,22 +57,34 @@ fn damage_matrix() {
         match case.repair {
             Repair::Refused => {
                 if r.code != 1 || bk.exists() || file_crc(&img) != damaged_crc {
-                    fail(format!("repair should refuse and write nothing: exit {}\n{}{}", r.code, r.stdout, r.stderr));
+                    fail(format!(
+                        "repair should refuse and write nothing: exit {}\n{}{}",
+                        r.code, r.stdout, r.stderr
+                    ));
                 }
                 let r = partctl(&["repair", imgs, "--yes", "--layout", SMALL, "--backup", bks]);
                 if r.code != 1 || file_crc(&img) != damaged_crc {
-                    fail(format!("repair --layout should refuse: exit {}\n{}{}", r.code, r.stdout, r.stderr));
+                    fail(format!(
+                        "repair --layout should refuse: exit {}\n{}{}",
+                        r.code, r.stdout, r.stderr
+                    ));
                 }
                 continue;
             }
             Repair::NeedsLayout => {
                 if r.code != 1 || file_crc(&img) != damaged_crc || !r.stderr.contains("--layout") {
-                    fail(format!("repair without layout should refuse and ask for --layout: exit {}\n{}{}", r.code, r.stdout, r.stderr));
+                    fail(format!(
+                        "repair without layout should refuse and ask for --layout: exit {}\n{}{}",
+                        r.code, r.stdout, r.stderr
+                    ));
                     continue;
                 }
                 let r = partctl(&["repair", imgs, "--yes", "--layout", SMALL, "--backup", bks]);
                 if r.code != 0 {
-                    fail(format!("repair --layout exit {}:\n{}{}", r.code, r.stdout, r.stderr));
+                    fail(format!(
+                        "repair --layout exit {}:\n{}{}",
+                        r.code, r.stdout, r.stderr
+                    ));
                 }
             }
             Repair::Golden | Repair::Larger => {
@@ -107,8 +127,16 @@ fn damage_matrix() {
         // restore gives back the damaged state byte for byte.
         let r = partctl(&["restore", bks, imgs]);
         if r.code != 0 || file_crc(&img) != damaged_crc {
-            fail(format!("restore did not give back the damaged image: exit {}\n{}{}", r.code, r.stdout, r.stderr));
+            fail(format!(
+                "restore did not give back the damaged image: exit {}\n{}{}",
+                r.code, r.stdout, r.stderr
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

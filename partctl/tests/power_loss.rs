@@ -29,7 +29,12 @@ fn tables(p: &mut Patched<File>, n: u64) -> Vec<u8> {
     v
 }
 
-fn check_plan(name: &str, img: &Path, plan: &Plan, replan: &dyn Fn(&mut Patched<File>, &Snapshot) -> Plan) -> Vec<String> {
+fn check_plan(
+    name: &str,
+    img: &Path,
+    plan: &Plan,
+    replan: &dyn Fn(&mut Patched<File>, &Snapshot) -> Plan,
+) -> Vec<String> {
     let mut fails = Vec::new();
     let s0 = Snapshot::from_reader(&mut File::open(img).unwrap()).unwrap();
     let n = s0.disk_sectors;
@@ -45,8 +50,17 @@ fn check_plan(name: &str, img: &Path, plan: &Plan, replan: &dyn Fn(&mut Patched<
         let mut p = state(img, &plan.writes[..k]);
         let s = Snapshot::from_reader(&mut p).unwrap();
         let v = view(&s, false);
-        if v0.table == KernelTable::PrimaryGpt && (v.table != KernelTable::PrimaryGpt || (v.partitions != v0.partitions && v.partitions != vf.partitions)) {
-            fails.push(format!("[{name}] after {k} of {} writes Linux sees {:?} {:?} {:?}", plan.writes.len(), v.table, v.partitions, v.notes));
+        if v0.table == KernelTable::PrimaryGpt
+            && (v.table != KernelTable::PrimaryGpt
+                || (v.partitions != v0.partitions && v.partitions != vf.partitions))
+        {
+            fails.push(format!(
+                "[{name}] after {k} of {} writes Linux sees {:?} {:?} {:?}",
+                plan.writes.len(),
+                v.table,
+                v.partitions,
+                v.notes
+            ));
         }
         if best_source(&s0).is_some() && best_source(&s).is_none() {
             fails.push(format!("[{name}] after {k} writes no GPT copy is sound"));
@@ -57,7 +71,11 @@ fn check_plan(name: &str, img: &Path, plan: &Plan, replan: &dyn Fn(&mut Patched<
         }
         let got = tables(&mut p, n);
         if got != final_tables {
-            let first = got.iter().zip(&final_tables).position(|(a, b)| a != b).unwrap_or(0);
+            let first = got
+                .iter()
+                .zip(&final_tables)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
             fails.push(format!("[{name}] resuming after {k} writes ends with different tables (first difference at byte {first} of the table areas; plan {})", again.describe()));
         }
     }
@@ -79,7 +97,9 @@ fn power_loss_between_any_two_writes() {
         let plan = repair::plan(&mut File::open(&img).unwrap(), &s, l).unwrap();
         assert!(!plan.is_empty(), "[{}] empty plan", case.name);
         checked += plan.writes.len() + 1;
-        fails.extend(check_plan(case.name, &img, &plan, &|p, s| repair::plan(p, s, l).unwrap()));
+        fails.extend(check_plan(case.name, &img, &plan, &|p, s| {
+            repair::plan(p, s, l).unwrap()
+        }));
     }
     assert!(fails.is_empty(), "{}", fails.join("\n"));
     assert!(checked > 100, "only {checked} states checked");
@@ -90,16 +110,36 @@ fn power_loss_during_grow() {
     let d = tmp();
     let img = d.path().join("card.img");
     copy_image(golden(), &img);
-    std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(64 << 20).unwrap();
-    let r = partctl(&["repair", img.to_str().unwrap(), "--yes", "--backup", d.path().join("b1").to_str().unwrap()]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let r = partctl(&[
+        "repair",
+        img.to_str().unwrap(),
+        "--yes",
+        "--backup",
+        d.path().join("b1").to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let s = snapshot(&img);
-    let (plan, num, start, size) = repair::plan_grow(&mut File::open(&img).unwrap(), &s, "staging", 2048).unwrap();
+    let (plan, num, start, size) =
+        repair::plan_grow(&mut File::open(&img).unwrap(), &s, "staging", 2048).unwrap();
     assert_eq!((num, start), (6, 86016));
-    assert_eq!(start + size, (64 << 20) / 512 - 2048, "aligned down to 1 MiB below the backup GPT");
+    assert_eq!(
+        start + size,
+        (64 << 20) / 512 - 2048,
+        "aligned down to 1 MiB below the backup GPT"
+    );
     // The primary array changes while Linux reads the primary: the plan must bounce through the
     // backup array.
-    assert!(plan.writes.iter().any(|w| w.what.contains("temporarily")), "{}", plan.describe());
+    assert!(
+        plan.writes.iter().any(|w| w.what.contains("temporarily")),
+        "{}",
+        plan.describe()
+    );
     let fails = check_plan("grow", &img, &plan, &|p, s| {
         // Resuming a cut grow: `repair` finishes it (primary wins once its header is written;
         // before that the backup, already grown, is identical to it except for the array).
@@ -110,7 +150,14 @@ fn power_loss_during_grow() {
     });
     assert!(fails.is_empty(), "{}", fails.join("\n"));
     // And through the CLI, on the image: sgdisk agrees.
-    let r = partctl(&["grow", "staging", img.to_str().unwrap(), "--yes", "--backup", d.path().join("b2").to_str().unwrap()]);
+    let r = partctl(&[
+        "grow",
+        "staging",
+        img.to_str().unwrap(),
+        "--yes",
+        "--backup",
+        d.path().join("b2").to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let (clean, text) = sgdisk_clean(&img);
     assert!(clean, "{text}");
@@ -126,41 +173,94 @@ fn power_loss_during_grow() {
 fn cli_repair_cut_after_every_write() {
     let gold = table_sectors(golden());
     let mut cuts = 0;
-    for case in cases().into_iter().filter(|c| matches!(c.name, "primary array zeroed" | "MBR entries swapped" | "overlap" | "both headers gone")) {
+    for case in cases().into_iter().filter(|c| {
+        matches!(
+            c.name,
+            "primary array zeroed" | "MBR entries swapped" | "overlap" | "both headers gone"
+        )
+    }) {
         let d = tmp();
         let damaged = d.path().join("damaged.img");
         copy_image(golden(), &damaged);
         (case.damage)(&damaged);
         let layout = (case.repair == Repair::NeedsLayout).then_some(SMALL);
         let s0 = snapshot(&damaged);
-        let n = repair::plan(&mut File::open(&damaged).unwrap(), &s0, layout.map(|_| small_layout()).as_ref()).unwrap().writes.len();
+        let n = repair::plan(
+            &mut File::open(&damaged).unwrap(),
+            &s0,
+            layout.map(|_| small_layout()).as_ref(),
+        )
+        .unwrap()
+        .writes
+        .len();
         let readable0 = view(&s0, false).table == KernelTable::PrimaryGpt;
         for k in 1..n {
             let img = d.path().join(format!("cut{k}.img"));
             copy_image(&damaged, &img);
             let bk = d.path().join(format!("b{k}"));
-            let mut args = vec!["repair", img.to_str().unwrap(), "--yes", "--backup", bk.to_str().unwrap()];
+            let mut args = vec![
+                "repair",
+                img.to_str().unwrap(),
+                "--yes",
+                "--backup",
+                bk.to_str().unwrap(),
+            ];
             if let Some(l) = layout {
                 args.extend(["--layout", l]);
             }
-            let o = std::process::Command::new(env!("CARGO_BIN_EXE_partctl")).args(&args).env("PARTCTL_FAULT_AFTER_WRITES", k.to_string()).output().unwrap();
-            assert!(!o.status.success(), "[{}] cut at {k} did not stop", case.name);
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_partctl"))
+                .args(&args)
+                .env("PARTCTL_FAULT_AFTER_WRITES", k.to_string())
+                .output()
+                .unwrap();
+            assert!(
+                !o.status.success(),
+                "[{}] cut at {k} did not stop",
+                case.name
+            );
             let v = view(&snapshot(&img), false);
-            assert!(!readable0 || v.table == KernelTable::PrimaryGpt, "[{}] cut at {k}: Linux sees {v:?}", case.name);
+            assert!(
+                !readable0 || v.table == KernelTable::PrimaryGpt,
+                "[{}] cut at {k}: Linux sees {v:?}",
+                case.name
+            );
             // The backup taken before the first write undoes the partial repair.
             let cut = d.path().join(format!("cut{k}-restored.img"));
             copy_image(&img, &cut);
-            assert_eq!(partctl(&["restore", bk.to_str().unwrap(), cut.to_str().unwrap()]).code, 0);
-            assert_eq!(file_crc(&cut), file_crc(&damaged), "[{}] cut at {k}: restore", case.name);
+            assert_eq!(
+                partctl(&["restore", bk.to_str().unwrap(), cut.to_str().unwrap()]).code,
+                0
+            );
+            assert_eq!(
+                file_crc(&cut),
+                file_crc(&damaged),
+                "[{}] cut at {k}: restore",
+                case.name
+            );
             // Resume.
             let bk2 = d.path().join(format!("b{k}-2"));
-            let mut args = vec!["repair", img.to_str().unwrap(), "--yes", "--backup", bk2.to_str().unwrap()];
+            let mut args = vec![
+                "repair",
+                img.to_str().unwrap(),
+                "--yes",
+                "--backup",
+                bk2.to_str().unwrap(),
+            ];
             if let Some(l) = layout {
                 args.extend(["--layout", l]);
             }
             let o = partctl(&args);
-            assert_eq!(o.code, 0, "[{}] resume after cut at {k}: {}{}", case.name, o.stdout, o.stderr);
-            assert_eq!(table_sectors(&img), gold, "[{}] resume after cut at {k}", case.name);
+            assert_eq!(
+                o.code, 0,
+                "[{}] resume after cut at {k}: {}{}",
+                case.name, o.stdout, o.stderr
+            );
+            assert_eq!(
+                table_sectors(&img),
+                gold,
+                "[{}] resume after cut at {k}",
+                case.name
+            );
             cuts += 1;
         }
     }

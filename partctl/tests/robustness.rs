@@ -22,7 +22,11 @@ impl Read for Virtual {
         let n = buf.len().min(self.size.saturating_sub(self.pos) as usize);
         for (i, b) in buf[..n].iter_mut().enumerate() {
             let at = self.pos + i as u64;
-            *b = self.sectors.get(&(at / 512)).map(|s| s[(at % 512) as usize]).unwrap_or(0);
+            *b = self
+                .sectors
+                .get(&(at / 512))
+                .map(|s| s[(at % 512) as usize])
+                .unwrap_or(0);
         }
         self.pos += n as u64;
         self.read += n as u64;
@@ -43,7 +47,12 @@ impl Seek for Virtual {
 
 fn virtual_card(l: &Layout, size: u64) -> Virtual {
     let t = Tables::from_layout(l, size / 512);
-    Virtual { size, sectors: t.sectors().into_iter().collect(), pos: 0, read: 0 }
+    Virtual {
+        size,
+        sectors: t.sectors().into_iter().collect(),
+        pos: 0,
+        read: 0,
+    }
 }
 
 #[test]

@@ -55,14 +55,62 @@ fn both_arrays(p: &Path, f: fn(&mut Vec<u8>)) {
 pub fn cases() -> Vec<Case> {
     use Repair::*;
     vec![
-        Case { name: "primary header corrupt", damage: |p| flip(p, 1, 40), kinds: &["header-crc"], message: "primary GPT header CRC", repair: Golden },
-        Case { name: "primary header zeroed", damage: |p| write_at(p, 1, &[0; 512]), kinds: &["header-missing"], message: "primary GPT header is zeroed", repair: Golden },
-        Case { name: "primary array corrupt", damage: |p| flip(p, 2, 60), kinds: &["array-crc"], message: "primary GPT entry array CRC", repair: Golden },
-        Case { name: "primary array zeroed", damage: |p| write_at(p, 2, &[0; 32 * 512]), kinds: &["array-crc"], message: "(the array is zeroed)", repair: Golden },
-        Case { name: "backup header corrupt", damage: |p| flip(p, last(p), 40), kinds: &["header-crc"], message: "backup GPT header CRC", repair: Golden },
-        Case { name: "backup header zeroed", damage: |p| write_at(p, last(p), &[0; 512]), kinds: &["header-missing"], message: "backup GPT header is zeroed", repair: Golden },
-        Case { name: "backup array corrupt", damage: |p| flip(p, last(p) - 32, 60), kinds: &["array-crc"], message: "backup GPT entry array CRC", repair: Golden },
-        Case { name: "backup array zeroed", damage: |p| write_at(p, last(p) - 32, &[0; 32 * 512]), kinds: &["array-crc"], message: "backup GPT entry array CRC", repair: Golden },
+        Case {
+            name: "primary header corrupt",
+            damage: |p| flip(p, 1, 40),
+            kinds: &["header-crc"],
+            message: "primary GPT header CRC",
+            repair: Golden,
+        },
+        Case {
+            name: "primary header zeroed",
+            damage: |p| write_at(p, 1, &[0; 512]),
+            kinds: &["header-missing"],
+            message: "primary GPT header is zeroed",
+            repair: Golden,
+        },
+        Case {
+            name: "primary array corrupt",
+            damage: |p| flip(p, 2, 60),
+            kinds: &["array-crc"],
+            message: "primary GPT entry array CRC",
+            repair: Golden,
+        },
+        Case {
+            name: "primary array zeroed",
+            damage: |p| write_at(p, 2, &[0; 32 * 512]),
+            kinds: &["array-crc"],
+            message: "(the array is zeroed)",
+            repair: Golden,
+        },
+        Case {
+            name: "backup header corrupt",
+            damage: |p| flip(p, last(p), 40),
+            kinds: &["header-crc"],
+            message: "backup GPT header CRC",
+            repair: Golden,
+        },
+        Case {
+            name: "backup header zeroed",
+            damage: |p| write_at(p, last(p), &[0; 512]),
+            kinds: &["header-missing"],
+            message: "backup GPT header is zeroed",
+            repair: Golden,
+        },
+        Case {
+            name: "backup array corrupt",
+            damage: |p| flip(p, last(p) - 32, 60),
+            kinds: &["array-crc"],
+            message: "backup GPT entry array CRC",
+            repair: Golden,
+        },
+        Case {
+            name: "backup array zeroed",
+            damage: |p| write_at(p, last(p) - 32, &[0; 32 * 512]),
+            kinds: &["array-crc"],
+            message: "backup GPT entry array CRC",
+            repair: Golden,
+        },
         Case {
             name: "both headers gone",
             damage: |p| {
@@ -75,50 +123,100 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "card larger",
-            damage: |p| OpenOptions::new().write(true).open(p).unwrap().set_len((sectors(p) + 32768) * 512).unwrap(),
+            damage: |p| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+                    .set_len((sectors(p) + 32768) * 512)
+                    .unwrap()
+            },
             kinds: &["backup-not-at-end"],
             message: "written to a larger card",
             repair: Larger,
         },
         Case {
             name: "card smaller",
-            damage: |p| OpenOptions::new().write(true).open(p).unwrap().set_len((sectors(p) - 4096) * 512).unwrap(),
+            damage: |p| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+                    .set_len((sectors(p) - 4096) * 512)
+                    .unwrap()
+            },
             kinds: &["card-smaller"],
             message: "the card is smaller than the image",
             repair: Refused,
         },
-        Case { name: "MBR zeroed", damage: |p| write_at(p, 0, &[0; 512]), kinds: &["mbr-no-signature"], message: "no 55AA", repair: Golden },
-        Case { name: "no 55AA", damage: |p| mbr_edit(p, |s| s[510..512].copy_from_slice(&[0, 0])), kinds: &["mbr-no-signature"], message: "no 55AA", repair: Golden },
-        Case { name: "MBR table zeroed", damage: |p| mbr_edit(p, |s| s[446..510].fill(0)), kinds: &["mbr-no-protective", "mbr-hybrid-missing"], message: "no 0xEE", repair: Golden },
-        Case { name: "no 0xEE", damage: |p| mbr_edit(p, |s| s[462..478].fill(0)), kinds: &["mbr-no-protective"], message: "no 0xEE", repair: Golden },
-        Case { name: "0xEE active", damage: |p| mbr_edit(p, |s| s[462] = 0x80), kinds: &["mbr-protective-bootable"], message: "(0xEE) is marked active", repair: Golden },
+        Case {
+            name: "MBR zeroed",
+            damage: |p| write_at(p, 0, &[0; 512]),
+            kinds: &["mbr-no-signature"],
+            message: "no 55AA",
+            repair: Golden,
+        },
+        Case {
+            name: "no 55AA",
+            damage: |p| mbr_edit(p, |s| s[510..512].copy_from_slice(&[0, 0])),
+            kinds: &["mbr-no-signature"],
+            message: "no 55AA",
+            repair: Golden,
+        },
+        Case {
+            name: "MBR table zeroed",
+            damage: |p| mbr_edit(p, |s| s[446..510].fill(0)),
+            kinds: &["mbr-no-protective", "mbr-hybrid-missing"],
+            message: "no 0xEE",
+            repair: Golden,
+        },
+        Case {
+            name: "no 0xEE",
+            damage: |p| mbr_edit(p, |s| s[462..478].fill(0)),
+            kinds: &["mbr-no-protective"],
+            message: "no 0xEE",
+            repair: Golden,
+        },
+        Case {
+            name: "0xEE active",
+            damage: |p| mbr_edit(p, |s| s[462] = 0x80),
+            kinds: &["mbr-protective-bootable"],
+            message: "(0xEE) is marked active",
+            repair: Golden,
+        },
         Case {
             name: "0xEE not at LBA 1",
-            damage: |p| mbr_edit(p, |s| {
-                s[470..474].copy_from_slice(&2u32.to_le_bytes());
-                s[474..478].copy_from_slice(&2046u32.to_le_bytes());
-            }),
+            damage: |p| {
+                mbr_edit(p, |s| {
+                    s[470..474].copy_from_slice(&2u32.to_le_bytes());
+                    s[474..478].copy_from_slice(&2046u32.to_le_bytes());
+                })
+            },
             kinds: &["mbr-protective-not-at-lba1"],
             message: "instead of 1",
             repair: Golden,
         },
         Case {
             name: "MBR entries swapped",
-            damage: |p| mbr_edit(p, |s| {
-                let a: Vec<u8> = s[446..462].to_vec();
-                s.copy_within(462..478, 446);
-                s[462..478].copy_from_slice(&a);
-            }),
+            damage: |p| {
+                mbr_edit(p, |s| {
+                    let a: Vec<u8> = s[446..462].to_vec();
+                    s.copy_within(462..478, 446);
+                    s[462..478].copy_from_slice(&a);
+                })
+            },
             kinds: &["mbr-hybrid-slot"],
             message: "entries swapped",
             repair: Golden,
         },
         Case {
             name: "MBR size out of sync with GPT",
-            damage: |p| mbr_edit(p, |s| {
-                let n = u32::from_le_bytes(s[458..462].try_into().unwrap());
-                s[458..462].copy_from_slice(&(n - 2048).to_le_bytes());
-            }),
+            damage: |p| {
+                mbr_edit(p, |s| {
+                    let n = u32::from_le_bytes(s[458..462].try_into().unwrap());
+                    s[458..462].copy_from_slice(&(n - 2048).to_le_bytes());
+                })
+            },
             kinds: &["mbr-hybrid-mismatch"],
             message: "needs 2048+",
             repair: Golden,
@@ -138,14 +236,30 @@ pub fn cases() -> Vec<Case> {
             message: "does not mirror",
             repair: Golden,
         },
-        Case { name: "overlap", damage: |p| both_arrays(p, |a| {
-            let v = entry_get(a, 2, 32);
-            entry_field(a, 3, 32, v)
-        }), kinds: &["overlap"], message: "overlap", repair: NeedsLayout },
-        Case { name: "start > end", damage: |p| both_arrays(p, |a| {
-            let v = entry_get(a, 4, 40) + 1;
-            entry_field(a, 4, 32, v)
-        }), kinds: &["start-after-end"], message: "after its end", repair: NeedsLayout },
+        Case {
+            name: "overlap",
+            damage: |p| {
+                both_arrays(p, |a| {
+                    let v = entry_get(a, 2, 32);
+                    entry_field(a, 3, 32, v)
+                })
+            },
+            kinds: &["overlap"],
+            message: "overlap",
+            repair: NeedsLayout,
+        },
+        Case {
+            name: "start > end",
+            damage: |p| {
+                both_arrays(p, |a| {
+                    let v = entry_get(a, 4, 40) + 1;
+                    entry_field(a, 4, 32, v)
+                })
+            },
+            kinds: &["start-after-end"],
+            message: "after its end",
+            repair: NeedsLayout,
+        },
         Case {
             name: "partition past last usable",
             damage: |p| both_arrays(p, |a| entry_field(a, 6, 40, 92160 - 34 + 10)),
@@ -153,8 +267,20 @@ pub fn cases() -> Vec<Case> {
             message: "overlaps the GPT table area",
             repair: NeedsLayout,
         },
-        Case { name: "wrong MyLBA", damage: |p| edit_header(p, 1, |h| h.my_lba = 5), kinds: &["my-lba"], message: "MyLBA = 5", repair: Golden },
-        Case { name: "wrong AlternateLBA", damage: |p| edit_header(p, 1, |h| h.alternate_lba -= 100), kinds: &["alternate-lba"], message: "AlternateLBA", repair: Golden },
+        Case {
+            name: "wrong MyLBA",
+            damage: |p| edit_header(p, 1, |h| h.my_lba = 5),
+            kinds: &["my-lba"],
+            message: "MyLBA = 5",
+            repair: Golden,
+        },
+        Case {
+            name: "wrong AlternateLBA",
+            damage: |p| edit_header(p, 1, |h| h.alternate_lba -= 100),
+            kinds: &["alternate-lba"],
+            message: "AlternateLBA",
+            repair: Golden,
+        },
         Case {
             name: "entry size 64",
             damage: |p| {
@@ -175,7 +301,13 @@ pub fn cases() -> Vec<Case> {
             message: "declares 4 entries",
             repair: Golden,
         },
-        Case { name: "header size too big", damage: |p| edit_header(p, 1, |h| h.header_size = 600), kinds: &["header-size"], message: "header size is 600", repair: Golden },
+        Case {
+            name: "header size too big",
+            damage: |p| edit_header(p, 1, |h| h.header_size = 600),
+            kinds: &["header-size"],
+            message: "header size is 600",
+            repair: Golden,
+        },
         Case {
             name: "primary and backup arrays differ",
             damage: |p| edit_array(p, last(p), |a| a[4 * 128 + 56] = b'D'),

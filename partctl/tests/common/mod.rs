@@ -27,25 +27,47 @@ pub struct Out {
 }
 
 pub fn partctl(args: &[&str]) -> Out {
-    let o = Command::new(env!("CARGO_BIN_EXE_partctl")).args(args).output().unwrap();
-    Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    let o = Command::new(env!("CARGO_BIN_EXE_partctl"))
+        .args(args)
+        .output()
+        .unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
 }
 
 pub fn sh(cmd: &str, args: &[&str]) -> Out {
-    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
 }
 
 /// `sgdisk -v` exits 0 even when it finds problems: parse its output.
 pub fn sgdisk_clean(img: &Path) -> (bool, String) {
     let o = sh("sgdisk", &["-v", img.to_str().unwrap()]);
     let text = format!("{}{}", o.stdout, o.stderr);
-    (text.contains("No problems found") && !text.contains("Warning") && !text.contains("Problem:"), text)
+    (
+        text.contains("No problems found")
+            && !text.contains("Warning")
+            && !text.contains("Problem:"),
+        text,
+    )
 }
 
 /// A temp dir kept for the test's lifetime.
 pub fn tmp() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("partctl-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("partctl-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// The golden image made once by `partctl create` from the small layout.
@@ -71,7 +93,14 @@ pub fn golden() -> &'static Path {
 
 /// Copy an image keeping it sparse.
 pub fn copy_image(src: &Path, dst: &Path) {
-    let o = sh("cp", &["--sparse=always", src.to_str().unwrap(), dst.to_str().unwrap()]);
+    let o = sh(
+        "cp",
+        &[
+            "--sparse=always",
+            src.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.code, 0, "{}", o.stderr);
 }
 
@@ -103,10 +132,17 @@ pub fn edit_header(p: &Path, lba: u64, f: impl FnOnce(&mut GptHeader)) {
 /// Edit the entry array of the header at `lba` (entries 128 bytes) and fix both CRCs.
 pub fn edit_array(p: &Path, lba: u64, f: impl FnOnce(&mut Vec<u8>)) {
     let h = parse_header(&read_sector(p, lba)).unwrap().header;
-    let mut a = read_sectors(&mut File::open(p).unwrap(), h.entries_lba, h.array_sectors()).unwrap();
+    let mut a = read_sectors(
+        &mut File::open(p).unwrap(),
+        h.entries_lba,
+        h.array_sectors(),
+    )
+    .unwrap();
     f(&mut a);
     write_at(p, h.entries_lba, &a);
-    edit_header(p, lba, |h| h.entries_crc = crc32fast::hash(&a[..h.array_bytes() as usize]));
+    edit_header(p, lba, |h| {
+        h.entries_crc = crc32fast::hash(&a[..h.array_bytes() as usize])
+    });
 }
 
 /// CRC32 of each layout partition's bytes.
