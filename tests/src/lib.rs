@@ -22,6 +22,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod differential;
+
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
