@@ -305,8 +305,11 @@ impl Robot {
         })
     }
 
-    /// Classify `/uboot.env` against the old bytes and the expected new variables.
-    pub fn file_state(&self, old: &[u8], new: &Vars) -> Result<FileState> {
+    /// Classify `/uboot.env` against the old bytes and the expected new variables. U-Boot
+    /// also saves what it adds at run time (`fdtcontroladdr`, `stdin`, ...), so "new" means:
+    /// every variable of `new` with its value, and every variable of `old_vars` that `new`
+    /// lacks absent.
+    pub fn file_state(&self, old: &[u8], old_vars: &Vars, new: &Vars) -> Result<FileState> {
         let Some(b) = self.env_bytes()? else {
             return Ok(FileState::Missing);
         };
@@ -315,7 +318,14 @@ impl Robot {
         }
         Ok(match self.env_vars()? {
             None => FileState::Corrupt,
-            Some(v) if &v == new => FileState::New,
+            Some(v)
+                if new.iter().all(|(n, x)| v.get_bytes(n) == Some(x))
+                    && old_vars
+                        .iter()
+                        .all(|(n, _)| new.get_bytes(n).is_some() || v.get_bytes(n).is_none()) =>
+            {
+                FileState::New
+            }
             Some(_) => FileState::Other,
         })
     }
