@@ -207,6 +207,18 @@ impl Robot {
         Ok(Boot::parse(&run))
     }
 
+    /// Power on and return the console output (QEMU must power off by itself).
+    pub fn boot_raw(&self) -> Result<String> {
+        let run = self.qemu().run()?;
+        if !run.success() {
+            return Err(HelperError(format!(
+                "QEMU did not power off:\n{}",
+                run.output
+            )));
+        }
+        Ok(run.output)
+    }
+
     /// Run `bootcount ARGS` as Linux booted with `bootargs` would, on a host copy of
     /// `/uboot.env` (written back when it changed). Returns (exit code, stdout, stderr).
     pub fn bootcount(&self, bootargs: &str, args: &[&str]) -> Result<(i32, String, String)> {
