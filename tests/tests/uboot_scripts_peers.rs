@@ -227,3 +227,60 @@ fn hush_drops_backslashes_from_substituted_values() {
         run.output
     );
 }
+
+/// A robot in the field: its env holds the seed's variables and the seed's own `bootcmd`
+/// (saved on every boot by the old script). After `uboot-scripts env-update` is applied (as
+/// `fw_setenv -s -` would), U-Boot runs the policy and the robot's state is unchanged.
+#[test]
+fn seed_env_plus_env_update_runs_the_policy() {
+    let cfg = SlotConfig::builtin();
+    let g = sandbox_gen();
+    let mut stored: Vars = [
+        ("next_boot", "rootfs"),
+        ("rootfs", "root=/dev/mmcblk0p4 rootwait rw"),
+        ("otafs", "root=/dev/mmcblk0p3 rootwait rw"),
+        ("root", "root=/dev/mmcblk0p4 rootwait rw"),
+        ("first_boot", "1"),
+        (
+            "bootcmd",
+            "if test ${next_boot} = otafs; then setenv root ${otafs}; else setenv root ${rootfs}; fi; saveenv; echo @@seed-boot",
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = DiskImage::create(dir.path().join("disk.img")).unwrap();
+    let write = |v: &Vars| {
+        disk.write_file(
+            "/uboot.env",
+            &codec::encode(v, ENV_SIZE, Layout::Single, 0).unwrap(),
+        )
+        .unwrap()
+    };
+    write(&stored);
+    let run = Sandbox::new(&disk).run("run bootcmd").unwrap();
+    assert!(
+        run.output.contains("@@seed-boot"),
+        "before the update the seed's bootcmd runs"
+    );
+    write(&stored);
+    for (n, v) in g.script_vars(&cfg) {
+        stored.set(n, v).unwrap();
+    }
+    write(&stored);
+    let before = disk.read_file("/uboot.env").unwrap();
+    let run = Sandbox::new(&disk)
+        .run("run bootcmd; printenv bootargs")
+        .unwrap();
+    assert!(
+        run.script_output().contains("@@zbot-bootm"),
+        "{}",
+        run.output
+    );
+    assert!(
+        !run.output.contains("Saving Environment"),
+        "healthy: no write"
+    );
+    assert!(run.output.contains("zbot.slot=rootfs"), "{}", run.output);
+    assert_eq!(disk.read_file("/uboot.env").unwrap(), before);
+}

@@ -387,6 +387,19 @@ impl Generated {
         s
     }
 
+    /// The script variables of the default environment: everything but the policy's part
+    /// (`next_boot`, the slots' root arguments, `root`). Written once into an existing
+    /// environment (robots whose `/uboot.env` still holds the seed's `bootcmd`), it installs
+    /// the policy without changing the robot's state: `uboot-scripts env-update | fw_setenv -s -`.
+    pub fn script_vars(&self, cfg: &SlotConfig) -> Vec<(String, String)> {
+        let policy: Vec<String> = cfg.default_env().into_iter().map(|(n, _)| n).collect();
+        self.default_env
+            .iter()
+            .filter(|(n, _)| !policy.contains(n))
+            .cloned()
+            .collect()
+    }
+
     /// The C fragment for the vendor U-Boot's board header: `ZBOT_ENV_SETTINGS` to put into
     /// `CONFIG_EXTRA_ENV_SETTINGS` in place of `SD_BOOTM_COMMAND`, plus the defconfig lines.
     pub fn board_header(&self) -> String {
@@ -486,6 +499,19 @@ mod tests {
             "{}",
             g.default_env_text().len()
         );
+    }
+
+    #[test]
+    fn script_vars_leave_the_robots_state_alone() {
+        let cfg = SlotConfig::builtin();
+        let v = builtin().script_vars(&cfg);
+        let names: Vec<_> = v.iter().map(|(n, _)| n.as_str()).collect();
+        for n in ["next_boot", "rootfs", "otafs", "root"] {
+            assert!(!names.contains(&n), "{n}");
+        }
+        for n in ["bootcmd", "zbot-policy", "zbot-kernel", "boot-ota"] {
+            assert!(names.contains(&n), "{n}");
+        }
     }
 
     #[test]

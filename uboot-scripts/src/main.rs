@@ -49,6 +49,9 @@ enum Cmd {
     DefaultEnv,
     /// The C fragment for the vendor U-Boot board header (replaces SD_BOOTM_COMMAND).
     BoardHeader,
+    /// Only the script variables (no next_boot, root arguments or root), as `name=value`
+    /// lines for `fw_setenv -s -`: installs the policy into an existing environment.
+    EnvUpdate,
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -90,6 +93,14 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::BootScript => w(&mut out, &g.boot_cmd()),
         Cmd::DefaultEnv => w(&mut out, &g.default_env_text()),
         Cmd::BoardHeader => w(&mut out, &g.board_header()),
+        Cmd::EnvUpdate => {
+            let text: String = g
+                .script_vars(&cfg)
+                .iter()
+                .map(|(n, v)| format!("{n}={v}\n"))
+                .collect();
+            w(&mut out, &text)
+        }
         Cmd::BootScr { output } => {
             let img = image::script_image(g.boot_cmd().as_bytes(), "zbot boot script", 0);
             std::fs::write(&output, img)
