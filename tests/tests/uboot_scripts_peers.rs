@@ -284,3 +284,43 @@ fn seed_env_plus_env_update_runs_the_policy() {
     assert!(run.output.contains("zbot.slot=rootfs"), "{}", run.output);
     assert_eq!(disk.read_file("/uboot.env").unwrap(), before);
 }
+
+/// Why the script does not use the quoted comparison `test "${x}" = "name"` (which the
+/// contract's first hush notes suggested): in old hush a value is re-parsed inside single
+/// quotes, so `x' = 'x' -o 'a` makes it true (injection), a lone `'` is a syntax error whose
+/// `then` branch still runs, and an unset variable unquoted vanishes (`test = rootfs` is true).
+/// The generated form `test x${x} = xname` under `HUSH_NO_EVAL=1` is false for all three.
+#[test]
+fn quoted_comparisons_are_unsafe_in_old_hush_and_the_generated_form_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = DiskImage::create(dir.path().join("disk.img")).unwrap();
+    std::fs::write(dir.path().join("vals"), "a=x' = 'x' -o 'a\nq=it's\n").unwrap();
+    let check = |cond: &str| format!("if {cond}; then echo @@true; else echo @@false; fi");
+    let run = Sandbox::new(&disk)
+        .run(
+            &[
+                "load hostfs - 0x100000 vals; env import -d -t 0x100000 ${filesize}".to_string(),
+                check("test \"${a}\" = \"rootfs\""),
+                check("test \"${q}\" = \"rootfs\""),
+                check("test ${nope} = rootfs"),
+                "HUSH_NO_EVAL=1".to_string(),
+                check("test x${a} = xrootfs"),
+                check("test x${q} = xrootfs"),
+                check("test x${nope} = xrootfs"),
+                check("test x${nope} = x"),
+            ]
+            .join("; "),
+        )
+        .unwrap();
+    let got: Vec<&str> = run
+        .script_output()
+        .lines()
+        .filter_map(|l| l.strip_prefix("@@"))
+        .collect();
+    assert_eq!(
+        got,
+        ["true", "true", "true", "false", "false", "false", "true"],
+        "{}",
+        run.output
+    );
+}
