@@ -174,12 +174,7 @@ impl Robot {
 
     /// The variables U-Boot would load (`None`: missing or invalid: it uses the default).
     pub fn env_vars(&self) -> Result<Option<Vars>> {
-        Ok(self.env_bytes()?.and_then(|b| {
-            (b.len() >= crate::ENV_SIZE)
-                .then(|| codec::decode(&b[..crate::ENV_SIZE], Layout::Single).ok())
-                .flatten()
-                .map(|d| uboot_view(&d.vars))
-        }))
+        Ok(self.env_bytes()?.as_deref().and_then(loaded_vars))
     }
 
     /// What U-Boot starts from: the loaded env, or its compiled-in default.
@@ -317,29 +312,9 @@ impl Robot {
         })
     }
 
-    /// Classify `/uboot.env` against the old bytes and the expected new variables. U-Boot
-    /// also saves what it adds at run time (`fdtcontroladdr`, `stdin`, ...), so "new" means:
-    /// every variable of `new` with its value, and every variable of `old_vars` that `new`
-    /// lacks absent.
+    /// Classify `/uboot.env` (see [`classify`]).
     pub fn file_state(&self, old: &[u8], old_vars: &Vars, new: &Vars) -> Result<FileState> {
-        let Some(b) = self.env_bytes()? else {
-            return Ok(FileState::Missing);
-        };
-        if b == old {
-            return Ok(FileState::Old);
-        }
-        Ok(match self.env_vars()? {
-            None => FileState::Corrupt,
-            Some(v)
-                if new.iter().all(|(n, x)| v.get_bytes(n) == Some(x))
-                    && old_vars
-                        .iter()
-                        .all(|(n, _)| new.get_bytes(n).is_some() || v.get_bytes(n).is_none()) =>
-            {
-                FileState::New
-            }
-            Some(_) => FileState::Other,
-        })
+        Ok(classify(self.env_bytes()?.as_deref(), old, old_vars, new))
     }
 
     /// `e2fsck -fn` of partition 2: `None` if clean, else the report.
@@ -362,6 +337,40 @@ pub struct Cut {
     pub killed: bool,
     /// Console output up to the cut.
     pub output: String,
+}
+
+/// The variables U-Boot loads from these file bytes (`None`: too short or bad CRC, so it
+/// uses its compiled-in default).
+pub fn loaded_vars(bytes: &[u8]) -> Option<Vars> {
+    (bytes.len() >= crate::ENV_SIZE)
+        .then(|| codec::decode(&bytes[..crate::ENV_SIZE], Layout::Single).ok())
+        .flatten()
+        .map(|d| uboot_view(&d.vars))
+}
+
+/// Classify the env file after a cut save, against the old bytes and the expected new
+/// variables. U-Boot also saves what it adds at run time (`fdtcontroladdr`, `stdin`, ...), so
+/// "new" means: every variable of `new` with its value, and every variable of `old_vars` that
+/// `new` lacks absent.
+pub fn classify(file: Option<&[u8]>, old: &[u8], old_vars: &Vars, new: &Vars) -> FileState {
+    let Some(b) = file else {
+        return FileState::Missing;
+    };
+    if b == old {
+        return FileState::Old;
+    }
+    match loaded_vars(b) {
+        None => FileState::Corrupt,
+        Some(v)
+            if new.iter().all(|(n, x)| v.get_bytes(n) == Some(x))
+                && old_vars
+                    .iter()
+                    .all(|(n, _)| new.get_bytes(n).is_some() || v.get_bytes(n).is_none()) =>
+        {
+            FileState::New
+        }
+        Some(_) => FileState::Other,
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> bool {
