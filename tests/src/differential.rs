@@ -117,6 +117,9 @@ pub const GARBAGE: &[&str] = &[
     "'",
     "#",
     "rootfs_c",
+    "r\u{f6}otfs",
+    "rootfs\u{a0}",
+    "\u{1f916}",
 ];
 
 /// Counter garbage: wrapped, out of range, other bases, blanks.
