@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the real U-Boot peers the tests run against, from Debian's `u-boot` source package.
 #
-# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64 ...]
-#        (default: all four)
+# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-riscv64-zbot ...]
+#        (default: tools sandbox sandbox-redund qemu-riscv64; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
 #
 # Builds, each out of tree into its own cache directory keyed by the Debian source version,
 # the target and a hash of (defconfig, config fragment, make variables, recipe version):
@@ -18,6 +18,12 @@
 #   qemu-riscv64  qemu-riscv64_smode_defconfig + qemu/configs/qemu-riscv64-env-ext4.config,
 #                 CROSS_COMPILE=riscv64-linux-gnu-: u-boot.bin for qemu-system-riscv64 -M virt
 #                 with OpenSBI; env is the ext4 file /uboot.env on `virtio 0:2`, loaded at boot.
+#   qemu-riscv64-zbot  the same, with the compiled-in default environment taken from the file
+#                 $ZBOT_DEFAULT_ENV (u-boot-initial-env text, e.g. `uboot-scripts --board qemu
+#                 default-env`; CONFIG_USE_DEFAULT_ENV_FILE), as the board's U-Boot carries
+#                 the generated ZBOT_ENV_SETTINGS: what U-Boot boots when /uboot.env is lost.
+#                 Keyed by the file's content; prints ZBOT_UBOOT_QEMU_RISCV_ZBOT=<u-boot.bin>
+#                 (not stored in paths.env: it depends on the env file).
 # A second run finds the finished builds and only prints the paths (well under a second).
 #
 # Output: the artefact paths, as shell assignments, on stdout and in $ZBOT_CACHE/uboot/paths.env:
@@ -58,12 +64,12 @@ log() { echo "build-uboot: $*" >&2; }
 for arg in "$@"; do
     case "$arg" in
     --selftest) selftest=1 ;;
-    tools | sandbox | sandbox-redund | qemu-riscv64) targets+=("$arg") ;;
+    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-riscv64-zbot) targets+=("$arg") ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund or qemu-riscv64)" ;;
+    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64 or qemu-riscv64-zbot)" ;;
     esac
 done
 [ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64)
@@ -171,7 +177,7 @@ build() {
     echo "$out"
 }
 
-fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv=""
+fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_zbot=""
 for t in "${targets[@]}"; do
     case "$t" in
     tools)
@@ -192,6 +198,24 @@ for t in "${targets[@]}"; do
         d="$(build qemu-riscv64 qemu-riscv64_smode_defconfig "$here/configs/qemu-riscv64-env-ext4.config" \
             u-boot.bin CROSS_COMPILE=riscv64-linux-gnu-)"
         qemu_riscv="$d/u-boot.bin"
+        ;;
+    qemu-riscv64-zbot)
+        need riscv64-linux-gnu-gcc gcc-riscv64-linux-gnu
+        [ -n "${ZBOT_DEFAULT_ENV:-}" ] && [ -f "$ZBOT_DEFAULT_ENV" ] ||
+            die "qemu-riscv64-zbot needs ZBOT_DEFAULT_ENV=<file> with the default environment (run: cargo run -p uboot-scripts -- --board qemu default-env > env.txt)"
+        envsha="$(sha256sum <"$ZBOT_DEFAULT_ENV" | cut -c1-12)"
+        mkdir -p "$cache/uboot/env"
+        envfile="$cache/uboot/env/default-env-$envsha.txt"
+        [ -f "$envfile" ] || cp "$ZBOT_DEFAULT_ENV" "$envfile"
+        frag="$cache/uboot/env/qemu-riscv64-zbot-$envsha.config"
+        {
+            cat "$here/configs/qemu-riscv64-env-ext4.config"
+            echo "CONFIG_USE_DEFAULT_ENV_FILE=y"
+            echo "CONFIG_DEFAULT_ENV_FILE=\"$envfile\""
+        } >"$frag"
+        d="$(build qemu-riscv64-zbot qemu-riscv64_smode_defconfig "$frag" \
+            u-boot.bin CROSS_COMPILE=riscv64-linux-gnu-)"
+        qemu_zbot="$d/u-boot.bin"
         ;;
     esac
 done
@@ -223,6 +247,7 @@ tmp_paths="$(mktemp "$paths.XXXXXX")"
 mv "$tmp_paths" "$paths"
 exec 9>&-
 grep -v '^#' "$paths"
+[ -z "$qemu_zbot" ] || echo "ZBOT_UBOOT_QEMU_RISCV_ZBOT='$qemu_zbot'"
 
 # --- optional self test ---------------------------------------------------------------------
 if [ "$selftest" = 1 ]; then

@@ -5,7 +5,8 @@
 #
 # Steps (each idempotent and cached, so a second run is quick):
 #   1. scripts/setup-debian.sh   Debian packages (needs root; CI and dev machines are root)
-#   2. qemu/build-uboot.sh       U-Boot tools/env, sandbox and qemu-riscv64 from Debian's source
+#   2. qemu/build-uboot.sh       U-Boot tools/env, sandbox and qemu-riscv64 from Debian's source,
+#                                and qemu-riscv64-zbot (the generated default env compiled in)
 #   3. cargo test --workspace    unit, property, CLI, power-cut and real-peer tests
 #   4. scripts/fuzz-smoke.sh     every fuzz target for FUZZ_SECONDS (default 10) each
 set -euo pipefail
@@ -26,6 +27,14 @@ step "U-Boot peers (cached in ${ZBOT_CACHE:-$HOME/.cache/zbot})"
 set -a
 eval "$(bash qemu/build-uboot.sh)"
 set +a
+# The QEMU boot loops need U-Boot with the generated default env compiled in (the tests would
+# build it on first use too; doing it here keeps the build out of the test timings).
+zbot_env="$(mktemp)"
+cargo run -q --locked -p uboot-scripts -- --board qemu default-env >"$zbot_env"
+set -a
+eval "$(ZBOT_DEFAULT_ENV="$zbot_env" bash qemu/build-uboot.sh qemu-riscv64-zbot)"
+set +a
+rm -f "$zbot_env"
 
 step "cargo test --workspace"
 cargo test --workspace --locked 2>&1 | tee /tmp/zbot-cargo-test.log | grep -E "^(test result|running|error|failures|---- )|panicked" || true

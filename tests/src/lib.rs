@@ -22,6 +22,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bootloop;
+pub mod differential;
+
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -845,6 +848,7 @@ impl<'a> Sandbox<'a> {
 pub struct QemuRiscv<'a> {
     disk: &'a DiskImage,
     timeout: Duration,
+    uboot: Option<PathBuf>,
 }
 
 impl<'a> QemuRiscv<'a> {
@@ -853,7 +857,15 @@ impl<'a> QemuRiscv<'a> {
         QemuRiscv {
             disk,
             timeout: Duration::from_secs(60),
+            uboot: None,
         }
+    }
+
+    /// Boot this `u-boot.bin` instead of [`Peer::QemuRiscvUboot`] (e.g. the
+    /// `qemu-riscv64-zbot` build with the generated default environment compiled in).
+    pub fn uboot(mut self, path: impl Into<PathBuf>) -> Self {
+        self.uboot = Some(path.into());
+        self
     }
 
     /// Kill QEMU after this long (default 60 s; a boot to `poweroff` takes about 0.5 s).
@@ -876,7 +888,10 @@ impl<'a> QemuRiscv<'a> {
         ])
         .arg(Peer::Opensbi.path()?)
         .arg("-kernel")
-        .arg(Peer::QemuRiscvUboot.path()?)
+        .arg(match &self.uboot {
+            Some(p) => p.clone(),
+            None => Peer::QemuRiscvUboot.path()?,
+        })
         .arg("-drive")
         .arg(format!(
             "file={},format=raw,if=none,id=hd0",

@@ -1,1 +1,566 @@
-//! Placeholder: built by its own issue.
+//! Generates the U-Boot side of the ZBot boot policy from the slot file: the hush boot script
+//! (contract section 3, `docs/boot-contract.md`), U-Boot's default environment (the text for
+//! `mkenvimage` / `/etc/u-boot-initial-env`), the board header fragment for the vendor U-Boot and
+//! a `boot.scr` (legacy `mkimage -T script` image).
+//!
+//! One source of truth: the slot names, their root arguments, the recovery slot and the default
+//! boot limit come from a [`bootcount::SlotConfig`], the same value the Rust engine
+//! ([`bootcount::bootloader_step`]) uses. A/B + recovery is a different slot file, not a hand
+//! edit of hush. `zbot-tests` runs the generated script in real U-Boot and compares every
+//! decision with the engine's.
+//!
+//! # How the script stays correct in U-Boot's (old) hush
+//!
+//! U-Boot 2021.10 and 2023.01 both have only the old hush parser. It substitutes variables by
+//! flattening the command back into text and parsing it again, so a value is *code* unless
+//! care is taken: `"${x}"` is wrapped in single quotes (a `'` in the value is a syntax error,
+//! or an injection), an unset `${x}` vanishes from the argument list. The script therefore
+//! sets the hush local `HUSH_NO_EVAL=1`, under which substituted text is marked "accept as
+//! is", and compares every variable unquoted with a prefix: `test x${next_boot} = xrootfs`.
+//! Spaces, quotes, `;`, `$`, `=` in a value then stay inside one argument, and unset/empty
+//! gives the argument `x`. What hush still does to a value (measured, see
+//! `docs/uboot-scripts.md`): a backslash is removed (and a trailing one reads past the end of
+//! the string), a newline becomes a space, and the bytes 0x03/0x04 are hush's own markers.
+//! Policy variables are written by `bootcount` and never hold those; the differential test
+//! covers every other printable value.
+//!
+//! Decisions live in hush locals `zb_*` (never saved); counters are validated as strings
+//! (`0`..`9`) before any `-lt`; there is one `saveenv` at most, and none on a healthy boot; the
+//! script reads nothing from disk.
+#![deny(missing_docs)]
+
+pub mod image;
+
+use bootcount::{Role, SlotConfig};
+use std::fmt::Write as _;
+
+/// The variable holding the policy script in the environment (`bootcmd=run zbot-policy`).
+pub const VAR_POLICY: &str = "zbot-policy";
+/// The variable holding the kernel part: `root`, `bootargs`, then `run zbot-bootm`.
+pub const VAR_KERNEL: &str = "zbot-kernel";
+/// The final boot command (board: load `boot.sd` and `bootm`; tests: report and stop).
+pub const VAR_BOOTM: &str = "zbot-bootm";
+/// Seed entry point: boot the first primary slot this once (no policy, no save).
+pub const ALIAS_MAIN: &str = "boot-zbot";
+/// Seed entry point: boot the recovery slot this once (no policy, no save).
+pub const ALIAS_RECOVERY: &str = "boot-ota";
+
+/// Where the board loads its kernel from and what goes before `root=` on the command line.
+/// The disk interface and partition are environment variables (`zbot_devtype`, `zbot_devnum`,
+/// `zbot_bootpart`), so one script serves the board (`mmc 0`), the sandbox (`host 0`) and
+/// QEMU (`virtio 0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Board {
+    /// `mmc`, `host`, `virtio`.
+    pub devtype: String,
+    /// Device number.
+    pub devnum: u32,
+    /// Partition holding the kernel image (`boot.sd`) and `boot.scr`.
+    pub bootpart: u32,
+    /// Kernel arguments before `${root}` (the board's console settings).
+    pub bootargs_base: String,
+    /// The value of [`VAR_BOOTM`]: what boots the kernel once `bootargs` is set.
+    pub bootm: String,
+    /// Extra `name=value` pairs of the default environment (e.g. `bootdelay`).
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Board {
+    /// The Milk-V Duo S: SD card `mmc 0`, FAT boot partition 1 with the FIT `boot.sd` loaded
+    /// at the vendor's `${uImage_addr}`.
+    pub fn milkv_duos() -> Board {
+        Board {
+            devtype: "mmc".into(),
+            devnum: 0,
+            bootpart: 1,
+            bootargs_base: "console=ttyS0,115200 earlycon=sbi".into(),
+            bootm: "fatload ${zbot_devtype} ${zbot_devnum}:${zbot_bootpart} ${uImage_addr} boot.sd && bootm ${uImage_addr}".into(),
+            extra_env: vec![],
+        }
+    }
+
+    /// The sandbox U-Boot of the tests (`host 0`); the final command reports and stops.
+    pub fn sandbox() -> Board {
+        Board {
+            devtype: "host".into(),
+            devnum: 0,
+            bootm: "echo @@zbot-bootm".into(),
+            ..Board::milkv_duos()
+        }
+    }
+
+    /// The qemu-riscv64 U-Boot of the tests (`virtio 0`): reports the decision on the console
+    /// and powers off instead of booting a kernel.
+    pub fn qemu() -> Board {
+        Board {
+            devtype: "virtio".into(),
+            devnum: 0,
+            bootm: "echo @@zbot-boot slot=${zb_slot} bootargs=${bootargs}; poweroff".into(),
+            extra_env: vec![("bootdelay".into(), "0".into())],
+            ..Board::milkv_duos()
+        }
+    }
+
+    /// A preset by name: `milkv-duos` (alias `board`), `sandbox`, `qemu`.
+    pub fn preset(name: &str) -> Option<Board> {
+        match name {
+            "milkv-duos" | "board" => Some(Board::milkv_duos()),
+            "sandbox" => Some(Board::sandbox()),
+            "qemu" => Some(Board::qemu()),
+            _ => None,
+        }
+    }
+}
+
+/// Why the generator refuses a slot file or board.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GenError {
+    /// A value would not survive hush single quotes or the environment text formats.
+    #[error("{what} {value:?} cannot be put in a hush script: it must not contain ', \\, newlines or control characters")]
+    Unquotable {
+        /// Which value.
+        what: String,
+        /// The value.
+        value: String,
+    },
+    /// A slot's name collides with a seed entry point of a different meaning.
+    #[error("slot {0:?} collides with the seed entry point boot-{0}: rename the slot")]
+    AliasCollision(String),
+}
+
+fn check_quotable(what: &str, v: &str) -> Result<(), GenError> {
+    if v.bytes()
+        .any(|b| b == b'\'' || b == b'\\' || b < 0x20 || b == 0x7f)
+    {
+        return Err(GenError::Unquotable {
+            what: what.into(),
+            value: v.into(),
+        });
+    }
+    Ok(())
+}
+
+/// The generated artefacts for one slot file and board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The policy (contract step 3.1-3.3, the one `saveenv`), ending with `run zbot-kernel`.
+    pub policy: Vec<String>,
+    /// The kernel part: `root`, `bootargs`, `run zbot-bootm`.
+    pub kernel: Vec<String>,
+    /// Manual entry points: (`boot-<slot>` and the seed aliases, body lines).
+    pub entries: Vec<(String, Vec<String>)>,
+    /// The default environment, in order.
+    pub default_env: Vec<(String, String)>,
+    origin: String,
+}
+
+/// Join script lines into one line for an environment variable: `;` between statements,
+/// a blank after `then`/`else`/`do`; comment lines dropped (a `#` would swallow the rest).
+pub fn one_line(lines: &[String]) -> String {
+    let mut out = String::new();
+    for l in lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if !out.is_empty() {
+            let prev = out.trim_end();
+            if prev.ends_with("then") || prev.ends_with("else") || prev.ends_with("do") {
+                out.push(' ');
+            } else {
+                out.push_str("; ");
+            }
+        }
+        out.push_str(l);
+    }
+    out
+}
+
+impl Generated {
+    /// Generate everything for `cfg` on `board`. `origin` names the slot file in comments.
+    pub fn new(cfg: &SlotConfig, board: &Board, origin: &str) -> Result<Generated, GenError> {
+        for s in &cfg.slots {
+            check_quotable(&format!("root of slot {}", s.name), &s.root)?;
+        }
+        check_quotable("bootargs_base", &board.bootargs_base)?;
+        check_quotable("bootm", &board.bootm)?;
+        let names: Vec<&str> = cfg.slots.iter().map(|s| s.name.as_str()).collect();
+        let rec = cfg.name(cfg.recovery()).to_string();
+        let main = cfg
+            .slots
+            .iter()
+            .find(|s| s.role == Role::Primary)
+            .map(|s| s.name.clone())
+            .expect("checked: one primary");
+
+        let mut p: Vec<String> = vec![
+            "# The bootloader step of docs/boot-contract.md, section 3.".into(),
+            "# Values are compared unquoted with an x prefix under HUSH_NO_EVAL=1: see".into(),
+            "# uboot-scripts/src/lib.rs. Decisions are hush locals zb_* (never saved).".into(),
+            "HUSH_NO_EVAL=1".into(),
+        ];
+        // Locals cannot be emptied (`zb_x=` keeps the old value): '-' means "none".
+        for (v, init) in [
+            ("zb_slot", rec.as_str()),
+            ("zb_once", "-"),
+            ("zb_trial", "-"),
+            ("zb_next", "-"),
+            ("zb_prev", "-"),
+            ("zb_n", "-"),
+            ("zb_m", "-"),
+            ("zb_why", "-"),
+            ("zb_active", "0"),
+            ("zb_save", "0"),
+            ("zb_f", rec.as_str()),
+        ] {
+            p.push(format!("{v}={init}"));
+        }
+        p.push(format!("zb_l={}", cfg.bootlimit));
+        p.push("# Which variables name a slot (exact string match, one test per slot).".into());
+        for (var, local) in [
+            ("zbot_once", "zb_once"),
+            ("zbot_trial", "zb_trial"),
+            ("next_boot", "zb_next"),
+            ("zbot_prev", "zb_prev"),
+        ] {
+            for n in &names {
+                p.push(format!("if test x${{{var}}} = x{n}; then {local}={n}; fi"));
+            }
+        }
+        p.push("# Counters: single decimal digits, validated as strings.".into());
+        p.push("if test x${zbot_tries} = x; then zb_n=0; fi".into());
+        for d in 0..=9 {
+            p.push(format!(
+                "if test x${{zbot_tries}} = x{d}; then zb_n={d}; fi"
+            ));
+        }
+        for d in 1..=9 {
+            p.push(format!(
+                "if test x${{zbot_bootlimit}} = x{d}; then zb_l={d}; fi"
+            ));
+        }
+        p.push("# A trial is active when zbot_trial is a slot and next_boot names it.".into());
+        p.push("if test x${zb_trial} != x-; then if test x${zb_trial} = x${zb_next}; then zb_active=1; fi; fi".into());
+        p.extend(
+            [
+                "if test x${zb_once} != x-; then",
+                "  # 1. One-shot: consume zbot_once, save, boot it.",
+                "  zb_slot=${zb_once}",
+                "  setenv zbot_once",
+                "  zb_save=1",
+                "elif test x${zb_active} = x1; then",
+                "  # 2. Active trial: attempt n+1 of L, or give up.",
+                "  if test x${zb_n} = x-; then",
+                "    zb_why=tries-invalid",
+                "  elif test ${zb_n} -lt ${zb_l}; then",
+                "    zb_slot=${zb_trial}",
+                "  else",
+                "    zb_why=bootlimit",
+                "  fi",
+                "  if test x${zb_why} = x-; then",
+            ]
+            .map(String::from),
+        );
+        for d in 0..=8 {
+            p.push(format!(
+                "    if test x${{zb_n}} = x{d}; then zb_m={}; fi",
+                d + 1
+            ));
+        }
+        p.extend(
+            [
+                "    setenv zbot_tries ${zb_m}",
+                "    zb_save=1",
+                "  else",
+                "    if test x${zb_prev} != x-; then if test x${zb_prev} != x${zb_trial}; then zb_f=${zb_prev}; fi; fi",
+                "    setenv next_boot ${zb_f}",
+                "    setenv zbot_rb_slot ${zb_trial}",
+                "    setenv zbot_rb_reason ${zb_why}",
+                "    setenv zbot_bad_${zb_trial} ${zb_why}",
+                "    setenv zbot_trial",
+                "    setenv zbot_tries",
+                "    setenv zbot_prev",
+                "    zb_slot=${zb_f}",
+                "    zb_save=1",
+                "  fi",
+                "else",
+                "  # 3. Normal: resolve(next_boot), write nothing.",
+                "  if test x${zb_next} != x-; then zb_slot=${zb_next}; fi",
+                "fi",
+                "# One saveenv at most, after all changes, before root/bootargs.",
+                "if test x${zb_save} = x1; then saveenv; fi",
+            ]
+            .map(String::from),
+        );
+
+        let mut k: Vec<String> = vec![
+            "# root = the variable named after the slot, else the slot file's default;".into(),
+            "# in memory only (after any saveenv).".into(),
+            "HUSH_NO_EVAL=1".into(),
+        ];
+        for s in &cfg.slots {
+            k.push(format!(
+                "if test x${{zb_slot}} = x{n}; then if test x${{{n}}} = x; then setenv root '{r}'; else setenv root ${{{n}}}; fi; fi",
+                n = s.name,
+                r = s.root
+            ));
+        }
+        k.push("setenv bootargs ${bootargs_base} ${root} zbot.slot=${zb_slot}".into());
+        k.push("HUSH_NO_EVAL=0".into());
+        k.push(format!("run {VAR_BOOTM}"));
+
+        let mut policy = p;
+        policy.push(format!("run {VAR_KERNEL}"));
+
+        let mut entries = Vec::new();
+        for n in &names {
+            entries.push((
+                format!("boot-{n}"),
+                vec![format!("zb_slot={n}"), format!("run {VAR_KERNEL}")],
+            ));
+        }
+        for (alias, target) in [(ALIAS_MAIN, &main), (ALIAS_RECOVERY, &rec)] {
+            let slot_named = alias.strip_prefix("boot-").expect("boot- prefix");
+            if names.contains(&slot_named) {
+                if slot_named != target {
+                    return Err(GenError::AliasCollision(slot_named.into()));
+                }
+                continue; // boot-<slot> already is the alias
+            }
+            entries.push((
+                alias.to_string(),
+                vec![format!("zb_slot={target}"), format!("run {VAR_KERNEL}")],
+            ));
+        }
+
+        let mut env: Vec<(String, String)> = vec![("bootcmd".into(), format!("run {VAR_POLICY}"))];
+        env.extend(cfg.default_env());
+        env.push(("bootargs_base".into(), board.bootargs_base.clone()));
+        env.push(("zbot_devtype".into(), board.devtype.clone()));
+        env.push(("zbot_devnum".into(), board.devnum.to_string()));
+        env.push(("zbot_bootpart".into(), board.bootpart.to_string()));
+        env.extend(board.extra_env.iter().cloned());
+        env.push((VAR_POLICY.into(), one_line(&policy)));
+        env.push((VAR_KERNEL.into(), one_line(&k)));
+        env.push((VAR_BOOTM.into(), board.bootm.clone()));
+        for (name, body) in &entries {
+            env.push((name.clone(), one_line(body)));
+        }
+        Ok(Generated {
+            policy,
+            kernel: k,
+            entries,
+            default_env: env,
+            origin: origin.into(),
+        })
+    }
+
+    /// The standalone script for `boot.scr` (`source`): policy, kernel part and final command,
+    /// with comments. Needs only `bootargs_base` and `zbot-bootm` in the environment.
+    pub fn boot_cmd(&self) -> String {
+        let mut s = format!(
+            "# ZBot boot script, generated by uboot-scripts from {}: do not edit.\n",
+            self.origin
+        );
+        for l in self
+            .policy
+            .iter()
+            .filter(|l| *l != &format!("run {VAR_KERNEL}"))
+        {
+            s.push_str(l);
+            s.push('\n');
+        }
+        for l in &self.kernel {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// `u-boot-initial-env` text: `name=value` lines (input of `mkenvimage`, `fw-env
+    /// --defaults`, libubootenv's `/etc/u-boot-initial-env`).
+    pub fn default_env_text(&self) -> String {
+        let mut s = String::new();
+        for (n, v) in &self.default_env {
+            let _ = writeln!(s, "{n}={v}");
+        }
+        s
+    }
+
+    /// The script variables of the default environment: everything but the policy's part
+    /// (`next_boot`, the slots' root arguments, `root`). Written once into an existing
+    /// environment (robots whose `/uboot.env` still holds the seed's `bootcmd`), it installs
+    /// the policy without changing the robot's state: `uboot-scripts env-update | fw_setenv -s -`.
+    pub fn script_vars(&self, cfg: &SlotConfig) -> Vec<(String, String)> {
+        let policy: Vec<String> = cfg.default_env().into_iter().map(|(n, _)| n).collect();
+        self.default_env
+            .iter()
+            .filter(|(n, _)| !policy.contains(n))
+            .cloned()
+            .collect()
+    }
+
+    /// The C fragment for the vendor U-Boot's board header: `ZBOT_ENV_SETTINGS` to put into
+    /// `CONFIG_EXTRA_ENV_SETTINGS` in place of `SD_BOOTM_COMMAND`, plus the defconfig lines.
+    pub fn board_header(&self) -> String {
+        let mut s = format!(
+            "/* Generated by uboot-scripts from {}: do not edit; regenerate with\n \
+             * `uboot-scripts board-header --slots SLOTS.toml`.\n \
+             * Use: CONFIG_EXTRA_ENV_SETTINGS ... ZBOT_ENV_SETTINGS (replaces SD_BOOTM_COMMAND),\n \
+             * and in the defconfig:\n \
+             *   CONFIG_USE_BOOTCOMMAND=y\n \
+             *   CONFIG_BOOTCOMMAND=\"run {VAR_POLICY}\"\n \
+             *   CONFIG_HUSH_PARSER=y\n \
+             * The board must define uImage_addr (the vendor environment does). */\n\
+             #ifndef ZBOT_ENV_SETTINGS_H\n#define ZBOT_ENV_SETTINGS_H\n#define ZBOT_ENV_SETTINGS \\\n",
+            self.origin
+        );
+        for (n, v) in self.default_env.iter().filter(|(n, _)| n != "bootcmd") {
+            let _ = writeln!(s, "\t\"{}={}\\0\" \\", c_escape(n), c_escape(v));
+        }
+        s.push_str("\t\"\"\n#endif\n");
+        s
+    }
+}
+
+fn c_escape(v: &str) -> String {
+    let mut o = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin() -> Generated {
+        Generated::new(&SlotConfig::builtin(), &Board::milkv_duos(), "slots.toml").unwrap()
+    }
+
+    #[test]
+    fn policy_reads_no_disk_and_saves_once_at_most() {
+        let g = builtin();
+        let text = g.boot_cmd();
+        for cmd in ["load", "fatload", "ext4load", "read", "env load"] {
+            assert!(
+                !text.split_whitespace().any(|w| w == cmd),
+                "{cmd} in the policy:\n{text}"
+            );
+        }
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect();
+        assert_eq!(code.matches("saveenv").count(), 1, "{text}");
+        assert!(text.contains("if test x${zb_save} = x1; then saveenv; fi"));
+    }
+
+    #[test]
+    fn one_line_joins_statements_and_drops_comments() {
+        let l: Vec<String> = ["# c", "if a; then", "  b", "else", "c", "fi", "d"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(one_line(&l), "if a; then b; else c; fi; d");
+    }
+
+    #[test]
+    fn default_env_starts_from_the_slot_files_policy_part() {
+        let g = builtin();
+        let cfg = SlotConfig::builtin();
+        for kv in cfg.default_env() {
+            assert!(g.default_env.contains(&kv), "{kv:?}");
+        }
+        assert!(g
+            .default_env
+            .contains(&("bootcmd".into(), "run zbot-policy".into())));
+        let names: Vec<_> = g.default_env.iter().map(|(n, _)| n.as_str()).collect();
+        for n in [
+            "boot-zbot",
+            "boot-ota",
+            "boot-rootfs",
+            "boot-otafs",
+            "zbot-kernel",
+            "zbot-bootm",
+        ] {
+            assert!(names.contains(&n), "{n}");
+        }
+        // Every value is one line: the text formats of mkenvimage and libubootenv need that.
+        assert!(g.default_env.iter().all(|(_, v)| !v.contains('\n')));
+        // Fits the board's 16 KiB environment with room to spare.
+        assert!(
+            g.default_env_text().len() < 0x4000 / 2,
+            "{}",
+            g.default_env_text().len()
+        );
+    }
+
+    #[test]
+    fn script_vars_leave_the_robots_state_alone() {
+        let cfg = SlotConfig::builtin();
+        let v = builtin().script_vars(&cfg);
+        let names: Vec<_> = v.iter().map(|(n, _)| n.as_str()).collect();
+        for n in ["next_boot", "rootfs", "otafs", "root"] {
+            assert!(!names.contains(&n), "{n}");
+        }
+        for n in ["bootcmd", "zbot-policy", "zbot-kernel", "boot-ota"] {
+            assert!(names.contains(&n), "{n}");
+        }
+    }
+
+    #[test]
+    fn ab_slot_file_generates_three_slots() {
+        let cfg = SlotConfig::from_toml(
+            include_str!("../../bootcount/dist/slots-ab.toml"),
+            "slots-ab.toml",
+        )
+        .unwrap();
+        let g = Generated::new(&cfg, &Board::milkv_duos(), "slots-ab.toml").unwrap();
+        let t = g.boot_cmd();
+        for n in ["rootfs_a", "rootfs_b", "otafs"] {
+            assert!(t.contains(&format!(
+                "if test x${{next_boot}} = x{n}; then zb_next={n}; fi"
+            )));
+        }
+        let alias = g.entries.iter().find(|(n, _)| n == "boot-zbot").unwrap();
+        assert_eq!(alias.1[0], "zb_slot=rootfs_a");
+    }
+
+    #[test]
+    fn unquotable_root_is_refused() {
+        let mut cfg = SlotConfig::builtin();
+        cfg.slots[0].root = "root=/dev/x it's".into();
+        let e = Generated::new(&cfg, &Board::milkv_duos(), "f").unwrap_err();
+        assert!(e.to_string().contains("root of slot rootfs"), "{e}");
+    }
+
+    #[test]
+    fn slot_named_like_an_alias_must_mean_the_same() {
+        let mut cfg = SlotConfig::builtin();
+        cfg.slots[1].name = "ota".into(); // the recovery slot named ota: boot-ota is that slot
+        assert!(Generated::new(&cfg, &Board::milkv_duos(), "f").is_ok());
+        let mut cfg = SlotConfig::builtin();
+        cfg.slots[0].name = "ota".into(); // a primary named ota: boot-ota would be ambiguous
+        assert_eq!(
+            Generated::new(&cfg, &Board::milkv_duos(), "f").unwrap_err(),
+            GenError::AliasCollision("ota".into())
+        );
+    }
+
+    #[test]
+    fn board_header_is_c_string_escaped() {
+        let h = builtin().board_header();
+        assert!(h.contains("\t\"next_boot=otafs\\0\" \\\n"), "{h}");
+        assert!(h.contains("\"zbot-bootm=fatload ${zbot_devtype}"), "{h}");
+        assert!(
+            !h.contains("\"bootcmd="),
+            "bootcmd comes from CONFIG_BOOTCOMMAND"
+        );
+    }
+}
