@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the real U-Boot peers the tests run against, from Debian's `u-boot` source package.
 #
-# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64 ...]
-#        (default: all four)
+# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-x86 ...]
+#        (default: all five)
 #
 # Builds, each out of tree into its own cache directory keyed by the Debian source version,
 # the target and a hash of (defconfig, config fragment, make variables, recipe version):
@@ -18,10 +18,18 @@
 #   qemu-riscv64  qemu-riscv64_smode_defconfig + qemu/configs/qemu-riscv64-env-ext4.config,
 #                 CROSS_COMPILE=riscv64-linux-gnu-: u-boot.bin for qemu-system-riscv64 -M virt
 #                 with OpenSBI; env is the ext4 file /uboot.env on `virtio 0:2`, loaded at boot.
+#   qemu-x86      qemu-x86_defconfig + qemu/configs/qemu-x86-env-ext4.config (host gcc):
+#                 32-bit u-boot.rom for qemu-system-x86_64 -bios, the Linux lifecycle machine
+#                 (64-bit U-Boot 2023.01 cannot boot a kernel: arch/x86/lib/bootm.c)
+#                 (docs/qemu.md); env is the ext4 file /uboot.env on `virtio 0:2`, loaded before
+#                 bootcmd; compiled-in default env: qemu/machine-env.sh's output, or the file
+#                 $ZBOT_QEMU_DEFAULT_ENV (normalised name=value lines).
 # A second run finds the finished builds and only prints the paths (well under a second).
 #
 # Output: the artefact paths, as shell assignments, on stdout and in $ZBOT_CACHE/uboot/paths.env:
 #   ZBOT_UBOOT_FW_PRINTENV  ZBOT_UBOOT_SANDBOX  ZBOT_UBOOT_SANDBOX_REDUND  ZBOT_UBOOT_QEMU_RISCV
+#   ZBOT_UBOOT_QEMU_X86
+# Lines of paths.env this script does not know (other targets) are kept as they are.
 # Tests read those variables, or that file (tests/src/lib.rs does both).
 #
 # Source: the newest u-boot_*.dsc in $ZBOT_CACHE/src (fetched there with
@@ -58,15 +66,15 @@ log() { echo "build-uboot: $*" >&2; }
 for arg in "$@"; do
     case "$arg" in
     --selftest) selftest=1 ;;
-    tools | sandbox | sandbox-redund | qemu-riscv64) targets+=("$arg") ;;
+    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-x86) targets+=("$arg") ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund or qemu-riscv64)" ;;
+    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64 or qemu-x86)" ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64)
+[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64 qemu-x86)
 
 need() {
     local cmd="$1" pkg="$2"
@@ -171,7 +179,7 @@ build() {
     echo "$out"
 }
 
-fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv=""
+fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_x86=""
 for t in "${targets[@]}"; do
     case "$t" in
     tools)
@@ -193,6 +201,29 @@ for t in "${targets[@]}"; do
             u-boot.bin CROSS_COMPILE=riscv64-linux-gnu-)"
         qemu_riscv="$d/u-boot.bin"
         ;;
+    qemu-x86)
+        # The machine's default env (qemu/machine-env.sh: machine part + boot policy part, or
+        # $ZBOT_QEMU_DEFAULT_ENV) is compiled in, as on the board: it is what U-Boot boots when
+        # /uboot.env is missing or corrupt. A fragment derived from the base one names a copy
+        # of it by content hash, so another env is another cached build.
+        envd="$cache/uboot/default-env"
+        mkdir -p "$envd"
+        if [ -n "${ZBOT_QEMU_DEFAULT_ENV:-}" ]; then
+            cp "$ZBOT_QEMU_DEFAULT_ENV" "$envd/tmp.txt"
+        else
+            bash "$here/machine-env.sh" >"$envd/tmp.txt"
+        fi
+        envf="$envd/$(sha256sum <"$envd/tmp.txt" | cut -c1-16).txt"
+        mv "$envd/tmp.txt" "$envf"
+        frag="$envd/$(basename "$envf" .txt).config"
+        {
+            cat "$here/configs/qemu-x86-env-ext4.config"
+            echo "CONFIG_USE_DEFAULT_ENV_FILE=y"
+            echo "CONFIG_DEFAULT_ENV_FILE=\"$envf\""
+        } >"$frag"
+        d="$(build qemu-x86 qemu-x86_defconfig "$frag" u-boot.rom)"
+        qemu_x86="$d/u-boot.rom"
+        ;;
     esac
 done
 
@@ -203,12 +234,19 @@ old() { if [ -f "$paths" ]; then sed -n "s/^$1=//p" "$paths" | tr -d "'"; fi; }
 [ -n "$sandbox" ] || sandbox="$(old ZBOT_UBOOT_SANDBOX)"
 [ -n "$sandbox_redund" ] || sandbox_redund="$(old ZBOT_UBOOT_SANDBOX_REDUND)"
 [ -n "$qemu_riscv" ] || qemu_riscv="$(old ZBOT_UBOOT_QEMU_RISCV)"
+[ -n "$qemu_x86" ] || qemu_x86="$(old ZBOT_UBOOT_QEMU_X86)"
 {
     echo "# written by qemu/build-uboot.sh for u-boot $version; source it or read it line by line"
     [ -z "$fw_printenv" ] || echo "ZBOT_UBOOT_FW_PRINTENV='$fw_printenv'"
     [ -z "$sandbox" ] || echo "ZBOT_UBOOT_SANDBOX='$sandbox'"
     [ -z "$sandbox_redund" ] || echo "ZBOT_UBOOT_SANDBOX_REDUND='$sandbox_redund'"
     [ -z "$qemu_riscv" ] || echo "ZBOT_UBOOT_QEMU_RISCV='$qemu_riscv'"
+    [ -z "$qemu_x86" ] || echo "ZBOT_UBOOT_QEMU_X86='$qemu_x86'"
+    # Keep entries written by other versions of this script (targets added on other branches).
+    if [ -f "$paths" ]; then
+        grep -E '^ZBOT_[A-Z0-9_]+=' "$paths" |
+            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV|QEMU_X86)=' || true
+    fi
 } >"$paths.tmp"
 mv "$paths.tmp" "$paths"
 grep -v '^#' "$paths"

@@ -22,6 +22,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod machine;
+
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
