@@ -118,7 +118,12 @@ pub fn decode(copy: &[u8], layout: Layout) -> Result<DecodedCopy, DecodeError> {
     }
     let (vars, used) = parse_data(data);
     let entries = raw_entries(&data[..used]);
-    Ok(DecodedCopy { flags, vars, used, entries })
+    Ok(DecodedCopy {
+        flags,
+        vars,
+        used,
+        entries,
+    })
 }
 
 /// Parse a data area: `name=value\0` entries up to the first empty entry (`\0\0`) or the end.
@@ -252,7 +257,12 @@ pub fn uboot_view(stored: &Vars) -> Vars {
 /// The one deliberate difference: for an input with no entries at all, mkenvimage reads one
 /// byte before its buffer (uninitialised memory) to decide whether to write one or two NULs;
 /// we always write two, so the output is deterministic.
-pub fn mkimage_from_text(text: &[u8], size: usize, layout: Layout, pad: u8) -> Result<Vec<u8>, EncodeError> {
+pub fn mkimage_from_text(
+    text: &[u8],
+    size: usize,
+    layout: Layout,
+    pad: u8,
+) -> Result<Vec<u8>, EncodeError> {
     let hl = layout.header_len();
     if size < hl + 2 {
         return Err(EncodeError::SizeTooSmall { size, layout });
@@ -322,7 +332,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
-        pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
     }
 
     #[test]
@@ -356,14 +369,23 @@ mod tests {
     fn corrupt_crc_is_rejected() {
         let mut img = encode(&vars(&[("x", "y")]), 32, Layout::Single, 0).unwrap();
         img[10] ^= 1;
-        assert!(matches!(decode(&img, Layout::Single), Err(DecodeError::BadCrc { .. })));
+        assert!(matches!(
+            decode(&img, Layout::Single),
+            Err(DecodeError::BadCrc { .. })
+        ));
     }
 
     #[test]
     fn erased_flash_is_bad_crc_not_a_panic() {
         let img = vec![0xff; 64];
-        assert!(matches!(decode(&img, Layout::Redundant), Err(DecodeError::BadCrc { .. })));
-        assert!(matches!(decode(&[0; 3], Layout::Single), Err(DecodeError::TooSmall { .. })));
+        assert!(matches!(
+            decode(&img, Layout::Redundant),
+            Err(DecodeError::BadCrc { .. })
+        ));
+        assert!(matches!(
+            decode(&[0; 3], Layout::Single),
+            Err(DecodeError::TooSmall { .. })
+        ));
     }
 
     #[test]
@@ -372,7 +394,10 @@ mod tests {
         // needs 4+1+10+1+1 = 17 bytes of data
         assert_eq!(
             encode(&v, 4 + 16, Layout::Single, 0),
-            Err(EncodeError::Full { needed: 17, available: 16 })
+            Err(EncodeError::Full {
+                needed: 17,
+                available: 16
+            })
         );
         assert!(encode(&v, 4 + 17, Layout::Single, 0).is_ok());
     }
@@ -392,7 +417,13 @@ mod tests {
 
     #[test]
     fn uboot_view_matches_himport() {
-        let stored = vars(&[("p", r"a\\b"), ("q", r"a\b"), ("r", "end\\"), ("#c", "x"), ("e", "")]);
+        let stored = vars(&[
+            ("p", r"a\\b"),
+            ("q", r"a\b"),
+            ("r", "end\\"),
+            ("#c", "x"),
+            ("e", ""),
+        ]);
         let view = uboot_view(&stored);
         assert_eq!(view.get("p").as_deref(), Some(r"a\b"));
         assert_eq!(view.get("q").as_deref(), Some("ab"));
@@ -403,9 +434,13 @@ mod tests {
 
     #[test]
     fn mkimage_text_basics() {
-        let img = mkimage_from_text(b"# c\na=1\n\nb=two\\\nlines\n", 32, Layout::Single, 0xff).unwrap();
+        let img =
+            mkimage_from_text(b"# c\na=1\n\nb=two\\\nlines\n", 32, Layout::Single, 0xff).unwrap();
         assert_eq!(&img[4..22], b"a=1\0b=two\nlines\0\0\xff");
-        assert_eq!(u32::from_le_bytes(img[..4].try_into().unwrap()), crc32(&img[4..]));
+        assert_eq!(
+            u32::from_le_bytes(img[..4].try_into().unwrap()),
+            crc32(&img[4..])
+        );
         let r = mkimage_from_text(b"a=1", 32, Layout::Redundant, 0).unwrap();
         assert_eq!(r[4], 1);
         assert_eq!(&r[5..10], b"a=1\0\0");
@@ -426,7 +461,10 @@ mod properties {
     use proptest::prelude::*;
 
     fn name() -> impl Strategy<Value = Vec<u8>> {
-        proptest::collection::vec(any::<u8>().prop_filter("no = or NUL", |b| *b != b'=' && *b != 0), 1..12)
+        proptest::collection::vec(
+            any::<u8>().prop_filter("no = or NUL", |b| *b != b'=' && *b != 0),
+            1..12,
+        )
     }
 
     fn value() -> impl Strategy<Value = Vec<u8>> {
@@ -434,7 +472,8 @@ mod properties {
     }
 
     fn vars() -> impl Strategy<Value = Vars> {
-        proptest::collection::btree_map(name(), value(), 0..20).prop_map(|m| m.into_iter().collect())
+        proptest::collection::btree_map(name(), value(), 0..20)
+            .prop_map(|m| m.into_iter().collect())
     }
 
     proptest! {

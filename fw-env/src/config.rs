@@ -74,7 +74,9 @@ pub enum ConfigError {
         path: PathBuf,
     },
     /// More than two copies.
-    #[error("{path}:{line}: a third environment copy; U-Boot supports one copy or two (redundant)")]
+    #[error(
+        "{path}:{line}: a third environment copy; U-Boot supports one copy or two (redundant)"
+    )]
     TooManyCopies {
         /// The config path.
         path: PathBuf,
@@ -124,15 +126,22 @@ impl Config {
                 return Err(ConfigError::TooManyCopies { path, line });
             }
             if cols.len() < 3 {
-                return Err(malformed(line, format!("{} column(s), at least 3 needed", cols.len())));
+                return Err(malformed(
+                    line,
+                    format!("{} column(s), at least 3 needed", cols.len()),
+                ));
             }
             if cols.len() > 5 {
-                return Err(malformed(line, format!("{} columns, at most 5 allowed", cols.len())));
+                return Err(malformed(
+                    line,
+                    format!("{} columns, at most 5 allowed", cols.len()),
+                ));
             }
             let offset = parse_c_signed(cols[1])
                 .ok_or_else(|| malformed(line, format!("offset {:?} is not a number", cols[1])))?;
             let hex = |name: &str, s: &str| {
-                parse_c_hex(s).ok_or_else(|| malformed(line, format!("{name} {s:?} is not a hex number")))
+                parse_c_hex(s)
+                    .ok_or_else(|| malformed(line, format!("{name} {s:?} is not a hex number")))
             };
             let size = hex("env size", cols[2])?;
             if size < 8 {
@@ -210,7 +219,10 @@ pub fn parse_c_signed(s: &str) -> Option<i64> {
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
-    let magnitude = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let magnitude = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         u64::from_str_radix(hex, 16).ok()?
     } else if digits.len() > 1 && digits.starts_with('0') {
         u64::from_str_radix(&digits[1..], 8).ok()?
@@ -223,7 +235,10 @@ pub fn parse_c_signed(s: &str) -> Option<i64> {
 
 /// Parse like C's `%lx`: hex digits with an optional `0x`.
 pub fn parse_c_hex(s: &str) -> Option<u64> {
-    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
     if digits.is_empty() || digits.starts_with(['+', '-']) {
         return None;
     }
@@ -236,15 +251,26 @@ mod tests {
 
     #[test]
     fn board_config_parses() {
-        let c = Config::parse("# board\n/bootenv/uboot.env 0x0000 0x4000\n", "/etc/fw_env.config").unwrap();
+        let c = Config::parse(
+            "# board\n/bootenv/uboot.env 0x0000 0x4000\n",
+            "/etc/fw_env.config",
+        )
+        .unwrap();
         assert_eq!(c.copies.len(), 1);
         assert_eq!(c.copies[0].device, PathBuf::from("/bootenv/uboot.env"));
-        assert_eq!((c.copies[0].offset, c.copies[0].size, c.copies[0].line), (0, 0x4000, 2));
+        assert_eq!(
+            (c.copies[0].offset, c.copies[0].size, c.copies[0].line),
+            (0, 0x4000, 2)
+        );
     }
 
     #[test]
     fn hex_columns_without_prefix_and_negative_offsets() {
-        let c = Config::parse("/dev/mmcblk0 -0x8000 4000 200 20\n/dev/mmcblk0 -0x4000 0x4000\n", "c").unwrap();
+        let c = Config::parse(
+            "/dev/mmcblk0 -0x8000 4000 200 20\n/dev/mmcblk0 -0x4000 0x4000\n",
+            "c",
+        )
+        .unwrap();
         assert!(c.is_redundant());
         assert_eq!(c.copies[0].offset, -0x8000);
         assert_eq!(c.copies[0].size, 0x4000);
@@ -272,16 +298,26 @@ mod tests {
     #[test]
     fn malformed_lines_name_file_and_line() {
         let e = Config::parse("/f 0x0\n", "/etc/fw_env.config").unwrap_err();
-        assert!(e.to_string().starts_with("/etc/fw_env.config:1: 2 column(s)"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/etc/fw_env.config:1: 2 column(s)"),
+            "{e}"
+        );
         let e = Config::parse("# x\n/f zz 0x4000\n", "cfg").unwrap_err();
         assert!(e.to_string().starts_with("cfg:2: offset \"zz\""), "{e}");
         let e = Config::parse("/f 0 0x4g00\n", "cfg").unwrap_err();
         assert!(e.to_string().contains("env size \"0x4g00\""), "{e}");
-        assert!(matches!(Config::parse("# nothing\n", "cfg"), Err(ConfigError::Empty { .. })));
+        assert!(matches!(
+            Config::parse("# nothing\n", "cfg"),
+            Err(ConfigError::Empty { .. })
+        ));
         assert!(matches!(
             Config::parse("/a 0 4000\n/b 0 4000\n/c 0 4000\n", "cfg"),
             Err(ConfigError::TooManyCopies { line: 3, .. })
         ));
-        assert!(matches!(Config::parse("/a 0 4000\n/b 0 8000\n", "cfg"), Err(ConfigError::SizeMismatch { .. })));
+        assert!(matches!(
+            Config::parse("/a 0 4000\n/b 0 8000\n", "cfg"),
+            Err(ConfigError::SizeMismatch { .. })
+        ));
     }
 }

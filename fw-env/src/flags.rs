@@ -112,7 +112,13 @@ pub fn lookup(flags_list: &str, name: &str) -> Option<(VarType, Access)> {
 fn count_digits(s: &[u8], hex: bool, max: usize) -> usize {
     s.iter()
         .take(max)
-        .take_while(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
+        .take_while(|b| {
+            if hex {
+                b.is_ascii_hexdigit()
+            } else {
+                b.is_ascii_digit()
+            }
+        })
         .count()
 }
 
@@ -123,26 +129,45 @@ pub fn type_ok(value: &str, t: VarType) -> bool {
         VarType::String => true,
         VarType::Decimal => count_digits(v, false, usize::MAX) == v.len(),
         VarType::Hex => {
-            let body = v.strip_prefix(b"0x").or_else(|| v.strip_prefix(b"0X")).unwrap_or(v);
-            count_digits(body, true, usize::MAX) == body.len() && !(body.is_empty() && body.len() != v.len())
+            let body = v
+                .strip_prefix(b"0x")
+                .or_else(|| v.strip_prefix(b"0X"))
+                .unwrap_or(v);
+            count_digits(body, true, usize::MAX) == body.len()
+                && !(body.is_empty() && body.len() != v.len())
         }
         VarType::Bool => v.len() == 1 && b"1yYtT0nNfF".contains(&v[0]),
         VarType::IpAddr => {
             let parts: Vec<&[u8]> = v.split(|&b| b == b'.').collect();
-            parts.len() == 4 && parts.iter().all(|p| (1..=3).contains(&p.len()) && count_digits(p, false, 3) == p.len())
+            parts.len() == 4
+                && parts
+                    .iter()
+                    .all(|p| (1..=3).contains(&p.len()) && count_digits(p, false, 3) == p.len())
         }
         VarType::MacAddr => {
             let parts: Vec<&[u8]> = v.split(|&b| b == b':').collect();
-            parts.len() == 6 && parts.iter().all(|p| (1..=2).contains(&p.len()) && count_digits(p, true, 2) == p.len())
+            parts.len() == 6
+                && parts
+                    .iter()
+                    .all(|p| (1..=2).contains(&p.len()) && count_digits(p, true, 2) == p.len())
         }
     }
 }
 
 /// Check one change (`value` `None` or empty = delete) against the rules in `current`'s
 /// `.flags`. `default` is the variable's default value, for the change-default rule.
-pub fn check_change(current: &Vars, name: &str, value: Option<&str>, default: Option<&str>) -> Result<(), FlagsError> {
-    let Some(list) = current.get(FLAGS_VAR) else { return Ok(()) };
-    let Some((vartype, access)) = lookup(&list, name) else { return Ok(()) };
+pub fn check_change(
+    current: &Vars,
+    name: &str,
+    value: Option<&str>,
+    default: Option<&str>,
+) -> Result<(), FlagsError> {
+    let Some(list) = current.get(FLAGS_VAR) else {
+        return Ok(());
+    };
+    let Some((vartype, access)) = lookup(&list, name) else {
+        return Ok(());
+    };
     let old = current.get(name);
     let new = value.filter(|v| !v.is_empty());
     let deleting = old.is_some() && new.is_none();
@@ -169,7 +194,10 @@ pub fn check_change(current: &Vars, name: &str, value: Option<&str>, default: Op
             Access::WriteOnce => return refuse("overwrite", "write-once"),
             Access::ChangeDefault => {
                 if old.as_deref() != Some(default.unwrap_or("")) {
-                    return refuse("overwrite", "change-default and it no longer holds its default");
+                    return refuse(
+                        "overwrite",
+                        "change-default and it no longer holds its default",
+                    );
                 }
             }
         }
@@ -195,7 +223,10 @@ mod tests {
     #[test]
     fn lookup_parses_entries_with_blanks() {
         let list = " a:dr , b : x, c, ,d:";
-        assert_eq!(lookup(list, "a"), Some((VarType::Decimal, Access::ReadOnly)));
+        assert_eq!(
+            lookup(list, "a"),
+            Some((VarType::Decimal, Access::ReadOnly))
+        );
         assert_eq!(lookup(list, "b"), Some((VarType::Hex, Access::Any)));
         assert_eq!(lookup(list, "c"), Some((VarType::String, Access::Any)));
         assert_eq!(lookup(list, "d"), Some((VarType::String, Access::Any)));
@@ -229,12 +260,20 @@ mod tests {
 
     #[test]
     fn access_rules() {
-        let env: Vars = [(".flags", "ro:sr,once:so,def:sc,num:d"), ("ro", "1"), ("once", "1"), ("def", "d")]
-            .into_iter()
-            .collect();
+        let env: Vars = [
+            (".flags", "ro:sr,once:so,def:sc,num:d"),
+            ("ro", "1"),
+            ("once", "1"),
+            ("def", "d"),
+        ]
+        .into_iter()
+        .collect();
         assert!(check_change(&env, "ro", Some("2"), None).is_err());
         assert!(check_change(&env, "ro", None, None).is_err());
-        assert!(check_change(&env, "ro", Some("1"), None).is_ok(), "same value is no change");
+        assert!(
+            check_change(&env, "ro", Some("1"), None).is_ok(),
+            "same value is no change"
+        );
         assert!(check_change(&env, "once", Some("2"), None).is_err());
         assert!(check_change(&env, "def", Some("x"), Some("d")).is_ok());
         assert!(check_change(&env, "def", Some("x"), Some("other")).is_err());
@@ -244,8 +283,14 @@ mod tests {
         assert!(e.to_string().contains("type: d"), "{e}");
         let mut empty = env.clone();
         empty.remove("once");
-        assert!(check_change(&empty, "once", Some("1"), None).is_ok(), "write-once may create");
+        assert!(
+            check_change(&empty, "once", Some("1"), None).is_ok(),
+            "write-once may create"
+        );
         empty.remove("ro");
-        assert!(check_change(&empty, "ro", Some("1"), None).is_err(), "read-only may not create");
+        assert!(
+            check_change(&empty, "ro", Some("1"), None).is_err(),
+            "read-only may not create"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! - [`codec`]: the on-disk format (CRC, flags byte, data area, `mkenvimage` text);
 //! - [`redundant`]: which of two copies is current and what flags a write gives;
 //! - [`flags`]: `.flags` type and access rules;
-//! - [`config`]: `fw_env.config`;
+//! - [`config`]: the `fw_env.config` file;
 //! - [`storage`], [`lock`]: files, devices and the shared lock;
 //! - [`store`]: the API the other crates use: read a snapshot, apply changes in one write.
 //!

@@ -112,18 +112,18 @@ mod tests {
     #[test]
     fn counter_decision_table() {
         let rows: &[(CopyState, CopyState, Choice)] = &[
-            (None, None, Choice::Neither),           // both CRCs bad: defaults
-            (Some(3), None, Choice::First),          // only the first is valid
-            (None, Some(3), Choice::Second),         // only the second is valid
-            (Some(4), Some(3), Choice::First),       // higher counter is newer
-            (Some(3), Some(4), Choice::Second),      // higher counter is newer
-            (Some(255), Some(0), Choice::Second),    // wrapped: 0 follows 255
-            (Some(0), Some(255), Choice::First),     // wrapped: 0 follows 255
-            (Some(7), Some(7), Choice::First),       // equal: the first
-            (Some(255), Some(255), Choice::First),   // both erased-looking but valid: the first
-            (Some(0), Some(0), Choice::First),       // equal zero: the first
-            (Some(254), Some(255), Choice::Second),  // no wrap below 255
-            (Some(1), Some(255), Choice::Second),    // only (0,255) is a wrap, (1,255) is not
+            (None, None, Choice::Neither),          // both CRCs bad: defaults
+            (Some(3), None, Choice::First),         // only the first is valid
+            (None, Some(3), Choice::Second),        // only the second is valid
+            (Some(4), Some(3), Choice::First),      // higher counter is newer
+            (Some(3), Some(4), Choice::Second),     // higher counter is newer
+            (Some(255), Some(0), Choice::Second),   // wrapped: 0 follows 255
+            (Some(0), Some(255), Choice::First),    // wrapped: 0 follows 255
+            (Some(7), Some(7), Choice::First),      // equal: the first
+            (Some(255), Some(255), Choice::First),  // both erased-looking but valid: the first
+            (Some(0), Some(0), Choice::First),      // equal zero: the first
+            (Some(254), Some(255), Choice::Second), // no wrap below 255
+            (Some(1), Some(255), Choice::Second),   // only (0,255) is a wrap, (1,255) is not
         ];
         for (i, &(a, b, want)) in rows.iter().enumerate() {
             assert_eq!(choose(Counter, a, b), want, "row {i}: {a:?} {b:?}");
@@ -134,13 +134,13 @@ mod tests {
     #[test]
     fn boolean_decision_table() {
         let rows: &[(CopyState, CopyState, Choice)] = &[
-            (Some(1), Some(0), Choice::First),      // active / obsolete
-            (Some(0), Some(1), Choice::Second),     // obsolete / active
-            (Some(1), Some(1), Choice::First),      // power cut before marking obsolete
-            (Some(0xff), Some(0), Choice::First),   // first erased flag wins
-            (Some(0), Some(0xff), Choice::Second),  // second erased flag wins
+            (Some(1), Some(0), Choice::First),     // active / obsolete
+            (Some(0), Some(1), Choice::Second),    // obsolete / active
+            (Some(1), Some(1), Choice::First),     // power cut before marking obsolete
+            (Some(0xff), Some(0), Choice::First),  // first erased flag wins
+            (Some(0), Some(0xff), Choice::Second), // second erased flag wins
             (Some(0xff), Some(0xff), Choice::First),
-            (Some(5), Some(6), Choice::First),      // nonsense: the first
+            (Some(5), Some(6), Choice::First), // nonsense: the first
             (None, Some(0), Choice::Second),
         ];
         for (i, &(a, b, want)) in rows.iter().enumerate() {

@@ -85,8 +85,12 @@ pub enum StorageError {
 
 fn hint_for(e: &io::Error) -> &'static str {
     match e.kind() {
-        io::ErrorKind::PermissionDenied => " (permission denied: run as root, or check the file's mode)",
-        io::ErrorKind::NotFound => " (is the env partition mounted? the board mounts it at /bootenv)",
+        io::ErrorKind::PermissionDenied => {
+            " (permission denied: run as root, or check the file's mode)"
+        }
+        io::ErrorKind::NotFound => {
+            " (is the env partition mounted? the board mounts it at /bootenv)"
+        }
         _ => match e.raw_os_error() {
             Some(libc_erofs) if libc_erofs == nix::errno::Errno::EROFS as i32 => {
                 " (read-only filesystem: remount it read-write)"
@@ -146,10 +150,13 @@ fn device_len(file: &File, path: &Path) -> Result<(u64, bool), StorageError> {
         Ok((meta.len(), false))
     } else if ft.is_block_device() {
         let mut f = file;
-        let len = io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(io_err("cannot size", path))?;
+        let len =
+            io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(io_err("cannot size", path))?;
         Ok((len, true))
     } else {
-        Err(StorageError::Unsupported { path: path.to_owned() })
+        Err(StorageError::Unsupported {
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -163,12 +170,13 @@ impl Medium {
             Err(e) => return Err(io_err("cannot open", path)(e)),
         };
         let offset = if loc.offset < 0 {
-            len.checked_sub(loc.offset.unsigned_abs()).ok_or(StorageError::NegativeOffset {
-                path: path.clone(),
-                offset: loc.offset,
-                len,
-                line: loc.line,
-            })?
+            len.checked_sub(loc.offset.unsigned_abs())
+                .ok_or(StorageError::NegativeOffset {
+                    path: path.clone(),
+                    offset: loc.offset,
+                    len,
+                    line: loc.line,
+                })?
         } else {
             loc.offset as u64
         };
@@ -263,7 +271,8 @@ fn write_in_place(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
             let _ = file.sync_data();
             fault::point("copy-half-written");
         }
-        file.write_all_at(bytes, offset).map_err(io_err("cannot write", path))?;
+        file.write_all_at(bytes, offset)
+            .map_err(io_err("cannot write", path))?;
         fault::point("copy-written");
         file.sync_data().map_err(io_err("cannot sync", path))?;
         fault::point("copy-synced");
@@ -278,7 +287,10 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
         _ => PathBuf::from("."),
     };
     let (mut content, meta) = match std::fs::read(path) {
-        Ok(c) => (c, Some(std::fs::metadata(path).map_err(io_err("cannot stat", path))?)),
+        Ok(c) => (
+            c,
+            Some(std::fs::metadata(path).map_err(io_err("cannot stat", path))?),
+        ),
         Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), None),
         Err(e) => return Err(io_err("cannot read", path)(e)),
     };
@@ -289,7 +301,10 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
         }
         content[offset as usize..end].copy_from_slice(bytes);
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // One fixed name: writers are serialised by the lock, and a temporary file left by a crash
     // is replaced by the next write instead of piling up on a 256 KiB partition.
     let temp = dir.join(format!(".{name}.fw-env-tmp"));
@@ -298,7 +313,9 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err("cannot remove stale temporary file", &temp)(e)),
     }
-    let mode = meta.as_ref().map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let mode = meta
+        .as_ref()
+        .map_or(0o644, |m| m.permissions().mode() & 0o7777);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -310,7 +327,8 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
             let _ = file.write_all(&content[..content.len() / 2]);
             fault::point("temp-half-written");
         }
-        file.write_all(&content).map_err(io_err("cannot write", &temp))?;
+        file.write_all(&content)
+            .map_err(io_err("cannot write", &temp))?;
         fault::point("temp-written");
         if let Some(m) = &meta {
             // Keep the owner (only root can give a file away; otherwise it is ours anyway).
@@ -323,7 +341,8 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
         std::fs::rename(&temp, path).map_err(io_err("cannot rename over", path))?;
         fault::point("renamed");
         let d = File::open(&dir).map_err(io_err("cannot open directory", &dir))?;
-        d.sync_all().map_err(io_err("cannot sync directory", &dir))?;
+        d.sync_all()
+            .map_err(io_err("cannot sync directory", &dir))?;
         fault::point("dir-synced");
         Ok(())
     })();

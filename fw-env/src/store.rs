@@ -179,7 +179,9 @@ impl Snapshot {
 
     /// The flags byte of the copy in use.
     pub fn active_flags(&self) -> Option<u8> {
-        let Source::Copy(i) = self.source else { return None };
+        let Source::Copy(i) = self.source else {
+            return None;
+        };
         match self.copies[i].status {
             CopyStatus::Valid { flags, .. } => flags,
             _ => None,
@@ -353,8 +355,16 @@ impl Store {
         let (vars, source, entries) = match choice.index() {
             Some(i) => {
                 reports[i].active = true;
-                let e = entries.into_iter().find(|(j, _)| *j == i).map(|(_, e)| e).unwrap_or_default();
-                (decoded[i].take().expect("valid copy has vars"), Source::Copy(i), e)
+                let e = entries
+                    .into_iter()
+                    .find(|(j, _)| *j == i)
+                    .map(|(_, e)| e)
+                    .unwrap_or_default();
+                (
+                    decoded[i].take().expect("valid copy has vars"),
+                    Source::Copy(i),
+                    e,
+                )
             }
             None => {
                 self.check_size_mismatch(&media, layout)?;
@@ -409,12 +419,16 @@ impl Store {
     /// Apply `changes` as one write (under the lock). Each change is checked against `.flags`
     /// as it is applied; any refusal writes nothing.
     pub fn apply(&self, changes: &Changes) -> Result<WriteReport, Error> {
-        self.update(|_| Ok::<_, Error>((changes.clone(), ()))).map(|((), r)| r)
+        self.update(|_| Ok::<_, Error>((changes.clone(), ())))
+            .map(|((), r)| r)
     }
 
     /// Read, let `decide` compute changes from the snapshot, and write them: all under one
     /// lock, so nobody changes the environment between the read and the write.
-    pub fn update<T, E>(&self, decide: impl FnOnce(&Snapshot) -> Result<(Changes, T), E>) -> Result<(T, WriteReport), E>
+    pub fn update<T, E>(
+        &self,
+        decide: impl FnOnce(&Snapshot) -> Result<(Changes, T), E>,
+    ) -> Result<(T, WriteReport), E>
     where
         E: From<Error>,
     {
@@ -425,7 +439,12 @@ impl Store {
         Ok((value, report))
     }
 
-    fn write_changes(&self, snapshot: &Snapshot, media: &[Medium], changes: &Changes) -> Result<WriteReport, Error> {
+    fn write_changes(
+        &self,
+        snapshot: &Snapshot,
+        media: &[Medium],
+        changes: &Changes,
+    ) -> Result<WriteReport, Error> {
         let mut vars = snapshot.vars.clone();
         for (name, value) in changes.iter() {
             crate::vars::check_name(name.as_bytes())?;
@@ -445,7 +464,12 @@ impl Store {
         }
         if snapshot.source == Source::Empty {
             return Err(Error::NoDefaults {
-                devices: snapshot.copies.iter().map(|c| c.device.display().to_string()).collect::<Vec<_>>().join(" and "),
+                devices: snapshot
+                    .copies
+                    .iter()
+                    .map(|c| c.device.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
             });
         }
         let layout = snapshot.layout;
@@ -464,20 +488,21 @@ impl Store {
             0
         };
         let new_flags = redundant::next_flags(self.scheme, snapshot.active_flags());
-        let image = codec::encode(&vars, size as usize, layout, new_flags).map_err(|e| match e {
-            EncodeError::Full { needed, available } => Error::Full {
-                device: media[target].path.clone(),
-                needed,
-                available,
-                size,
-            },
-            EncodeError::SizeTooSmall { .. } => Error::Full {
-                device: media[target].path.clone(),
-                needed: vars.encoded_len(),
-                available: 0,
-                size,
-            },
-        })?;
+        let image =
+            codec::encode(&vars, size as usize, layout, new_flags).map_err(|e| match e {
+                EncodeError::Full { needed, available } => Error::Full {
+                    device: media[target].path.clone(),
+                    needed,
+                    available,
+                    size,
+                },
+                EncodeError::SizeTooSmall { .. } => Error::Full {
+                    device: media[target].path.clone(),
+                    needed: vars.encoded_len(),
+                    available: 0,
+                    size,
+                },
+            })?;
         let target_medium = &media[target];
         let obsolete = [redundant::FLAG_OBSOLETE];
         let mut patch = Patch {
@@ -489,8 +514,13 @@ impl Store {
             _ => None,
         };
         match mark_old {
-            Some(old) if media[old].path == target_medium.path && target_medium.mode == WriteMode::Replace => {
-                patch.ranges.push((media[old].offset + codec::CRC_SIZE as u64, &obsolete));
+            Some(old)
+                if media[old].path == target_medium.path
+                    && target_medium.mode == WriteMode::Replace =>
+            {
+                patch
+                    .ranges
+                    .push((media[old].offset + codec::CRC_SIZE as u64, &obsolete));
                 storage::write(target_medium, &patch)?;
             }
             Some(old) => {
@@ -544,7 +574,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");
         let defaults: Vars = [("next_boot", "otafs")].into_iter().collect();
-        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display())).with_defaults(Some(defaults.clone()));
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display()))
+            .with_defaults(Some(defaults.clone()));
         let snap = store.read().unwrap();
         assert_eq!(snap.source, Source::Defaults);
         assert_eq!(snap.vars, defaults);
@@ -554,7 +585,11 @@ mod tests {
         let bytes = std::fs::read(&env).unwrap();
         assert_eq!(bytes.len(), 0x400);
         let d = codec::decode(&bytes, Layout::Single).unwrap();
-        assert_eq!(d.vars.get("next_boot").as_deref(), Some("otafs"), "write starts from defaults");
+        assert_eq!(
+            d.vars.get("next_boot").as_deref(),
+            Some("otafs"),
+            "write starts from defaults"
+        );
         assert_eq!(d.vars.get("x").as_deref(), Some("1"));
     }
 
@@ -562,11 +597,14 @@ mod tests {
     fn noop_write_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");
-        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display())).with_defaults(Some(Vars::new()));
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display()))
+            .with_defaults(Some(Vars::new()));
         store.apply(&Changes::new().set("a", "1")).unwrap();
         let before = std::fs::metadata(&env).unwrap().modified().unwrap();
         let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&env).unwrap());
-        let r = store.apply(&Changes::new().set("a", "1").unset("nothere")).unwrap();
+        let r = store
+            .apply(&Changes::new().set("a", "1").unset("nothere"))
+            .unwrap();
         assert!(!r.written);
         let meta = std::fs::metadata(&env).unwrap();
         assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), ino);
@@ -578,8 +616,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.img");
         std::fs::write(&img, vec![0u8; 2 << 20]).unwrap(); // > 1 MiB: written in place
-        let store = store_for(dir.path(), &format!("{0} 0x100000 0x400\n{0} 0x100400 0x400\n", img.display()))
-            .with_defaults(Some(Vars::new()));
+        let store = store_for(
+            dir.path(),
+            &format!("{0} 0x100000 0x400\n{0} 0x100400 0x400\n", img.display()),
+        )
+        .with_defaults(Some(Vars::new()));
         let r1 = store.apply(&Changes::new().set("a", "1")).unwrap();
         assert_eq!((r1.copy, r1.flags), (Some(0), Some(1)));
         let r2 = store.apply(&Changes::new().set("a", "2")).unwrap();
@@ -588,14 +629,50 @@ mod tests {
         assert_eq!(snap.source, Source::Copy(1));
         assert_eq!(snap.copies[0].write_mode, WriteMode::InPlace);
         // The old copy is intact and still valid.
-        assert!(matches!(snap.copies[0].status, CopyStatus::Valid { flags: Some(1), .. }));
+        assert!(matches!(
+            snap.copies[0].status,
+            CopyStatus::Valid { flags: Some(1), .. }
+        ));
+    }
+
+    #[test]
+    fn boolean_scheme_writes_active_then_marks_the_old_copy_obsolete() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("nor.img");
+        std::fs::write(&img, vec![0xffu8; 2 << 20]).unwrap(); // erased flash
+        let store = store_for(
+            dir.path(),
+            &format!("{0} 0x100000 0x400\n{0} 0x100400 0x400\n", img.display()),
+        )
+        .with_defaults(Some(Vars::new()))
+        .with_flag_scheme(FlagScheme::Boolean);
+        let flags = || {
+            let b = std::fs::read(&img).unwrap();
+            (b[0x100004], b[0x100404])
+        };
+        let r = store.apply(&Changes::new().set("a", "1")).unwrap();
+        assert_eq!((r.copy, r.flags), (Some(0), Some(redundant::FLAG_ACTIVE)));
+        assert_eq!(flags().0, redundant::FLAG_ACTIVE);
+        let r = store.apply(&Changes::new().set("a", "2")).unwrap();
+        assert_eq!(r.copy, Some(1));
+        assert_eq!(flags(), (redundant::FLAG_OBSOLETE, redundant::FLAG_ACTIVE));
+        let r = store.apply(&Changes::new().set("a", "3")).unwrap();
+        assert_eq!(r.copy, Some(0));
+        assert_eq!(flags(), (redundant::FLAG_ACTIVE, redundant::FLAG_OBSOLETE));
+        assert_eq!(store.read().unwrap().vars.get("a").as_deref(), Some("3"));
     }
 
     #[test]
     fn size_mismatch_refuses_to_write() {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");
-        let img = codec::encode(&[("a", "1")].into_iter().collect(), 0x2000, Layout::Single, 0).unwrap();
+        let img = codec::encode(
+            &[("a", "1")].into_iter().collect(),
+            0x2000,
+            Layout::Single,
+            0,
+        )
+        .unwrap();
         std::fs::write(&env, &img).unwrap();
         let store = store_for(dir.path(), &format!("{} 0 0x4000\n", env.display()));
         let e = store.apply(&Changes::new().set("b", "2")).unwrap_err();
@@ -607,10 +684,13 @@ mod tests {
     fn full_environment_names_device_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");
-        let store = store_for(dir.path(), &format!("{} 0 0x40\n", env.display())).with_defaults(Some(Vars::new()));
+        let store = store_for(dir.path(), &format!("{} 0 0x40\n", env.display()))
+            .with_defaults(Some(Vars::new()));
         store.apply(&Changes::new().set("a", "1")).unwrap();
         let before = std::fs::read(&env).unwrap();
-        let e = store.apply(&Changes::new().set("b", "x".repeat(100))).unwrap_err();
+        let e = store
+            .apply(&Changes::new().set("b", "x".repeat(100)))
+            .unwrap_err();
         assert!(e.to_string().contains("environment full: needs"), "{e}");
         assert!(e.to_string().contains("uboot.env"), "{e}");
         assert_eq!(std::fs::read(&env).unwrap(), before);
@@ -645,13 +725,17 @@ mod tests {
         content.extend(vec![0xBB; 0x10]);
         std::fs::write(&env, &content).unwrap();
         std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let store = store_for(dir.path(), &format!("{} 0x100 0x80\n", env.display())).with_defaults(Some(Vars::new()));
+        let store = store_for(dir.path(), &format!("{} 0x100 0x80\n", env.display()))
+            .with_defaults(Some(Vars::new()));
         store.apply(&Changes::new().set("a", "1")).unwrap();
         let after = std::fs::read(&env).unwrap();
         assert_eq!(after.len(), content.len());
         assert_eq!(&after[..0x100], &content[..0x100]);
         assert_eq!(&after[0x180..], &content[0x180..]);
-        assert_eq!(std::fs::metadata(&env).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&env).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         assert!(!dir.path().join(".uboot.env.fw-env-tmp").exists());
     }
 }

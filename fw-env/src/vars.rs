@@ -80,7 +80,11 @@ impl Vars {
     }
 
     /// Set `name` to `value`. As U-Boot's `env set name` with no value, an empty value deletes.
-    pub fn set(&mut self, name: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<(), NameError> {
+    pub fn set(
+        &mut self,
+        name: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), NameError> {
         let name = name.into();
         let value = value.into();
         check_name(&name)?;
@@ -120,7 +124,11 @@ impl Vars {
 
     /// Bytes these variables take in the data area: `name=value\0` each, plus the final `\0`.
     pub fn encoded_len(&self) -> usize {
-        self.map.iter().map(|(k, v)| k.len() + 1 + v.len() + 1).sum::<usize>() + 1
+        self.map
+            .iter()
+            .map(|(k, v)| k.len() + 1 + v.len() + 1)
+            .sum::<usize>()
+            + 1
     }
 
     /// Apply a set of changes in order.
@@ -206,8 +214,14 @@ mod tests {
     #[test]
     fn names_are_checked_like_uboot() {
         assert_eq!(check_name(b""), Err(NameError::Empty));
-        assert!(matches!(check_name(b"a=b"), Err(NameError::ContainsEquals(_))));
-        assert!(matches!(check_name(b"a\0b"), Err(NameError::ContainsNul(_))));
+        assert!(matches!(
+            check_name(b"a=b"),
+            Err(NameError::ContainsEquals(_))
+        ));
+        assert!(matches!(
+            check_name(b"a\0b"),
+            Err(NameError::ContainsNul(_))
+        ));
         assert_eq!(check_name(b"next_boot"), Ok(()));
     }
 
@@ -221,15 +235,27 @@ mod tests {
 
     #[test]
     fn order_is_strcmp_order() {
-        let v: Vars = [("b", "1"), ("B", "2"), ("a", "3"), ("_", "4")].into_iter().collect();
+        let v: Vars = [("b", "1"), ("B", "2"), ("a", "3"), ("_", "4")]
+            .into_iter()
+            .collect();
         let names: Vec<_> = v.iter().map(|(k, _)| k.to_vec()).collect();
-        assert_eq!(names, vec![b"B".to_vec(), b"_".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            names,
+            vec![b"B".to_vec(), b"_".to_vec(), b"a".to_vec(), b"b".to_vec()]
+        );
     }
 
     #[test]
     fn changes_apply_in_order_and_last_wins() {
         let mut v = Vars::new();
-        v.apply(&Changes::new().set("x", "1").set("y", "2").unset("x").set("y", "3")).unwrap();
+        v.apply(
+            &Changes::new()
+                .set("x", "1")
+                .set("y", "2")
+                .unset("x")
+                .set("y", "3"),
+        )
+        .unwrap();
         assert_eq!(v.get("x"), None);
         assert_eq!(v.get("y").as_deref(), Some("3"));
     }

@@ -10,7 +10,11 @@ fn board(case: &Case) -> (std::path::PathBuf, String) {
     std::fs::write(
         &env,
         image(
-            &[("next_boot", "otafs"), ("otafs", "root=/dev/mmcblk0p3 rootwait rw"), ("rootfs", "root=/dev/mmcblk0p4 rootwait rw")],
+            &[
+                ("next_boot", "otafs"),
+                ("otafs", "root=/dev/mmcblk0p3 rootwait rw"),
+                ("rootfs", "root=/dev/mmcblk0p4 rootwait rw"),
+            ],
             Layout::Single,
             0,
         ),
@@ -26,7 +30,14 @@ fn the_line_users_know() {
     let (env, cfg) = board(&case);
     let o = case.run("fw-env", &["-c", &cfg, "set", "next_boot", "rootfs"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(read_copy(&env, 0, Layout::Single).unwrap().vars.get("next_boot").as_deref(), Some("rootfs"));
+    assert_eq!(
+        read_copy(&env, 0, Layout::Single)
+            .unwrap()
+            .vars
+            .get("next_boot")
+            .as_deref(),
+        Some("rootfs")
+    );
     let o = case.run("fw-env", &["-c", &cfg, "get", "next_boot"]);
     assert_eq!(stdout(&o), "rootfs\n");
 }
@@ -63,12 +74,18 @@ fn printenv_output_and_exit_codes() {
 fn setenv_joins_values_and_deletes() {
     let case = Case::new();
     let (env, cfg) = board(&case);
-    let o = case.run("fw_setenv", &["-c", &cfg, "bootargs", "console=ttyS0,115200", "quiet"]);
+    let o = case.run(
+        "fw_setenv",
+        &["-c", &cfg, "bootargs", "console=ttyS0,115200", "quiet"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let o = case.run("fw_setenv", &["-c", &cfg, "next_boot"]);
     assert!(o.status.success());
     let d = read_copy(&env, 0, Layout::Single).unwrap();
-    assert_eq!(d.vars.get("bootargs").as_deref(), Some("console=ttyS0,115200 quiet"));
+    assert_eq!(
+        d.vars.get("bootargs").as_deref(),
+        Some("console=ttyS0,115200 quiet")
+    );
     assert!(!d.vars.contains("next_boot"));
 }
 
@@ -77,7 +94,11 @@ fn script_sets_everything_in_one_write() {
     let case = Case::new();
     let (env, cfg) = board(&case);
     let script = case.path("script.txt");
-    std::fs::write(&script, "# update\nnext_boot rootfs\nupgrade_available=1\notafs\n").unwrap();
+    std::fs::write(
+        &script,
+        "# update\nnext_boot rootfs\nupgrade_available=1\notafs\n",
+    )
+    .unwrap();
     let ino_before = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&env).unwrap());
     let o = case.run("fw_setenv", &["-c", &cfg, "-s", script.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -85,7 +106,11 @@ fn script_sets_everything_in_one_write() {
     assert_eq!(d.vars.get("next_boot").as_deref(), Some("rootfs"));
     assert_eq!(d.vars.get("upgrade_available").as_deref(), Some("1"));
     assert!(!d.vars.contains("otafs"));
-    assert_ne!(ino_before, std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&env).unwrap()), "replaced once");
+    assert_ne!(
+        ino_before,
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&env).unwrap()),
+        "replaced once"
+    );
     // From stdin too.
     let mut child = case
         .cmd("fw_setenv")
@@ -94,20 +119,44 @@ fn script_sets_everything_in_one_write() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"from_stdin yes\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from_stdin yes\n")
+        .unwrap();
     assert!(child.wait().unwrap().success());
-    assert_eq!(read_copy(&env, 0, Layout::Single).unwrap().vars.get("from_stdin").as_deref(), Some("yes"));
+    assert_eq!(
+        read_copy(&env, 0, Layout::Single)
+            .unwrap()
+            .vars
+            .get("from_stdin")
+            .as_deref(),
+        Some("yes")
+    );
 }
 
 #[test]
 fn friendly_set_many_print_json_unset_and_check() {
     let case = Case::new();
     let (_, cfg) = board(&case);
-    assert!(case.run("fw-env", &["-c", &cfg, "set", "a=1", "b=two words", "c=x=y"]).status.success());
+    assert!(case
+        .run(
+            "fw-env",
+            &["-c", &cfg, "set", "a=1", "b=two words", "c=x=y"]
+        )
+        .status
+        .success());
     let o = case.run("fw-env", &["-c", &cfg, "print", "--json", "a", "b", "c"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v, serde_json::json!({"a": "1", "b": "two words", "c": "x=y"}));
-    assert!(case.run("fw-env", &["-c", &cfg, "unset", "a", "b"]).status.success());
+    assert_eq!(
+        v,
+        serde_json::json!({"a": "1", "b": "two words", "c": "x=y"})
+    );
+    assert!(case
+        .run("fw-env", &["-c", &cfg, "unset", "a", "b"])
+        .status
+        .success());
     let o = case.run("fw-env", &["-c", &cfg, "get", "a"]);
     assert_eq!(o.status.code(), Some(1));
     let o = case.run("fw-env", &["-c", &cfg, "check"]);
@@ -120,12 +169,29 @@ fn friendly_set_many_print_json_unset_and_check() {
 fn backslashes_as_uboot_sees_them() {
     let case = Case::new();
     let (env, cfg) = board(&case);
-    assert!(case.run("fw-env", &["-c", &cfg, "set", "p", r"C:\dir"]).status.success());
+    assert!(case
+        .run("fw-env", &["-c", &cfg, "set", "p", r"C:\dir"])
+        .status
+        .success());
     let d = read_copy(&env, 0, Layout::Single).unwrap();
-    assert_eq!(d.vars.get("p").as_deref(), Some(r"C:\\dir"), "stored the way U-Boot's saveenv stores it");
-    assert_eq!(stdout(&case.run("fw-env", &["-c", &cfg, "get", "p"])), "C:\\dir\n");
-    assert_eq!(stdout(&case.run("fw-env", &["-c", &cfg, "get", "--raw", "p"])), "C:\\\\dir\n");
-    assert_eq!(stdout(&case.run("fw_printenv", &["-c", &cfg, "p"])), "p=C:\\\\dir\n", "drop-in shows bytes like the C tools");
+    assert_eq!(
+        d.vars.get("p").as_deref(),
+        Some(r"C:\\dir"),
+        "stored the way U-Boot's saveenv stores it"
+    );
+    assert_eq!(
+        stdout(&case.run("fw-env", &["-c", &cfg, "get", "p"])),
+        "C:\\dir\n"
+    );
+    assert_eq!(
+        stdout(&case.run("fw-env", &["-c", &cfg, "get", "--raw", "p"])),
+        "C:\\\\dir\n"
+    );
+    assert_eq!(
+        stdout(&case.run("fw_printenv", &["-c", &cfg, "p"])),
+        "p=C:\\\\dir\n",
+        "drop-in shows bytes like the C tools"
+    );
 }
 
 #[test]
@@ -136,18 +202,27 @@ fn redundant_check_reports_both_copies() {
     bytes[0x100000..0x104000].copy_from_slice(&image(&[("a", "1")], Layout::Redundant, 4));
     bytes[0x104000..0x108000].copy_from_slice(&[0xff; 0x4000]);
     std::fs::write(&img, &bytes).unwrap();
-    let cfg = case.config(&format!("{0} 0x100000 0x4000\n{0} 0x104000 0x4000\n", img.display()));
+    let cfg = case.config(&format!(
+        "{0} 0x100000 0x4000\n{0} 0x104000 0x4000\n",
+        img.display()
+    ));
     let cfg = cfg.to_str().unwrap();
     let o = case.run("fw-env", &["-c", cfg, "check"]);
     assert_eq!(o.status.code(), Some(1), "a bad copy is a problem found");
     let out = stdout(&o);
-    assert!(out.contains("copy 1:") && out.contains("flags 4") && out.contains("[active]"), "{out}");
+    assert!(
+        out.contains("copy 1:") && out.contains("flags 4") && out.contains("[active]"),
+        "{out}"
+    );
     assert!(out.contains("copy 2:") && out.contains("BAD CRC"), "{out}");
     let o = case.run("fw-env", &["-c", cfg, "check", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["copies"][1]["status"]["state"], "bad-crc");
     // The next write repairs the bad copy, with the next flag.
-    assert!(case.run("fw-env", &["-c", cfg, "set", "b", "2"]).status.success());
+    assert!(case
+        .run("fw-env", &["-c", cfg, "set", "b", "2"])
+        .status
+        .success());
     let o = case.run("fw-env", &["-c", cfg, "check"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("flags 5"));
@@ -162,10 +237,28 @@ fn no_valid_copy_warns_and_writes_from_defaults() {
     let cfg = cfg.to_str().unwrap();
     let defaults = case.path("u-boot-initial-env");
     std::fs::write(&defaults, "next_boot=otafs\nbootdelay=1\n").unwrap();
-    let o = case.run("fw_printenv", &["-c", cfg, "-f", defaults.to_str().unwrap()]);
-    assert!(stderr(&o).contains("no valid environment"), "{}", stderr(&o));
+    let o = case.run(
+        "fw_printenv",
+        &["-c", cfg, "-f", defaults.to_str().unwrap()],
+    );
+    assert!(
+        stderr(&o).contains("no valid environment"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(stdout(&o), "bootdelay=1\nnext_boot=otafs\n");
-    let o = case.run("fw-env", &["-c", cfg, "--defaults", defaults.to_str().unwrap(), "set", "next_boot", "rootfs"]);
+    let o = case.run(
+        "fw-env",
+        &[
+            "-c",
+            cfg,
+            "--defaults",
+            defaults.to_str().unwrap(),
+            "set",
+            "next_boot",
+            "rootfs",
+        ],
+    );
     assert!(o.status.success());
     let d = read_copy(&env, 0, Layout::Single).unwrap();
     assert_eq!(d.vars, vars(&[("bootdelay", "1"), ("next_boot", "rootfs")]));
@@ -177,7 +270,15 @@ fn no_valid_copy_warns_and_writes_from_defaults() {
 fn flags_violations_write_nothing() {
     let case = Case::new();
     let env = case.path("uboot.env");
-    std::fs::write(&env, image(&[(".flags", "serial#:so,count:d"), ("serial#", "A1")], Layout::Single, 0)).unwrap();
+    std::fs::write(
+        &env,
+        image(
+            &[(".flags", "serial#:so,count:d"), ("serial#", "A1")],
+            Layout::Single,
+            0,
+        ),
+    )
+    .unwrap();
     let cfg = case.config(&format!("{} 0 0x4000\n", env.display()));
     let cfg = cfg.to_str().unwrap();
     let before = std::fs::read(&env).unwrap();
@@ -188,10 +289,17 @@ fn flags_violations_write_nothing() {
     ] {
         let o = case.run("fw_setenv", &args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&o).contains("serial#") || stderr(&o).contains("type: d"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("serial#") || stderr(&o).contains("type: d"),
+            "{}",
+            stderr(&o)
+        );
         assert_eq!(std::fs::read(&env).unwrap(), before);
     }
-    assert!(case.run("fw_setenv", &["-c", cfg, "count", "12"]).status.success());
+    assert!(case
+        .run("fw_setenv", &["-c", cfg, "count", "12"])
+        .status
+        .success());
 }
 
 /// Every bad input: a clear error naming the thing, exit 1, and the bytes on disk unchanged.
@@ -200,7 +308,13 @@ fn bad_input_is_refused_and_nothing_changes() {
     let case = Case::new();
     let (env, cfg) = board(&case);
     let before = std::fs::read(&env).unwrap();
-    let unchanged = |what: &str| assert_eq!(std::fs::read(&env).unwrap(), before, "{what}: bytes changed");
+    let unchanged = |what: &str| {
+        assert_eq!(
+            std::fs::read(&env).unwrap(),
+            before,
+            "{what}: bytes changed"
+        )
+    };
 
     let o = case.run("fw_setenv", &["-c", &cfg, "a=b", "c"]);
     assert_eq!(o.status.code(), Some(1));
@@ -215,34 +329,56 @@ fn bad_input_is_refused_and_nothing_changes() {
     let big = "x".repeat(0x4000);
     let o = case.run("fw-env", &["-c", &cfg, "set", "big", &big]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("environment full: needs"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("environment full: needs"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("uboot.env"), "{}", stderr(&o));
     unchanged("too big");
 
     let o = case.run("fw-env", &["-c", "/nonexistent/fw_env.config", "print"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/nonexistent/fw_env.config"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/fw_env.config"),
+        "{}",
+        stderr(&o)
+    );
 
     let bad_cfg = case.path("bad.config");
     std::fs::write(&bad_cfg, format!("# x\n{} zz 0x4000\n", env.display())).unwrap();
     let o = case.run("fw_setenv", &["-c", bad_cfg.to_str().unwrap(), "a", "1"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("bad.config:2: offset"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad.config:2: offset"),
+        "{}",
+        stderr(&o)
+    );
     unchanged("malformed config");
 
     let img = case.path("small.img");
     std::fs::write(&img, vec![0u8; 2 << 20]).unwrap();
     let short_cfg = case.path("short.config");
     std::fs::write(&short_cfg, format!("{} 0x1FF000 0x4000\n", img.display())).unwrap();
-    let o = case.run("fw-env", &["-c", short_cfg.to_str().unwrap(), "set", "a", "1"]);
+    let o = case.run(
+        "fw-env",
+        &["-c", short_cfg.to_str().unwrap(), "set", "a", "1"],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("shorter than offset"), "{}", stderr(&o));
 
     let wrong_size = case.path("wrong.config");
     std::fs::write(&wrong_size, format!("{} 0 0x2000\n", env.display())).unwrap();
-    let o = case.run("fw-env", &["-c", wrong_size.to_str().unwrap(), "set", "a", "1"]);
+    let o = case.run(
+        "fw-env",
+        &["-c", wrong_size.to_str().unwrap(), "set", "a", "1"],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("valid with size 0x4000"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("valid with size 0x4000"),
+        "{}",
+        stderr(&o)
+    );
     unchanged("env size mismatch");
 
     let script = case.path("bad-script");
@@ -259,7 +395,11 @@ fn permission_denied_names_the_file() {
         // Root ignores file modes; drop to nobody for this case.
         let case = Case::new();
         let (env, cfg) = board(&case);
-        std::fs::set_permissions(case.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            case.dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let before = std::fs::read(&env).unwrap();
         let o = std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -281,9 +421,18 @@ fn lock_held_too_long_is_an_error() {
     let before = std::fs::read(&env).unwrap();
     let lock = std::fs::File::create(case.path("lock")).unwrap();
     let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    let o = case.cmd("fw-env").env("FW_ENV_LOCK_TIMEOUT", "0.3").args(["-c", &cfg, "set", "a", "1"]).output().unwrap();
+    let o = case
+        .cmd("fw-env")
+        .env("FW_ENV_LOCK_TIMEOUT", "0.3")
+        .args(["-c", &cfg, "set", "a", "1"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("held by another process"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("held by another process"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read(&env).unwrap(), before);
 }
 
@@ -293,7 +442,19 @@ fn mkimage_writes_an_image_fw_env_reads() {
     let txt = case.path("env.txt");
     std::fs::write(&txt, "next_boot=otafs\n").unwrap();
     let out = case.path("env.bin");
-    let o = case.run("fw-env", &["mkimage", "-s", "0x4000", txt.to_str().unwrap(), out.to_str().unwrap()]);
+    let o = case.run(
+        "fw-env",
+        &[
+            "mkimage",
+            "-s",
+            "0x4000",
+            txt.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(read_copy(&out, 0, Layout::Single).unwrap().vars, vars(&[("next_boot", "otafs")]));
+    assert_eq!(
+        read_copy(&out, 0, Layout::Single).unwrap().vars,
+        vars(&[("next_boot", "otafs")])
+    );
 }

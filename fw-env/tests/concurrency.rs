@@ -26,11 +26,17 @@ fn hammer(case: &Case, cfg: &str) {
     for c in children {
         c.join().unwrap();
     }
-    let store = fw_env::Store::from_config_file(cfg).unwrap().with_lock_file(None);
+    let store = fw_env::Store::from_config_file(cfg)
+        .unwrap()
+        .with_lock_file(None);
     let snap = store.read().unwrap();
     for p in 0..8 {
         for i in 0..20 {
-            assert_eq!(snap.vars.get(&format!("p{p}_{i}")).as_deref(), Some(i.to_string().as_str()), "p{p}_{i} lost");
+            assert_eq!(
+                snap.vars.get(&format!("p{p}_{i}")).as_deref(),
+                Some(i.to_string().as_str()),
+                "p{p}_{i} lost"
+            );
         }
     }
 }
@@ -49,8 +55,15 @@ fn eight_writers_lose_nothing_on_redundant_copies_in_place() {
     let case = Case::new();
     let img = case.path("disk.img");
     let mut bytes = vec![0u8; 2 << 20];
-    bytes[0x100000..0x104000].copy_from_slice(&image(&[("next_boot", "otafs")], Layout::Redundant, 1));
+    bytes[0x100000..0x104000].copy_from_slice(&image(
+        &[("next_boot", "otafs")],
+        Layout::Redundant,
+        1,
+    ));
     std::fs::write(&img, bytes).unwrap();
-    let cfg = case.config(&format!("{0} 0x100000 0x4000\n{0} 0x104000 0x4000\n", img.display()));
+    let cfg = case.config(&format!(
+        "{0} 0x100000 0x4000\n{0} 0x104000 0x4000\n",
+        img.display()
+    ));
     hammer(&case, cfg.to_str().unwrap());
 }

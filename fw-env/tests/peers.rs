@@ -40,13 +40,21 @@ impl Setup {
             std::fs::write(case.path(name), bytes).unwrap();
         }
         let cfg = if redundant {
-            case.config(&format!("{} 0 0x4000\n{} 0 0x4000\n", case.path("env0").display(), case.path("env1").display()))
+            case.config(&format!(
+                "{} 0 0x4000\n{} 0 0x4000\n",
+                case.path("env0").display(),
+                case.path("env1").display()
+            ))
         } else {
             case.config(&format!("{} 0 0x4000\n", case.path("env0").display()))
         };
         let defaults = case.path("u-boot-initial-env");
         std::fs::write(&defaults, DEFAULTS).unwrap();
-        Setup { case, cfg, defaults }
+        Setup {
+            case,
+            cfg,
+            defaults,
+        }
     }
 
     fn printenv(&self, tool: Tool) -> Command {
@@ -78,13 +86,21 @@ impl Setup {
     /// Set one variable with `tool` (one name, one value: the form all three agree on).
     fn set(&self, tool: Tool, name: &str, value: &str) {
         let o = self.setenv(tool).arg(name).arg(value).output().unwrap();
-        assert!(o.status.success(), "{tool:?} fw_setenv {name} failed: {}", stderr(&o));
+        assert!(
+            o.status.success(),
+            "{tool:?} fw_setenv {name} failed: {}",
+            stderr(&o)
+        );
     }
 
     /// Every variable as `tool` prints it, sorted.
     fn print_all(&self, tool: Tool) -> Vec<String> {
         let o = self.printenv(tool).output().unwrap();
-        assert!(o.status.success(), "{tool:?} fw_printenv failed: {}", stderr(&o));
+        assert!(
+            o.status.success(),
+            "{tool:?} fw_printenv failed: {}",
+            stderr(&o)
+        );
         let mut lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
         lines.sort();
         lines
@@ -93,7 +109,11 @@ impl Setup {
     fn get(&self, tool: Tool, name: &str) -> Option<String> {
         let o = self.printenv(tool).arg(name).output().unwrap();
         let out = stdout(&o);
-        out.lines().next().and_then(|l| l.strip_prefix(&format!("{name}="))).filter(|v| !v.is_empty()).map(str::to_owned)
+        out.lines()
+            .next()
+            .and_then(|l| l.strip_prefix(&format!("{name}=")))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
     }
 }
 
@@ -117,7 +137,10 @@ struct Scenario {
 }
 
 fn scenarios() -> Vec<Scenario> {
-    let base = [("next_boot", "otafs"), ("rootfs", "root=/dev/mmcblk0p4 rootwait rw")];
+    let base = [
+        ("next_boot", "otafs"),
+        ("rootfs", "root=/dev/mmcblk0p4 rootwait rw"),
+    ];
     let mut nearly_full = base.to_vec();
     let filler = "f".repeat(SIZE - 4 - 200);
     nearly_full.push(("filler", filler.as_str()));
@@ -130,31 +153,46 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "redundant",
-            files: vec![("env0", redund(&base, 3)), ("env1", redund(&[("next_boot", "stale")], 2))],
+            files: vec![
+                ("env0", redund(&base, 3)),
+                ("env1", redund(&[("next_boot", "stale")], 2)),
+            ],
             redundant: true,
             no_valid_copy: false,
         },
         Scenario {
             name: "redundant, wrapped flags (255 then 0)",
-            files: vec![("env0", redund(&[("next_boot", "stale")], 255)), ("env1", redund(&base, 0))],
+            files: vec![
+                ("env0", redund(&[("next_boot", "stale")], 255)),
+                ("env1", redund(&base, 0)),
+            ],
             redundant: true,
             no_valid_copy: false,
         },
         Scenario {
             name: "redundant, next write wraps (254, 255)",
-            files: vec![("env0", redund(&[("next_boot", "stale")], 254)), ("env1", redund(&base, 255))],
+            files: vec![
+                ("env0", redund(&[("next_boot", "stale")], 254)),
+                ("env1", redund(&base, 255)),
+            ],
             redundant: true,
             no_valid_copy: false,
         },
         Scenario {
             name: "redundant, one copy corrupt",
-            files: vec![("env0", corrupt(redund(&[("next_boot", "stale")], 9))), ("env1", redund(&base, 1))],
+            files: vec![
+                ("env0", corrupt(redund(&[("next_boot", "stale")], 9))),
+                ("env1", redund(&base, 1)),
+            ],
             redundant: true,
             no_valid_copy: false,
         },
         Scenario {
             name: "redundant, both corrupt",
-            files: vec![("env0", corrupt(redund(&base, 1))), ("env1", corrupt(redund(&base, 2)))],
+            files: vec![
+                ("env0", corrupt(redund(&base, 1))),
+                ("env1", corrupt(redund(&base, 2))),
+            ],
             redundant: true,
             no_valid_copy: true,
         },
@@ -174,14 +212,24 @@ fn scenarios() -> Vec<Scenario> {
 }
 
 /// Values that must survive every tool: spaces, `=`, and bytes hush would treat specially.
-const VALUES: &[(&str, &str)] = &[("spaced", "a b  c"), ("equals", "root=/dev/x a=b"), ("semi", "run a; run b")];
+const VALUES: &[(&str, &str)] = &[
+    ("spaced", "a b  c"),
+    ("equals", "root=/dev/x a=b"),
+    ("semi", "run a; run b"),
+];
 
 #[test]
 fn every_writer_is_read_by_every_reader() {
     let mut table = Vec::new();
     for sc in scenarios() {
         for writer in TOOLS {
-            let s = Setup::new(&sc.files.iter().map(|(n, b)| (*n, b.clone())).collect::<Vec<_>>(), sc.redundant);
+            let s = Setup::new(
+                &sc.files
+                    .iter()
+                    .map(|(n, b)| (*n, b.clone()))
+                    .collect::<Vec<_>>(),
+                sc.redundant,
+            );
             for (n, v) in VALUES {
                 s.set(writer, n, v);
             }
@@ -190,17 +238,35 @@ fn every_writer_is_read_by_every_reader() {
             let reference = s.print_all(Tool::Ours);
             for reader in TOOLS {
                 for (n, v) in VALUES {
-                    assert_eq!(s.get(reader, n).as_deref(), Some(*v), "{}: {writer:?} wrote {n}, {reader:?} read", sc.name);
+                    assert_eq!(
+                        s.get(reader, n).as_deref(),
+                        Some(*v),
+                        "{}: {writer:?} wrote {n}, {reader:?} read",
+                        sc.name
+                    );
                 }
                 if !sc.no_valid_copy || writer != Tool::UbootTools {
-                    assert_eq!(s.print_all(reader), reference, "{}: {writer:?} wrote, {reader:?} read all", sc.name);
+                    assert_eq!(
+                        s.print_all(reader),
+                        reference,
+                        "{}: {writer:?} wrote, {reader:?} read all",
+                        sc.name
+                    );
                 }
             }
             // What survives from the start is the selected copy's content.
             if !sc.no_valid_copy {
-                assert_eq!(s.get(Tool::Ours, "next_boot").as_deref(), Some("otafs"), "{}: {writer:?} kept the wrong copy", sc.name);
+                assert_eq!(
+                    s.get(Tool::Ours, "next_boot").as_deref(),
+                    Some("otafs"),
+                    "{}: {writer:?} kept the wrong copy",
+                    sc.name
+                );
             }
-            table.push(format!("{:40} written by {writer:?}: read back by all three", sc.name));
+            table.push(format!(
+                "{:40} written by {writer:?}: read back by all three",
+                sc.name
+            ));
         }
     }
     println!("{}", table.join("\n"));
@@ -211,14 +277,27 @@ fn every_writer_is_read_by_every_reader() {
 #[test]
 fn redundant_flags_advance_identically_through_a_wrap() {
     for writer in TOOLS {
-        let s = Setup::new(&[("env0", redund(&[("n", "0")], 253)), ("env1", redund(&[("n", "x")], 252))], true);
+        let s = Setup::new(
+            &[
+                ("env0", redund(&[("n", "0")], 253)),
+                ("env1", redund(&[("n", "x")], 252)),
+            ],
+            true,
+        );
         for i in 1..=5 {
             s.set(writer, "n", &i.to_string());
             for reader in TOOLS {
-                assert_eq!(s.get(reader, "n").as_deref(), Some(i.to_string().as_str()), "{writer:?} write {i}, {reader:?}");
+                assert_eq!(
+                    s.get(reader, "n").as_deref(),
+                    Some(i.to_string().as_str()),
+                    "{writer:?} write {i}, {reader:?}"
+                );
             }
         }
-        let flags: Vec<u8> = ["env0", "env1"].iter().map(|f| std::fs::read(s.case.path(f)).unwrap()[4]).collect();
+        let flags: Vec<u8> = ["env0", "env1"]
+            .iter()
+            .map(|f| std::fs::read(s.case.path(f)).unwrap()[4])
+            .collect();
         // 253 -> 254 (env1), 255 (env0), 0 (env1), 1 (env0), 2 (env1)
         assert_eq!(flags, vec![1, 2], "{writer:?}");
     }
@@ -232,12 +311,24 @@ fn nearly_full_fits_exactly_and_one_more_byte_is_refused() {
     let value = "v".repeat(room);
     s.set(Tool::Ours, "big", &value);
     for reader in TOOLS {
-        assert_eq!(s.get(reader, "big").map(|v| v.len()), Some(room), "{reader:?}");
+        assert_eq!(
+            s.get(reader, "big").map(|v| v.len()),
+            Some(room),
+            "{reader:?}"
+        );
     }
     let before = std::fs::read(s.case.path("env0")).unwrap();
-    let o = s.setenv(Tool::Ours).args(["big", &format!("{value}v")]).output().unwrap();
+    let o = s
+        .setenv(Tool::Ours)
+        .args(["big", &format!("{value}v")])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("environment full: needs 16381 bytes, 16380 available"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("environment full: needs 16381 bytes, 16380 available"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read(s.case.path("env0")).unwrap(), before);
 }
 
@@ -253,7 +344,12 @@ fn mkimage_is_byte_identical_to_mkenvimage() {
     for (i, input) in inputs.iter().enumerate() {
         let txt = case.path(&format!("in{i}.txt"));
         std::fs::write(&txt, input).unwrap();
-        for (extra, redundant, pad) in [(vec![], false, 0xff), (vec!["-r"], true, 0xff), (vec!["-p", "0"], false, 0), (vec!["-r", "-p", "0x5a"], true, 0x5a)] {
+        for (extra, redundant, pad) in [
+            (vec![], false, 0xff),
+            (vec!["-r"], true, 0xff),
+            (vec!["-p", "0"], false, 0),
+            (vec!["-r", "-p", "0x5a"], true, 0x5a),
+        ] {
             for size in [0x4000usize, 0x2000, 0x100] {
                 let theirs = case.path("theirs.bin");
                 let o = Command::new(Peer::Mkenvimage.require())
@@ -265,9 +361,17 @@ fn mkimage_is_byte_identical_to_mkenvimage() {
                     .output()
                     .unwrap();
                 assert!(o.status.success(), "{}", stderr(&o));
-                let layout = if redundant { Layout::Redundant } else { Layout::Single };
+                let layout = if redundant {
+                    Layout::Redundant
+                } else {
+                    Layout::Single
+                };
                 let ours = codec::mkimage_from_text(input, size, layout, pad).unwrap();
-                assert_eq!(ours, std::fs::read(&theirs).unwrap(), "input {i}, {extra:?}, size {size:#x}");
+                assert_eq!(
+                    ours,
+                    std::fs::read(&theirs).unwrap(),
+                    "input {i}, {extra:?}, size {size:#x}"
+                );
             }
         }
     }
@@ -295,10 +399,22 @@ fn fw_env_image(case: &Case, sets: &[(&str, &str)]) -> Vec<u8> {
 fn uboot_loads_what_fw_env_wrote() {
     let case = Case::new();
     let d = disk(&case);
-    let sets = [("spaced", "a b  c"), ("equals", "root=/dev/x a=b"), ("bs", r"C:\dir\\x"), ("trail", r"end\")];
-    d.write_file("/uboot.env", &fw_env_image(&case, &sets)).unwrap();
-    let run = Sandbox::new(&d).run("printenv next_boot spaced equals bs trail").unwrap();
-    assert!(run.output.contains("Loading Environment from EXT4... OK"), "{}", run.output);
+    let sets = [
+        ("spaced", "a b  c"),
+        ("equals", "root=/dev/x a=b"),
+        ("bs", r"C:\dir\\x"),
+        ("trail", r"end\"),
+    ];
+    d.write_file("/uboot.env", &fw_env_image(&case, &sets))
+        .unwrap();
+    let run = Sandbox::new(&d)
+        .run("printenv next_boot spaced equals bs trail")
+        .unwrap();
+    assert!(
+        run.output.contains("Loading Environment from EXT4... OK"),
+        "{}",
+        run.output
+    );
     assert_eq!(run.printed_var("next_boot"), Some("otafs"));
     for (n, v) in sets {
         assert_eq!(run.printed_var(n), Some(v), "{n}: {}", run.output);
@@ -317,19 +433,32 @@ fn fw_env_reads_what_uboot_saveenv_wrote_and_round_trips() {
         .run(r"setenv spaced 'a b  c'; setenv equals 'root=/dev/x a=b'; setenv bs 'C:\\dir'; saveenv")
         .unwrap();
     assert!(run.success(), "{}", run.output);
-    let saved = d.read_file("/uboot.env").unwrap().expect("saveenv wrote the file");
+    let saved = d
+        .read_file("/uboot.env")
+        .unwrap()
+        .expect("saveenv wrote the file");
     let env = case.path("uboot.env");
     std::fs::write(&env, &saved).unwrap();
     let cfg = case.config(&format!("{} 0 0x4000\n", env.display()));
     let cfg = cfg.to_str().unwrap();
-    let get = |n: &str| stdout(&case.run("fw-env", &["-c", cfg, "get", n])).trim_end_matches('\n').to_owned();
+    let get = |n: &str| {
+        stdout(&case.run("fw-env", &["-c", cfg, "get", n]))
+            .trim_end_matches('\n')
+            .to_owned()
+    };
     assert_eq!(get("spaced"), "a b  c");
     assert_eq!(get("equals"), "root=/dev/x a=b");
     assert_eq!(get("bs"), r"C:\dir");
     // Now change something else with fw-env and let U-Boot load it: nothing it had is lost.
-    assert!(case.run("fw-env", &["-c", cfg, "set", "next_boot", "rootfs"]).status.success());
-    d.write_file("/uboot.env", &std::fs::read(&env).unwrap()).unwrap();
-    let run = Sandbox::new(&d).run("printenv spaced equals bs next_boot").unwrap();
+    assert!(case
+        .run("fw-env", &["-c", cfg, "set", "next_boot", "rootfs"])
+        .status
+        .success());
+    d.write_file("/uboot.env", &std::fs::read(&env).unwrap())
+        .unwrap();
+    let run = Sandbox::new(&d)
+        .run("printenv spaced equals bs next_boot")
+        .unwrap();
     assert_eq!(run.printed_var("spaced"), Some("a b  c"));
     assert_eq!(run.printed_var("equals"), Some("root=/dev/x a=b"));
     assert_eq!(run.printed_var("bs"), Some(r"C:\dir"));
@@ -357,7 +486,9 @@ fn fw_env_image_is_what_saveenv_would_write() {
     } else {
         // The sandbox added variables we did not delete: then at least every byte of the
         // encoding rule must agree, which the re-encoding proves.
-        assert_eq!(codec::encode(&saved_vars, SIZE, Layout::Single, 0).unwrap(), saved);
+        assert_eq!(
+            codec::encode(&saved_vars, SIZE, Layout::Single, 0).unwrap(),
+            saved
+        );
     }
 }
-

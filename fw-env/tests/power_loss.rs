@@ -79,7 +79,10 @@ const MODES: &[Mode] = &[
         setup: |case| {
             let img = big_image(
                 case,
-                &[(0x100000, image(&old_vars(), Layout::Redundant, 0)), (0x104000, image(&old_vars(), Layout::Redundant, 255))],
+                &[
+                    (0x100000, image(&old_vars(), Layout::Redundant, 0)),
+                    (0x104000, image(&old_vars(), Layout::Redundant, 255)),
+                ],
             );
             format!("{0} 0x100000 0x4000\n{0} 0x104000 0x4000\n", img.display())
         },
@@ -91,7 +94,10 @@ const MODES: &[Mode] = &[
             let len = 2 << 20;
             let img = big_image(
                 case,
-                &[(len - 0x8000, image(&old_vars(), Layout::Redundant, 3)), (len - 0x4000, vec![0xff; 0x4000])],
+                &[
+                    (len - 0x8000, image(&old_vars(), Layout::Redundant, 3)),
+                    (len - 0x4000, vec![0xff; 0x4000]),
+                ],
             );
             format!("{0} -0x8000 0x4000\n{0} -0x4000 0x4000\n", img.display())
         },
@@ -109,7 +115,9 @@ const MODES: &[Mode] = &[
 
 /// What a fresh reader sees: (value of `a`, whether a valid copy was found).
 fn observe(_case: &Case, cfg: &str) -> (Option<String>, bool) {
-    let store = fw_env::Store::from_config_file(cfg).unwrap().with_lock_file(None);
+    let store = fw_env::Store::from_config_file(cfg)
+        .unwrap()
+        .with_lock_file(None);
     let snap = store.read().expect("readable after a crash");
     (snap.vars.get("a").map(|v| v.into_owned()), snap.is_valid())
 }
@@ -133,18 +141,31 @@ fn crash_at_every_point_in_every_mode_leaves_old_or_new() {
             let (value, valid) = observe(&case, cfg);
             let torn_single = mode.single_in_place && *point == "copy-half-written";
             if torn_single {
-                assert!(!valid, "{}: a torn single copy must be detected as corrupt", mode.name);
+                assert!(
+                    !valid,
+                    "{}: a torn single copy must be detected as corrupt",
+                    mode.name
+                );
                 let check = case.run("fw-env", &["-c", cfg, "check"]);
                 assert_eq!(check.status.code(), Some(1));
             } else {
-                assert!(valid, "{} / {point}: no valid copy after the crash", mode.name);
+                assert!(
+                    valid,
+                    "{} / {point}: no valid copy after the crash",
+                    mode.name
+                );
                 assert!(
                     value.as_deref() == Some(OLD) || value.as_deref() == Some(new_value().as_str()),
                     "{} / {point}: a = {value:?}",
                     mode.name
                 );
                 if !crashed {
-                    assert_eq!(value.as_deref(), Some(new_value().as_str()), "{} / {point}: completed but not new", mode.name);
+                    assert_eq!(
+                        value.as_deref(),
+                        Some(new_value().as_str()),
+                        "{} / {point}: completed but not new",
+                        mode.name
+                    );
                 }
                 // Whatever survived, the next write succeeds and is the new value.
                 let o = case.run("fw-env", &["-c", cfg, "set", "a", "after"]);
@@ -175,18 +196,38 @@ fn stale_temporary_file_from_a_crash_does_not_pile_up() {
     let cfg = case.config(&(MODES[0].setup)(&case));
     let cfg = cfg.to_str().unwrap();
     for _ in 0..3 {
-        let o = case.cmd("fw-env").env("FW_ENV_TEST_CRASH_AT", "temp-synced").args(["-c", cfg, "set", "a", &new_value()]).output().unwrap();
+        let o = case
+            .cmd("fw-env")
+            .env("FW_ENV_TEST_CRASH_AT", "temp-synced")
+            .args(["-c", cfg, "set", "a", &new_value()])
+            .output()
+            .unwrap();
         assert!(!o.status.success());
     }
     let temps = std::fs::read_dir(case.dir.path())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("fw-env-tmp"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("fw-env-tmp")
+        })
         .count();
     assert_eq!(temps, 1, "one fixed temporary name, replaced by each write");
-    assert!(case.run("fw-env", &["-c", cfg, "set", "a", &new_value()]).status.success());
+    assert!(case
+        .run("fw-env", &["-c", cfg, "set", "a", &new_value()])
+        .status
+        .success());
     let temps = std::fs::read_dir(case.dir.path())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("fw-env-tmp"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("fw-env-tmp")
+        })
         .count();
     assert_eq!(temps, 0, "a completed write leaves no temporary file");
 }
@@ -209,14 +250,22 @@ fn random_kills_never_corrupt() {
         let mut last_done = OLD.to_string();
         for i in 0..25 {
             let value = format!("v{i}");
-            let mut child = case.cmd("fw-env").args(["-c", cfg, "set", "a", &value]).spawn().unwrap();
+            let mut child = case
+                .cmd("fw-env")
+                .args(["-c", cfg, "set", "a", &value])
+                .spawn()
+                .unwrap();
             std::thread::sleep(Duration::from_micros(next() % 3000));
             let _ = child.kill();
             let status = child.wait().unwrap();
             let (seen, valid) = observe(&case, cfg);
             assert!(valid, "{}: no valid copy after kill {i}", mode.name);
             let seen = seen.unwrap();
-            assert!(seen == last_done || seen == value, "{}: a = {seen}, expected {last_done} or {value}", mode.name);
+            assert!(
+                seen == last_done || seen == value,
+                "{}: a = {seen}, expected {last_done} or {value}",
+                mode.name
+            );
             if status.success() {
                 assert_eq!(seen, value);
             }
@@ -224,5 +273,8 @@ fn random_kills_never_corrupt() {
             last_done = seen;
         }
     }
-    println!("random kills: {} left the old value, {} the new", outcomes[0], outcomes[1]);
+    println!(
+        "random kills: {} left the old value, {} the new",
+        outcomes[0], outcomes[1]
+    );
 }

@@ -12,16 +12,56 @@ use crate::store::{Error, Snapshot, Source};
 use crate::vars::{check_name, Changes};
 
 const SPECS: &[OptSpec] = &[
-    OptSpec { short: 'c', long: "config", takes_arg: true },
-    OptSpec { short: 'f', long: "defenv", takes_arg: true },
-    OptSpec { short: 'l', long: "lock", takes_arg: true },
-    OptSpec { short: 'n', long: "noheader", takes_arg: false },
-    OptSpec { short: 'n', long: "no-header", takes_arg: false },
-    OptSpec { short: 's', long: "script", takes_arg: true },
-    OptSpec { short: 'a', long: "aes", takes_arg: true },
-    OptSpec { short: 'h', long: "help", takes_arg: false },
-    OptSpec { short: 'v', long: "version", takes_arg: false },
-    OptSpec { short: 'V', long: "Version", takes_arg: false },
+    OptSpec {
+        short: 'c',
+        long: "config",
+        takes_arg: true,
+    },
+    OptSpec {
+        short: 'f',
+        long: "defenv",
+        takes_arg: true,
+    },
+    OptSpec {
+        short: 'l',
+        long: "lock",
+        takes_arg: true,
+    },
+    OptSpec {
+        short: 'n',
+        long: "noheader",
+        takes_arg: false,
+    },
+    OptSpec {
+        short: 'n',
+        long: "no-header",
+        takes_arg: false,
+    },
+    OptSpec {
+        short: 's',
+        long: "script",
+        takes_arg: true,
+    },
+    OptSpec {
+        short: 'a',
+        long: "aes",
+        takes_arg: true,
+    },
+    OptSpec {
+        short: 'h',
+        long: "help",
+        takes_arg: false,
+    },
+    OptSpec {
+        short: 'v',
+        long: "version",
+        takes_arg: false,
+    },
+    OptSpec {
+        short: 'V',
+        long: "Version",
+        takes_arg: false,
+    },
 ];
 
 /// Which tool we are.
@@ -108,13 +148,20 @@ pub fn run(tool: Tool, args: &[OsString], io: &mut Io<'_>) -> i32 {
                 return 0;
             }
             other => {
-                let _ = writeln!(io.stderr, "{name}: invalid option -- '{other}'\n{}", usage(tool));
+                let _ = writeln!(
+                    io.stderr,
+                    "{name}: invalid option -- '{other}'\n{}",
+                    usage(tool)
+                );
                 return 1;
             }
         }
     }
     if tool == Tool::Print && noheader && operands.len() != 1 {
-        let _ = writeln!(io.stderr, "## Error: `-n'/`--noheader' option requires exactly one argument");
+        let _ = writeln!(
+            io.stderr,
+            "## Error: `-n'/`--noheader' option requires exactly one argument"
+        );
         return 1;
     }
     let lock_file = lock_dir.map(|d| d.join("fw_printenv.lock"));
@@ -147,7 +194,6 @@ pub fn run(tool: Tool, args: &[OsString], io: &mut Io<'_>) -> i32 {
         }
     }
 }
-
 
 /// Errors of the drop-in beyond the library's.
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +283,11 @@ pub fn changes_from_args(operands: &[OsString]) -> Result<Changes, CliError> {
     let (name, values) = operands.split_first().ok_or(CliError::NameMissing)?;
     let name = name.to_string_lossy().into_owned();
     checked_name(&name)?;
-    let value = values.iter().map(|v| v.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    let value = values
+        .iter()
+        .map(|v| v.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut changes = Changes::new();
     changes.push(name, (!value.is_empty()).then_some(value));
     Ok(changes)
@@ -255,7 +305,14 @@ fn read_script(path: &OsString, io: &mut Io<'_>) -> Result<(String, String), Cli
         path: shown.clone(),
         source,
     })?;
-    Ok((if path == "-" { "<stdin>".to_owned() } else { shown }, text))
+    Ok((
+        if path == "-" {
+            "<stdin>".to_owned()
+        } else {
+            shown
+        },
+        text,
+    ))
 }
 
 /// Parse a `-s` script. Each line is U-Boot's `key value` (the first blank ends the key;
@@ -276,9 +333,15 @@ pub fn parse_script((script, text): &(String, String)) -> Result<Changes, CliErr
         }
         let word_end = trimmed.find([' ', '\t']).unwrap_or(trimmed.len());
         let (name, value) = if let Some(eq) = trimmed[..word_end].find('=') {
-            (&trimmed[..eq], trimmed[eq + 1..].trim_start_matches([' ', '\t']))
+            (
+                &trimmed[..eq],
+                trimmed[eq + 1..].trim_start_matches([' ', '\t']),
+            )
         } else {
-            (&trimmed[..word_end], trimmed[word_end..].trim_start_matches([' ', '\t']))
+            (
+                &trimmed[..word_end],
+                trimmed[word_end..].trim_start_matches([' ', '\t']),
+            )
         };
         check_name(name.as_bytes()).map_err(|e| CliError::Script {
             script: script.clone(),
@@ -304,7 +367,10 @@ mod tests {
 
     #[test]
     fn dispatch_on_argv0() {
-        assert_eq!(tool_for(Path::new("/usr/bin/fw_printenv")), Some(Tool::Print));
+        assert_eq!(
+            tool_for(Path::new("/usr/bin/fw_printenv")),
+            Some(Tool::Print)
+        );
         assert_eq!(tool_for(Path::new("fw_setenv")), Some(Tool::Set));
         assert_eq!(tool_for(Path::new("/sbin/fw-env")), None);
     }
@@ -331,8 +397,16 @@ mod tests {
 
     #[test]
     fn args_are_joined_like_uboot() {
-        let c = changes_from_args(&["bootargs".into(), "console=ttyS0".into(), "root=/dev/x".into()]).unwrap();
-        assert_eq!(c.iter().next(), Some(("bootargs", Some("console=ttyS0 root=/dev/x"))));
+        let c = changes_from_args(&[
+            "bootargs".into(),
+            "console=ttyS0".into(),
+            "root=/dev/x".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.iter().next(),
+            Some(("bootargs", Some("console=ttyS0 root=/dev/x")))
+        );
         assert!(changes_from_args(&["a=b".into()]).is_err());
         assert!(matches!(changes_from_args(&[]), Err(CliError::NameMissing)));
     }

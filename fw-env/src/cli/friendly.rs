@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
 use super::dropin::CliError;
 use super::{error_chain, open_store, print_warning, Io};
 use crate::codec::{self, Layout};
-use crate::store::{CopyStatus, Snapshot, Source};
 use crate::storage::WriteMode;
+use crate::store::{CopyStatus, Snapshot, Source};
 use crate::vars::{check_name, Changes, Vars};
 
 /// Read and write the U-Boot environment.
@@ -174,7 +174,12 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
             let mut code = 0;
             let selected: Vec<(String, String)> = if names.is_empty() {
                 vars.iter()
-                    .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()))
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            String::from_utf8_lossy(v).into_owned(),
+                        )
+                    })
                     .collect()
             } else {
                 let mut out = Vec::new();
@@ -190,8 +195,10 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
                 out
             };
             if json {
-                let map: serde_json::Map<String, serde_json::Value> =
-                    selected.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+                let map: serde_json::Map<String, serde_json::Value> = selected
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect();
                 let _ = writeln!(io.stdout, "{}", serde_json::Value::Object(map));
             } else {
                 for (k, v) in selected {
@@ -215,14 +222,7 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
                 }
             }
         }
-        Command::Set { args, raw } => {
-            let changes = set_changes(&args, raw)?;
-            store.update(|s| {
-                print_warning(s, io);
-                Ok::<_, crate::Error>((changes, ()))
-            })?;
-            Ok(0)
-        }
+        Command::Set { args, raw } => write(&store, set_changes(&args, raw)?, io),
         Command::Unset { names } => {
             let mut changes = Changes::new();
             for n in names {
@@ -232,11 +232,7 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
                 })?;
                 changes.push(n, None);
             }
-            store.update(|s| {
-                print_warning(s, io);
-                Ok::<_, crate::Error>((changes, ()))
-            })?;
-            Ok(0)
+            write(&store, changes, io)
         }
         Command::Check { json } => {
             let snapshot = store.read()?;
@@ -244,6 +240,15 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
         }
         Command::Mkimage { .. } => unreachable!("handled above"),
     }
+}
+
+/// Apply `changes` in one write, warning first when no copy was valid.
+fn write(store: &crate::Store, changes: Changes, io: &mut Io<'_>) -> Result<i32, CliError> {
+    store.update(|s| {
+        print_warning(s, io);
+        Ok::<_, crate::Error>((changes, ()))
+    })?;
+    Ok(0)
 }
 
 /// The changes of `fw-env set`: `NAME VALUE` (the value may contain `=`), or `NAME=VALUE...`.
@@ -270,9 +275,12 @@ pub fn set_changes(args: &[String], raw: bool) -> Result<Changes, CliError> {
     } else {
         let mut v = Vec::new();
         for a in args {
-            let (n, val) = a
-                .split_once('=')
-                .ok_or_else(|| bad(a, "mixes NAME=VALUE with NAME VALUE; give every change as NAME=VALUE".into()))?;
+            let (n, val) = a.split_once('=').ok_or_else(|| {
+                bad(
+                    a,
+                    "mixes NAME=VALUE with NAME VALUE; give every change as NAME=VALUE".into(),
+                )
+            })?;
             v.push((n, val));
         }
         v
@@ -285,8 +293,12 @@ pub fn set_changes(args: &[String], raw: bool) -> Result<Changes, CliError> {
 }
 
 fn check(snapshot: &Snapshot, json: bool, io: &mut Io<'_>) -> i32 {
-    let all_valid = snapshot.copies.iter().all(|c| matches!(c.status, CopyStatus::Valid { .. }));
-    let single_in_place = snapshot.copies.len() == 1 && snapshot.copies[0].write_mode == WriteMode::InPlace;
+    let all_valid = snapshot
+        .copies
+        .iter()
+        .all(|c| matches!(c.status, CopyStatus::Valid { .. }));
+    let single_in_place =
+        snapshot.copies.len() == 1 && snapshot.copies[0].write_mode == WriteMode::InPlace;
     let code = if all_valid { 0 } else { 1 };
     if json {
         let v = serde_json::json!({
@@ -309,7 +321,11 @@ fn check(snapshot: &Snapshot, json: bool, io: &mut Io<'_>) -> i32 {
                 let f = flags.map(|f| format!(", flags {f}")).unwrap_or_default();
                 format!("CRC ok{f}, {used} bytes used, {free} free")
             }
-            CopyStatus::BadCrc { stored, computed, flags } => {
+            CopyStatus::BadCrc {
+                stored,
+                computed,
+                flags,
+            } => {
                 let f = flags.map(|f| format!(", flags {f}")).unwrap_or_default();
                 format!("BAD CRC (stored {stored:#010x}, computed {computed:#010x}){f}")
             }
@@ -339,18 +355,30 @@ fn check(snapshot: &Snapshot, json: bool, io: &mut Io<'_>) -> i32 {
         let _ = writeln!(io.stdout, "note: a single copy written in place cannot survive a power cut during a write; configure two copies");
     }
     if code != 0 && snapshot.copies.len() == 2 && snapshot.is_valid() {
-        let _ = writeln!(io.stdout, "the next write goes to the bad copy and repairs it");
+        let _ = writeln!(
+            io.stdout,
+            "the next write goes to the bad copy and repairs it"
+        );
     }
     code
 }
 
-fn mkimage(size: usize, redundant: bool, pad: u8, input: &PathBuf, output: &PathBuf, io: &mut Io<'_>) -> Result<i32, CliError> {
+fn mkimage(
+    size: usize,
+    redundant: bool,
+    pad: u8,
+    input: &PathBuf,
+    output: &PathBuf,
+    io: &mut Io<'_>,
+) -> Result<i32, CliError> {
     let text = if input.as_os_str() == "-" {
         let mut t = Vec::new();
-        io.stdin.read_to_end(&mut t).map_err(|source| CliError::ScriptRead {
-            path: "<stdin>".into(),
-            source,
-        })?;
+        io.stdin
+            .read_to_end(&mut t)
+            .map_err(|source| CliError::ScriptRead {
+                path: "<stdin>".into(),
+                source,
+            })?;
         t
     } else {
         std::fs::read(input).map_err(|source| CliError::ScriptRead {
@@ -358,11 +386,16 @@ fn mkimage(size: usize, redundant: bool, pad: u8, input: &PathBuf, output: &Path
             source,
         })?
     };
-    let layout = if redundant { Layout::Redundant } else { Layout::Single };
-    let image = codec::mkimage_from_text(&text, size, layout, pad).map_err(|e| CliError::BadName {
-        name: input.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let layout = if redundant {
+        Layout::Redundant
+    } else {
+        Layout::Single
+    };
+    let image =
+        codec::mkimage_from_text(&text, size, layout, pad).map_err(|e| CliError::BadName {
+            name: input.display().to_string(),
+            reason: e.to_string(),
+        })?;
     if output.as_os_str() == "-" {
         let _ = io.stdout.write_all(&image);
     } else {
@@ -395,13 +428,23 @@ mod tests {
     #[test]
     fn set_forms() {
         let c = set_changes(&["next_boot".into(), "otafs".into()], false).unwrap();
-        assert_eq!(c.iter().collect::<Vec<_>>(), vec![("next_boot", Some("otafs"))]);
+        assert_eq!(
+            c.iter().collect::<Vec<_>>(),
+            vec![("next_boot", Some("otafs"))]
+        );
         let c = set_changes(&["a=1".into(), "b=x=y".into(), "c=".into()], false).unwrap();
-        assert_eq!(c.iter().collect::<Vec<_>>(), vec![("a", Some("1")), ("b", Some("x=y")), ("c", None)]);
+        assert_eq!(
+            c.iter().collect::<Vec<_>>(),
+            vec![("a", Some("1")), ("b", Some("x=y")), ("c", None)]
+        );
         let c = set_changes(&["bootargs".into(), "root=/dev/x rw".into()], false).unwrap();
         assert_eq!(c.iter().next(), Some(("bootargs", Some("root=/dev/x rw"))));
         let c = set_changes(&["p".into(), r"a\b".into()], false).unwrap();
-        assert_eq!(c.iter().next(), Some(("p", Some(r"a\\b"))), "escaped for U-Boot");
+        assert_eq!(
+            c.iter().next(),
+            Some(("p", Some(r"a\\b"))),
+            "escaped for U-Boot"
+        );
         let c = set_changes(&["p".into(), r"a\b".into()], true).unwrap();
         assert_eq!(c.iter().next(), Some(("p", Some(r"a\b"))));
         assert!(set_changes(&["a".into()], false).is_err());

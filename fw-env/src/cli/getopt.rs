@@ -36,7 +36,10 @@ pub enum GetoptError {
 }
 
 /// Parse `args` (without argv\[0\]) into options and operands.
-pub fn parse(args: &[OsString], specs: &[OptSpec]) -> Result<(Vec<Opt>, Vec<OsString>), GetoptError> {
+pub fn parse(
+    args: &[OsString],
+    specs: &[OptSpec],
+) -> Result<(Vec<Opt>, Vec<OsString>), GetoptError> {
     let mut opts = Vec::new();
     let mut operands = Vec::new();
     let mut i = 0;
@@ -60,7 +63,10 @@ pub fn parse(args: &[OsString], specs: &[OptSpec]) -> Result<(Vec<Opt>, Vec<OsSt
                 match attached {
                     Some(v) => Some(v),
                     None => {
-                        let v = args.get(i).cloned().ok_or_else(|| GetoptError::MissingArg(name.to_owned()))?;
+                        let v = args
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| GetoptError::MissingArg(name.to_owned()))?;
                         i += 1;
                         Some(v)
                     }
@@ -68,7 +74,10 @@ pub fn parse(args: &[OsString], specs: &[OptSpec]) -> Result<(Vec<Opt>, Vec<OsSt
             } else {
                 None
             };
-            opts.push(Opt { letter: spec.short, arg: value });
+            opts.push(Opt {
+                letter: spec.short,
+                arg: value,
+            });
         } else if s.len() > 1 && s.starts_with('-') {
             let chars: Vec<char> = s[1..].chars().collect();
             let mut j = 0;
@@ -83,14 +92,23 @@ pub fn parse(args: &[OsString], specs: &[OptSpec]) -> Result<(Vec<Opt>, Vec<OsSt
                     let value = if !rest.is_empty() {
                         OsString::from(rest)
                     } else {
-                        let v = args.get(i).cloned().ok_or_else(|| GetoptError::MissingArg(c.to_string()))?;
+                        let v = args
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| GetoptError::MissingArg(c.to_string()))?;
                         i += 1;
                         v
                     };
-                    opts.push(Opt { letter: c, arg: Some(value) });
+                    opts.push(Opt {
+                        letter: c,
+                        arg: Some(value),
+                    });
                     break;
                 }
-                opts.push(Opt { letter: c, arg: None });
+                opts.push(Opt {
+                    letter: c,
+                    arg: None,
+                });
                 j += 1;
             }
         } else {
@@ -105,8 +123,16 @@ mod tests {
     use super::*;
 
     const SPECS: &[OptSpec] = &[
-        OptSpec { short: 'c', long: "config", takes_arg: true },
-        OptSpec { short: 'n', long: "noheader", takes_arg: false },
+        OptSpec {
+            short: 'c',
+            long: "config",
+            takes_arg: true,
+        },
+        OptSpec {
+            short: 'n',
+            long: "noheader",
+            takes_arg: false,
+        },
     ];
 
     fn os(v: &[&str]) -> Vec<OsString> {
@@ -122,8 +148,14 @@ mod tests {
         assert_eq!(a, os(&["x", "-n"]));
         let (o, _) = parse(&os(&["-ccfg"]), SPECS).unwrap();
         assert_eq!(o[0].arg.as_deref(), Some("cfg".as_ref()));
-        assert_eq!(parse(&os(&["-q"]), SPECS), Err(GetoptError::Unknown("q".into())));
-        assert_eq!(parse(&os(&["-c"]), SPECS), Err(GetoptError::MissingArg("c".into())));
+        assert_eq!(
+            parse(&os(&["-q"]), SPECS),
+            Err(GetoptError::Unknown("q".into()))
+        );
+        assert_eq!(
+            parse(&os(&["-c"]), SPECS),
+            Err(GetoptError::MissingArg("c".into()))
+        );
         let (_, a) = parse(&os(&["-"]), SPECS).unwrap();
         assert_eq!(a, os(&["-"]), "a lone dash is an operand");
     }

@@ -55,7 +55,10 @@ impl Case {
 }
 
 pub fn vars(pairs: &[(&str, &str)]) -> Vars {
-    pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
 }
 
 pub fn image(pairs: &[(&str, &str)], layout: Layout, flags: u8) -> Vec<u8> {

@@ -1,0 +1,5 @@
+//! Fuzz target: `partctl::fuzzing::card` must not panic on any input.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| partctl::fuzzing::card(data));

@@ -1,0 +1,494 @@
+//! Command-line interface: argument parsing (clap) and `run`, which returns the exit code.
+//!
+//! Exit codes: `check`: 0 sound, 1 problems found, 2 could not check. `repair`/`grow`: 0 done
+//! (or nothing to do), 1 refused or not written (dry run, no `--yes`), 2 error.
+
+use crate::check::{self, Report, Severity};
+use crate::disk::{Patched, Snapshot};
+use crate::emit::{emit, EmitKind};
+use crate::kernel::{KernelTable, KernelView};
+use crate::layout::Layout;
+use crate::repair::{self, Backup, Plan};
+use crate::{blockdev, create, SECTOR};
+use clap::{Parser, Subcommand};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Create, check and repair the ZBot hybrid GPT/MBR SD card.
+#[derive(Parser, Debug)]
+#[command(name = "partctl", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Build a whole card image (tables and filesystems) from a layout.
+    Create {
+        /// Layout file (TOML).
+        layout: PathBuf,
+        /// Image to write.
+        output: PathBuf,
+        /// Directory holding the content files (default: the layout's directory).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Image size (e.g. 1G); default: the smallest that holds the layout.
+        #[arg(long)]
+        size: Option<String>,
+        /// Also write a derived file: KIND=PATH, KIND one of fw_env.config, uboot-fragment, fstab.
+        #[arg(long, value_name = "KIND=PATH")]
+        emit: Vec<String>,
+    },
+    /// Print a file derived from the layout.
+    Emit {
+        /// What to print.
+        kind: EmitKind,
+        /// Layout file.
+        layout: PathBuf,
+    },
+    /// Check the tables of a card or image (reads only the table areas).
+    Check {
+        /// Block device or image file.
+        target: PathBuf,
+        /// Also compare every partition with this layout.
+        #[arg(long)]
+        layout: Option<PathBuf>,
+        /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Repair the tables (never partition contents); shows the plan, writes with --yes.
+    Repair {
+        /// Block device or image file.
+        target: PathBuf,
+        /// Rebuild from / compare with this layout.
+        #[arg(long)]
+        layout: Option<PathBuf>,
+        /// Show the plan and the resulting check, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Where to save the sectors about to change (default: partctl-backup-<name>-<time>.bin).
+        #[arg(long)]
+        backup: Option<PathBuf>,
+    },
+    /// Undo a repair or grow with its backup file.
+    Restore {
+        /// Backup file written by repair/grow.
+        backup: PathBuf,
+        /// Block device or image file.
+        target: PathBuf,
+    },
+    /// Grow the last partition to the end of the card, moving the backup GPT.
+    Grow {
+        /// Partition name (e.g. staging).
+        name: String,
+        /// Block device or image file.
+        target: PathBuf,
+        /// Show the plan only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Backup file for the old sectors.
+        #[arg(long)]
+        backup: Option<PathBuf>,
+        /// Align the new end down to this many sectors (default 2048 = 1 MiB).
+        #[arg(long, default_value_t = 2048)]
+        align: u64,
+    },
+}
+
+/// A failure that stops the command (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Any error with context.
+    #[error("{0}")]
+    Msg(String),
+}
+
+fn msg<E: std::fmt::Display>(ctx: impl std::fmt::Display) -> impl FnOnce(E) -> CliError {
+    move |e| CliError::Msg(format!("{ctx}: {e}"))
+}
+
+fn open_ro(p: &Path) -> Result<(File, u64), CliError> {
+    let f = File::open(p).map_err(msg(p.display()))?;
+    let n = blockdev::size_bytes(&f).map_err(msg(format!("{}: size", p.display())))?;
+    Ok((f, n))
+}
+
+fn open_rw(p: &Path) -> Result<(File, u64), CliError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .map_err(msg(p.display()))?;
+    let n = blockdev::size_bytes(&f).map_err(msg(format!("{}: size", p.display())))?;
+    Ok((f, n))
+}
+
+fn load_layout(p: &Option<PathBuf>) -> Result<Option<Layout>, CliError> {
+    p.as_ref()
+        .map(|p| Layout::load(p).map_err(|e| CliError::Msg(e.to_string())))
+        .transpose()
+}
+
+fn fmt_view(v: &KernelView) -> String {
+    let mut s = match v.table {
+        KernelTable::PrimaryGpt => "primary GPT".to_string(),
+        KernelTable::AlternateGpt => "alternate (backup) GPT".to_string(),
+        KernelTable::Msdos => "the MBR only (GPT ignored)".to_string(),
+        KernelTable::None => "NO partition table".to_string(),
+    };
+    let parts: Vec<String> = v
+        .partitions
+        .iter()
+        .map(|p| format!("p{}", p.number))
+        .collect();
+    s.push_str(&format!(
+        " -> {} partition(s){}",
+        parts.len(),
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(" "))
+        }
+    ));
+    for n in &v.notes {
+        s.push_str(&format!("\n      kernel: {n}"));
+    }
+    s
+}
+
+/// Human-readable report.
+pub fn format_report(name: &str, r: &Report) -> String {
+    let mut o = format!(
+        "{name}: {} sectors ({:.1} MiB)",
+        r.disk_sectors,
+        (r.disk_sectors * SECTOR) as f64 / (1u64 << 20) as f64
+    );
+    match r.source {
+        Some(w) => o.push_str(&format!(", partitions from the {w} GPT\n")),
+        None => o.push_str(", no usable GPT\n"),
+    }
+    for (n, e) in &r.partitions {
+        o.push_str(&format!(
+            "  {n:>3} {:<10} LBA {:>10}..{:<10} {} {}\n",
+            e.name, e.first_lba, e.last_lba, e.type_guid, e.uuid
+        ));
+    }
+    let errors = r
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    if r.problems.is_empty() {
+        o.push_str("No problems found.\n");
+    } else {
+        o.push_str(&format!(
+            "{errors} error(s), {} warning(s):\n",
+            r.problems.len() - errors
+        ));
+        for p in &r.problems {
+            o.push_str(&format!("  {p}\n"));
+        }
+    }
+    o.push_str(&format!("Linux sees: {}\n", fmt_view(&r.linux)));
+    if r.linux_with_gpt_option
+        != (KernelView {
+            force_gpt: true,
+            ..r.linux.clone()
+        })
+    {
+        o.push_str(&format!(
+            "Linux with `gpt` on its command line sees: {}\n",
+            fmt_view(&r.linux_with_gpt_option)
+        ));
+    }
+    o
+}
+
+fn default_backup_name(target: &Path) -> PathBuf {
+    let base = target
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "card".into());
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from(format!("partctl-backup-{base}-{t}.bin"))
+}
+
+fn confirm(yes: bool) -> bool {
+    if yes {
+        return true;
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("Write these sectors? [y/N] ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
+}
+
+/// Save the backup, write the plan with an fsync after each sector, tell the kernel.
+fn write_plan(
+    f: &mut File,
+    target: &Path,
+    plan: &Plan,
+    backup: &Option<PathBuf>,
+) -> Result<(), CliError> {
+    let b = Backup::save(f, plan).map_err(msg("reading sectors to back up"))?;
+    let path = backup
+        .clone()
+        .unwrap_or_else(|| default_backup_name(target));
+    let mut bf = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(msg(format!("backup file {}", path.display())))?;
+    bf.write_all(&b.to_bytes())
+        .and_then(|_| bf.sync_all())
+        .map_err(msg(format!("backup file {}", path.display())))?;
+    println!(
+        "saved {} sector(s) to {} (undo: partctl restore {} {})",
+        b.sectors.len(),
+        path.display(),
+        path.display(),
+        target.display()
+    );
+    // Test hook (named fault point): `PARTCTL_FAULT_AFTER_WRITES=k` stops the process dead
+    // after k synced sector writes, like a power cut, so tests can cut a real run anywhere.
+    let fault: Option<usize> = std::env::var("PARTCTL_FAULT_AFTER_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut done = 0usize;
+    repair::apply(f, plan, |f| {
+        f.sync_data()?;
+        done += 1;
+        if fault == Some(done) {
+            std::process::abort();
+        }
+        Ok(())
+    })
+    .map_err(msg(format!("writing {}", target.display())))?;
+    Ok(())
+}
+
+fn recheck(f: &mut File, n: u64, layout: Option<&Layout>, name: &str) -> Result<Report, CliError> {
+    let s = Snapshot::read(f, n).map_err(msg(name))?;
+    Ok(check::check(&s, layout))
+}
+
+/// Run a parsed command line; `Err` means exit 2.
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.cmd {
+        Cmd::Create {
+            layout,
+            output,
+            input,
+            size,
+            emit: emits,
+        } => {
+            let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
+            let input =
+                input.unwrap_or_else(|| layout.parent().map(Path::to_path_buf).unwrap_or_default());
+            let size = size
+                .map(|s| {
+                    crate::layout::Size::parse(&s)
+                        .map(|s| s.0)
+                        .ok_or_else(|| CliError::Msg(format!("bad --size {s:?}")))
+                })
+                .transpose()?;
+            let mut outs = Vec::new();
+            for e in &emits {
+                let (k, p) = e
+                    .split_once('=')
+                    .ok_or_else(|| CliError::Msg(format!("--emit {e:?}: expected KIND=PATH")))?;
+                let kind = <EmitKind as clap::ValueEnum>::from_str(k, false)
+                    .map_err(|_| CliError::Msg(format!("--emit: unknown kind {k:?}")))?;
+                outs.push((kind, PathBuf::from(p)));
+            }
+            let t = create::create(&l, &input, &output, size)
+                .map_err(|e| CliError::Msg(format!("creating {}: {e}", output.display())))?;
+            println!(
+                "created {} ({} sectors, {} partitions)",
+                output.display(),
+                t.disk_sectors,
+                l.partitions.len()
+            );
+            for (kind, p) in outs {
+                std::fs::write(&p, emit(&l, kind)).map_err(msg(p.display()))?;
+                println!("wrote {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Emit { kind, layout } => {
+            let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
+            print!("{}", emit(&l, kind));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check {
+            target,
+            layout,
+            json,
+        } => {
+            let l = load_layout(&layout)?;
+            let (mut f, n) = open_ro(&target)?;
+            let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
+            let r = check::check(&s, l.as_ref());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).map_err(msg("json"))?);
+            } else {
+                print!("{}", format_report(&target.display().to_string(), &r));
+            }
+            Ok(ExitCode::from(r.exit_code()))
+        }
+        Cmd::Repair {
+            target,
+            layout,
+            dry_run,
+            yes,
+            backup,
+        } => {
+            let l = load_layout(&layout)?;
+            let (mut f, n) = if dry_run {
+                open_ro(&target)?
+            } else {
+                open_rw(&target)?
+            };
+            let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
+            let plan = match repair::plan(&mut f, &s, l.as_ref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("partctl: refusing to repair {}: {e}", target.display());
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            print!("Repair plan for {}:\n{}", target.display(), plan.describe());
+            if plan.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut after = Patched::new(&mut f);
+            for w in &plan.writes {
+                after.patch(w.lba, &w.data);
+            }
+            let sa = Snapshot::read(&mut after, n).map_err(msg(target.display()))?;
+            let ra = check::check(&sa, l.as_ref());
+            print!(
+                "After the repair:\n{}",
+                format_report(&target.display().to_string(), &ra)
+            );
+            if dry_run || !confirm(yes) {
+                println!(
+                    "Nothing written{}.",
+                    if dry_run {
+                        " (dry run)"
+                    } else {
+                        ": rerun with --yes"
+                    }
+                );
+                return Ok(ExitCode::from(1));
+            }
+            write_plan(&mut f, &target, &plan, &backup)?;
+            if let Err(e) = blockdev::reread(&f) {
+                println!("note: the kernel did not reread the table ({e}); reboot to use it");
+            }
+            let r = recheck(&mut f, n, l.as_ref(), &target.display().to_string())?;
+            println!(
+                "Repaired. {}",
+                if r.is_sound() {
+                    "The tables are sound."
+                } else {
+                    "Problems remain:"
+                }
+            );
+            if !r.is_sound() {
+                print!("{}", format_report(&target.display().to_string(), &r));
+            }
+            Ok(ExitCode::from(r.exit_code()))
+        }
+        Cmd::Restore { backup, target } => {
+            let bytes = std::fs::read(&backup).map_err(msg(backup.display()))?;
+            let b = Backup::from_bytes(&bytes).map_err(msg(backup.display()))?;
+            let (mut f, n) = open_rw(&target)?;
+            if n != b.disk_bytes {
+                return Err(CliError::Msg(format!(
+                    "{} is {n} bytes but the backup was taken from a {}-byte card",
+                    target.display(),
+                    b.disk_bytes
+                )));
+            }
+            repair::restore(&mut f, &b, |f| f.sync_data()).map_err(msg(target.display()))?;
+            let _ = blockdev::reread(&f);
+            println!(
+                "restored {} sector(s) to {}",
+                b.sectors.len(),
+                target.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Grow {
+            name,
+            target,
+            dry_run,
+            yes,
+            backup,
+            align,
+        } => {
+            let (mut f, n) = if dry_run {
+                open_ro(&target)?
+            } else {
+                open_rw(&target)?
+            };
+            let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
+            let r = check::check(&s, None);
+            // Including a backup left mid-card: `repair` clears it while it is still free
+            // space; after the grow it would lie inside the partition and stay.
+            if let Some(p) = r.problems.iter().find(|p| p.severity == Severity::Error) {
+                eprintln!("partctl: refusing to grow {}: the tables have problems ({p}); run `partctl repair` first", target.display());
+                return Ok(ExitCode::from(1));
+            }
+            let (plan, num, start, sectors) =
+                match repair::plan_grow(&mut f, &s, &name, align.max(1)) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        eprintln!("partctl: {e}");
+                        return Ok(ExitCode::from(1));
+                    }
+                };
+            print!("Grow plan for {}:\n{}", target.display(), plan.describe());
+            if dry_run || !confirm(yes) {
+                println!(
+                    "Nothing written{}.",
+                    if dry_run {
+                        " (dry run)"
+                    } else {
+                        ": rerun with --yes"
+                    }
+                );
+                return Ok(ExitCode::from(1));
+            }
+            write_plan(&mut f, &target, &plan, &backup)?;
+            if blockdev::reread(&f).is_err() {
+                match blockdev::resize_partition(&f, num, start, sectors) {
+                    Ok(()) => println!("told the kernel partition {num} now has {sectors} sectors (BLKPG); grow the filesystem with resize2fs"),
+                    Err(e) => println!("note: the kernel still uses the old size ({e}); reboot, then resize2fs"),
+                }
+            }
+            let r = recheck(&mut f, n, None, &target.display().to_string())?;
+            print!("{}", format_report(&target.display().to_string(), &r));
+            Ok(ExitCode::from(r.exit_code()))
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The layout file: one description of the card from which the tables, the filesystems and the
+//! configuration fragments are all derived.
+
+use crate::guid::{types, Guid};
+use crate::SECTOR;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A size in bytes, written in the layout as an integer or as `"128M"`, `"256K"`, `"1G"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Size(pub u64);
+
+impl Size {
+    /// Parse `123`, `4K`, `128M`, `2G` (binary multiples; a trailing `iB`/`B` is accepted).
+    pub fn parse(s: &str) -> Option<Size> {
+        let s = s.trim();
+        let s = s
+            .strip_suffix("iB")
+            .or_else(|| s.strip_suffix('B'))
+            .unwrap_or(s);
+        let (num, mul) = match s.chars().last()? {
+            'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
+            'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+            'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+            'T' | 't' => (&s[..s.len() - 1], 1 << 40),
+            _ => (s, 1),
+        };
+        num.trim().parse::<u64>().ok()?.checked_mul(mul).map(Size)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n)),
+            Raw::S(s) => Size::parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!("bad size {s:?} (use e.g. 128M, 256K, 1G)"))
+            }),
+        }
+    }
+}
+
+/// A partition type: an alias (`esp`, `linux`, `basic-data`) or a GUID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PartType(pub Guid);
+
+impl<'de> Deserialize<'de> for PartType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PartType, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(PartType(match s.as_str() {
+            "esp" | "efi" => types::ESP,
+            "linux" => types::LINUX,
+            "basic-data" | "fat" => types::BASIC_DATA,
+            g => g.parse().map_err(serde::de::Error::custom)?,
+        }))
+    }
+}
+
+/// Whole-card settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    /// Disk GUID in the GPT headers.
+    pub guid: Guid,
+    /// Partition start alignment (default 1 MiB).
+    #[serde(default = "default_align")]
+    pub align: Size,
+    /// Number of GPT entries (default 128, the minimum the UEFI spec allows at 128 bytes each).
+    #[serde(default = "default_entries")]
+    pub entries: u32,
+    /// Image size; default: the smallest that holds every partition plus the backup GPT.
+    pub size: Option<Size>,
+    /// The card as Linux names it (for fstab and fw_env.config).
+    #[serde(default = "default_linux_device")]
+    pub linux_device: String,
+    /// U-Boot interface and device number (`mmc`, 0).
+    #[serde(default = "default_uboot_interface")]
+    pub uboot_interface: String,
+    /// U-Boot device number.
+    #[serde(default)]
+    pub uboot_device: u32,
+}
+
+fn default_align() -> Size {
+    Size(1 << 20)
+}
+fn default_entries() -> u32 {
+    128
+}
+fn default_linux_device() -> String {
+    "/dev/mmcblk0".into()
+}
+fn default_uboot_interface() -> String {
+    "mmc".into()
+}
+
+/// How a partition is mirrored in the hybrid MBR.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MbrMirror {
+    /// MBR slot, 1..=4.
+    pub slot: u8,
+    /// MBR partition type byte (0x0C: FAT32 LBA).
+    #[serde(rename = "type")]
+    pub kind: u8,
+    /// Set the boot indicator (0x80).
+    #[serde(default)]
+    pub bootable: bool,
+}
+
+/// What a partition holds when the image is created.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Content {
+    /// FAT32 made by mkfs.vfat, files copied in with mcopy.
+    Fat32 {
+        /// Volume label.
+        #[serde(default)]
+        label: Option<String>,
+        /// Files (relative to the input directory) that must exist.
+        #[serde(default)]
+        files: Vec<PathBuf>,
+        /// Files copied when present.
+        #[serde(default)]
+        optional_files: Vec<PathBuf>,
+    },
+    /// ext4 made by `mke2fs -d DIR` (or empty without `dir`).
+    Ext4 {
+        /// Volume label.
+        #[serde(default)]
+        label: Option<String>,
+        /// Directory whose tree is copied in (relative to the input directory).
+        #[serde(default)]
+        dir: Option<PathBuf>,
+    },
+    /// The U-Boot environment filesystem: ext4 without `metadata_csum` and without a journal, so
+    /// U-Boot's ext4 writer accepts it, holding `file`.
+    Env {
+        /// Path of the environment inside the filesystem (U-Boot's CONFIG_ENV_EXT4_FILE).
+        #[serde(default = "default_env_file")]
+        file: String,
+        /// CONFIG_ENV_SIZE.
+        #[serde(default = "default_env_size")]
+        size: Size,
+        /// Environment image to install as `file` (e.g. from `mkenvimage` or `fw-env mkimage`),
+        /// exactly `size` bytes.
+        #[serde(default)]
+        image: Option<PathBuf>,
+        /// Or: the default environment as text (`u-boot-initial-env`: one `name=value` per
+        /// line), made into the image by fw-env's mkimage, zero-padded as U-Boot's `saveenv`
+        /// writes it. With neither, the filesystem is left without the file and U-Boot uses its
+        /// built-in default environment until the first `saveenv`.
+        #[serde(default)]
+        text: Option<PathBuf>,
+        /// Where Linux mounts it.
+        #[serde(default = "default_env_mount")]
+        mount: String,
+    },
+    /// A raw image copied byte for byte (e.g. `rootfs.ext4`).
+    Raw {
+        /// Image file (relative to the input directory).
+        image: PathBuf,
+    },
+    /// Left untouched (zero in a fresh image).
+    Empty,
+}
+
+fn default_env_file() -> String {
+    "/uboot.env".into()
+}
+fn default_env_size() -> Size {
+    Size(0x4000)
+}
+fn default_env_mount() -> String {
+    "/bootenv".into()
+}
+
+/// One partition of the layout, in GPT order.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    /// GPT partition name (at most 36 UTF-16 units).
+    pub name: String,
+    /// Size in bytes (a multiple of 512).
+    pub size: Size,
+    /// Type GUID or alias.
+    #[serde(rename = "type")]
+    pub kind: PartType,
+    /// Fixed unique partition GUID.
+    pub uuid: Guid,
+    /// Attribute names: `required`, `no-block-io`, `legacy-bios-bootable`, or `bitNN`.
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// Mirror in the hybrid MBR.
+    #[serde(default)]
+    pub mbr: Option<MbrMirror>,
+    /// May extend past its layout size up to the card's end (`partctl grow`); only the last one.
+    #[serde(default)]
+    pub growable: bool,
+    /// Linux mount point for the fstab output.
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// Content at creation.
+    #[serde(default = "default_content")]
+    pub content: Content,
+}
+
+fn default_content() -> Content {
+    Content::Empty
+}
+
+/// A whole layout file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// Card-wide settings.
+    pub disk: DiskSpec,
+    /// Partitions in GPT order (entry 1 first).
+    #[serde(rename = "partition")]
+    pub partitions: Vec<PartitionSpec>,
+}
+
+/// Errors reading or validating a layout.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// The file could not be read.
+    #[error("reading layout {path}: {source}")]
+    Io {
+        /// Layout path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error.
+    #[error("parsing layout {path}: {source}")]
+    Toml {
+        /// Layout path.
+        path: PathBuf,
+        /// Cause.
+        source: toml::de::Error,
+    },
+    /// The layout parses but is inconsistent.
+    #[error("layout is invalid: {0}")]
+    Invalid(String),
+}
+
+/// A layout partition placed on the card, in sectors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// 1-based GPT entry number.
+    pub number: u32,
+    /// First LBA.
+    pub first: u64,
+    /// Last LBA (inclusive).
+    pub last: u64,
+}
+
+/// Parse an attribute name into its GPT bit.
+pub fn attribute_bit(name: &str) -> Option<u32> {
+    match name {
+        "required" | "platform-required" => Some(0),
+        "no-block-io" | "efi-ignore" => Some(1),
+        "legacy-bios-bootable" | "legacy_bios_bootable" => Some(2),
+        s => s
+            .strip_prefix("bit")
+            .and_then(|n| n.parse().ok())
+            .filter(|&b: &u32| b < 64),
+    }
+}
+
+impl Layout {
+    /// Read and validate a layout file.
+    pub fn load(path: &Path) -> Result<Layout, LayoutError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LayoutError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let l: Layout = toml::from_str(&text).map_err(|source| LayoutError::Toml {
+            path: path.into(),
+            source,
+        })?;
+        l.validate()?;
+        Ok(l)
+    }
+
+    /// Parse from a string (tests, embedded layouts).
+    pub fn from_toml(text: &str) -> Result<Layout, LayoutError> {
+        let l: Layout = toml::from_str(text).map_err(|source| LayoutError::Toml {
+            path: "<string>".into(),
+            source,
+        })?;
+        l.validate()?;
+        Ok(l)
+    }
+
+    /// Check the rules that serde cannot express.
+    pub fn validate(&self) -> Result<(), LayoutError> {
+        let bad = |m: String| Err(LayoutError::Invalid(m));
+        if self.partitions.is_empty() {
+            return bad("no partitions".into());
+        }
+        if self.disk.align.0 == 0 || self.disk.align.0 % SECTOR != 0 {
+            return bad(format!(
+                "align {} is not a positive multiple of 512",
+                self.disk.align.0
+            ));
+        }
+        if self.disk.entries < 128 || self.disk.entries % 4 != 0 || self.disk.entries > 4096 {
+            return bad(format!(
+                "entries = {} (must be a multiple of 4 in 128..=4096)",
+                self.disk.entries
+            ));
+        }
+        if self.partitions.len() > self.disk.entries as usize {
+            return bad("more partitions than GPT entries".into());
+        }
+        let mut slots = [false; 4];
+        for (i, p) in self.partitions.iter().enumerate() {
+            if p.size.0 == 0 || p.size.0 % SECTOR != 0 {
+                return bad(format!(
+                    "partition {}: size {} is not a positive multiple of 512",
+                    p.name, p.size.0
+                ));
+            }
+            if p.name.encode_utf16().count() > 36 {
+                return bad(format!(
+                    "partition {}: name longer than 36 UTF-16 units",
+                    p.name
+                ));
+            }
+            for a in &p.attributes {
+                if attribute_bit(a).is_none() {
+                    return bad(format!("partition {}: unknown attribute {a:?}", p.name));
+                }
+            }
+            if p.growable && i + 1 != self.partitions.len() {
+                return bad(format!(
+                    "partition {}: only the last partition may be growable",
+                    p.name
+                ));
+            }
+            if let Some(m) = &p.mbr {
+                if !(1..=4).contains(&m.slot) || slots[m.slot as usize - 1] {
+                    return bad(format!(
+                        "partition {}: MBR slot {} invalid or used twice",
+                        p.name, m.slot
+                    ));
+                }
+                if m.kind == 0 || m.kind == 0xEE {
+                    return bad(format!(
+                        "partition {}: MBR type {:#04x} not allowed for a mirror",
+                        p.name, m.kind
+                    ));
+                }
+                slots[m.slot as usize - 1] = true;
+            }
+        }
+        if slots.iter().all(|s| *s) {
+            return bad("all four MBR slots used: no room for the 0xEE entry".into());
+        }
+        Ok(())
+    }
+
+    /// Alignment in sectors.
+    pub fn align_sectors(&self) -> u64 {
+        self.disk.align.0 / SECTOR
+    }
+
+    /// Sectors of one GPT entry array.
+    pub fn array_sectors(&self) -> u64 {
+        (self.disk.entries as u64 * 128).div_ceil(SECTOR)
+    }
+
+    /// Partitions placed one after another, each start aligned.
+    pub fn place(&self) -> Vec<Placed> {
+        let al = self.align_sectors();
+        let mut next = (2 + self.array_sectors()).div_ceil(al) * al;
+        let mut out = Vec::new();
+        for (i, p) in self.partitions.iter().enumerate() {
+            let first = next.div_ceil(al) * al;
+            let last = first + p.size.0 / SECTOR - 1;
+            out.push(Placed {
+                number: i as u32 + 1,
+                first,
+                last,
+            });
+            next = last + 1;
+        }
+        out
+    }
+
+    /// Smallest card, in sectors, that holds the layout (last partition + backup GPT).
+    pub fn min_sectors(&self) -> u64 {
+        let end = self.place().last().map(|p| p.last + 1).unwrap_or(0);
+        end + self.array_sectors() + 1
+    }
+
+    /// Image size in sectors for `create`: `disk.size` or the minimum rounded up to the alignment.
+    pub fn image_sectors(&self) -> u64 {
+        match self.disk.size {
+            Some(s) => s.0 / SECTOR,
+            None => self.min_sectors().div_ceil(self.align_sectors()) * self.align_sectors(),
+        }
+    }
+
+    /// Attribute bits of a partition.
+    pub fn attribute_bits(p: &PartitionSpec) -> u64 {
+        p.attributes
+            .iter()
+            .filter_map(|a| attribute_bit(a))
+            .fold(0, |acc, b| acc | 1 << b)
+    }
+
+    /// The 1-based number of the partition holding the environment, if any.
+    pub fn env_partition(&self) -> Option<(u32, &PartitionSpec)> {
+        self.partitions
+            .iter()
+            .enumerate()
+            .find(|(_, p)| matches!(p.content, Content::Env { .. }))
+            .map(|(i, p)| (i as u32 + 1, p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn board() -> Layout {
+        Layout::from_toml(include_str!("../layouts/zbot-duos.toml")).unwrap()
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(Size::parse("128M"), Some(Size(128 << 20)));
+        assert_eq!(Size::parse("256K"), Some(Size(256 << 10)));
+        assert_eq!(Size::parse("1GiB"), Some(Size(1 << 30)));
+        assert_eq!(Size::parse("512"), Some(Size(512)));
+        assert_eq!(Size::parse("x"), None);
+        assert_eq!(Size::parse("99999999999999999999T"), None);
+    }
+
+    #[test]
+    fn board_layout_matches_board_md() {
+        let l = board();
+        let names: Vec<_> = l.partitions.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["boot", "env", "otafs", "rootfs", "data", "staging"]);
+        let mib: Vec<_> = l.partitions.iter().map(|p| p.size.0 >> 10).collect();
+        assert_eq!(
+            mib,
+            [128 << 10, 256, 125 << 10, 275 << 10, 50 << 10, 300 << 10]
+        );
+        assert_eq!(l.partitions[0].kind.0, types::ESP);
+        assert_eq!(
+            l.partitions[0].mbr,
+            Some(MbrMirror {
+                slot: 1,
+                kind: 0x0C,
+                bootable: true
+            })
+        );
+        let placed = l.place();
+        assert_eq!(placed[0].first, 2048);
+        assert!(placed
+            .windows(2)
+            .all(|w| w[0].last < w[1].first && w[1].first % 2048 == 0));
+        assert_eq!(l.env_partition().unwrap().0, 2);
+    }
+
+    #[test]
+    fn rejects_inconsistent_layouts() {
+        let mut l = board();
+        l.partitions[0].size = Size(1000);
+        assert!(l.validate().is_err());
+        let mut l = board();
+        l.partitions[1].mbr = Some(MbrMirror {
+            slot: 1,
+            kind: 0x83,
+            bootable: false,
+        });
+        assert!(l.validate().is_err());
+        let mut l = board();
+        l.partitions[0].growable = true;
+        assert!(l.validate().is_err());
+    }
+}
