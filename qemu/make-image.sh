@@ -23,16 +23,18 @@
 #   p4 rootfs  16M  ext4 (main slot)                           board: 275M
 #   p5 data     4M  ext4                                       board: 50M
 #   p6 staging 24M  ext4 (download area; /pending/rootfs.ext4 is installed by otafs)  board: 300M
-# Partitioning uses sgdisk. HOOK: when `partctl create` is on main, set ZBOT_PARTCTL to its
-# binary and this script runs `partctl create qemu/machine/layout.toml disk.img --input DIR`
-# on the same input files instead (same sizes, names and GUIDs), see partition_with_partctl.
+# The card is made by `partctl create qemu/machine/layout.toml disk.img --input DIR` (hybrid
+# GPT/MBR as on the board, the env filesystem made so U-Boot can write it). ZBOT_PARTITIONER=sgdisk
+# makes the same partitions (sizes, names, GUIDs; protective MBR only) with sgdisk + dd instead.
 #
 # Inputs (environment):
 #   ZBOT_POLICY_ENV     the boot policy part of the default env (default:
 #                       qemu/machine/env/placeholder-policy.env; the drop-in point for the
 #                       generated script of uboot-scripts, see docs/qemu.md)
-#   ZBOT_STATIC_BIN_DIR directory with static x86_64 fw-env and bootcount binaries (default:
-#                       built here with cargo into target/zbot-static, about 40 s the first time)
+#   ZBOT_STATIC_BIN_DIR directory with static x86_64 fw-env, bootcount and partctl binaries
+#                       (default: built here with cargo into target/zbot-static, about a
+#                       minute the first time)
+#   ZBOT_PARTITIONER    partctl (default) or sgdisk
 #   ZBOT_CACHE          cache root (kernel download), default ~/.cache/zbot
 # Needs (scripts/setup-debian.sh): busybox-static, cpio, kmod, dosfstools, mtools, e2fsprogs,
 # gdisk; the Rust toolchain (x86_64-unknown-linux-gnu, glibc's static libc.a from libc6-dev).
@@ -79,7 +81,7 @@ if [ -z "$bins" ]; then
     # runs this script, and RUSTFLAGS differ.
     (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$repo/target/zbot-static" \
         cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu -j"${ZBOT_JOBS:-2}" \
-        -p fw-env -p bootcount) >&2 || die "cargo build of the static binaries failed"
+        -p fw-env -p bootcount -p partctl) >&2 || die "cargo build of the static binaries failed"
     bins="$repo/target/zbot-static/x86_64-unknown-linux-gnu/release"
 fi
 for b in fw-env bootcount; do
@@ -154,6 +156,9 @@ stage() {
     ln -s fw-env "$d/usr/bin/fw_printenv"
     ln -s fw-env "$d/usr/bin/fw_setenv"
     cp "$bins/bootcount" "$d/usr/bin/bootcount"
+    # partctl in every slot: `partctl check /dev/vda` on the running system (scenario 7).
+    [ ! -x "$bins/partctl" ] || cp "$bins/partctl" "$d/usr/sbin/partctl"
+    cp "$m/layout.toml" "$d/etc/zbot-layout.toml"
     cp "$repo/bootcount/dist/S95bootcount" "$d/etc/init.d/S95bootcount"
     cp -a "$repo/bootcount/dist/health.d" "$d/etc/bootcount/"
     cp "$m/rootfs/etc/bootcount/health.d/required.d/90-zbot-test" "$d/etc/bootcount/health.d/required.d/"
@@ -220,18 +225,22 @@ partition_with_sgdisk() {
 partition_with_partctl() {
     local input="$work/partctl-input"
     mkdir -p "$input"
-    ln -sf "$out/vmlinuz" "$out/initrd.img" "$out/uboot.env" "$out/otafs.ext4" "$out/rootfs.ext4" "$input/"
-    ln -sfn "$work/staging" "$input/staging"
-    "$ZBOT_PARTCTL" create "$m/layout.toml" "$img" --input "$input" >&2 || die "partctl create failed"
+    cp "$out/vmlinuz" "$out/initrd.img" "$out/uboot.env" "$out/otafs.ext4" "$out/rootfs.ext4" "$input/"
+    cp -a "$work/staging" "$input/staging"
+    "$bins/partctl" create "$m/layout.toml" "$img" --input "$input" >/dev/null ||
+        die "partctl create $m/layout.toml failed"
 }
 part_start() { # byte offset of partition N
     sgdisk -i "$1" "$img" | sed -n 's/^First sector: \([0-9]*\).*/\1/p' | awk '{print $1 * 512}'
 }
-if [ -n "${ZBOT_PARTCTL:-}" ]; then
+case "${ZBOT_PARTITIONER:-partctl}" in
+partctl)
+    [ -x "$bins/partctl" ] || die "$bins/partctl missing (or set ZBOT_PARTITIONER=sgdisk)"
     partition_with_partctl
-else
-    partition_with_sgdisk
-fi
+    ;;
+sgdisk) partition_with_sgdisk ;;
+*) die "ZBOT_PARTITIONER must be partctl or sgdisk" ;;
+esac
 
 {
     echo "# written by qemu/make-image.sh"
