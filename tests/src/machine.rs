@@ -28,7 +28,73 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::{find_program, repo_root, HelperError, Result};
+use crate::{find_program, parse_env_vars, repo_root, HelperError, Result};
+
+/// CRC-32 (zlib), as U-Boot stores in front of the environment data.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The variables of a single-copy env image (`crc | data`), or `None` when the CRC is wrong
+/// (U-Boot would use its compiled-in default environment).
+pub fn env_image_vars(image: &[u8]) -> Option<Vec<(String, String)>> {
+    if image.len() < 5 {
+        return None;
+    }
+    let stored = u32::from_le_bytes(image[..4].try_into().expect("4 bytes"));
+    (crc32(&image[4..]) == stored).then(|| parse_env_vars(&image[4..]))
+}
+
+/// What changed between two env files, one readable line per variable (`name: old -> new`),
+/// or a line saying the file appeared, vanished or has a bad CRC.
+pub fn env_diff(before: Option<&[u8]>, after: Option<&[u8]>) -> Vec<String> {
+    fn view(f: Option<&[u8]>) -> std::result::Result<Vec<(String, String)>, &'static str> {
+        match f {
+            None => Err("missing"),
+            Some(b) => env_image_vars(b).ok_or("bad CRC"),
+        }
+    }
+    if before == after {
+        return Vec::new();
+    }
+    match (view(before), view(after)) {
+        (Ok(a), Ok(b)) => {
+            let mut out = Vec::new();
+            for (n, v) in &a {
+                match b.iter().find(|(m, _)| m == n) {
+                    None => out.push(format!("{n}: {v:?} -> (unset)")),
+                    Some((_, w)) if w != v => out.push(format!("{n}: {v:?} -> {w:?}")),
+                    _ => {}
+                }
+            }
+            for (n, w) in &b {
+                if !a.iter().any(|(m, _)| m == n) {
+                    out.push(format!("{n}: (unset) -> {w:?}"));
+                }
+            }
+            if out.is_empty() {
+                out.push("rewritten with the same variables".into());
+            }
+            out
+        }
+        (a, b) => vec![format!(
+            "/uboot.env: {} -> {}",
+            a.map(|_| "valid").unwrap_or_else(|e| e),
+            b.map(|_| "valid").unwrap_or_else(|e| e)
+        )],
+    }
+}
 
 /// The output of `qemu/make-image.sh` plus the matching U-Boot ROM.
 #[derive(Debug, Clone)]
@@ -478,7 +544,12 @@ impl Machine {
             }));
         }
         let stdin = child.stdin.take();
+        let env = self.part(2);
+        let env_before = env.read("/uboot.env").ok().flatten();
         Ok(Boot {
+            env,
+            env_before,
+            env_changes: Vec::new(),
             number: self.boots,
             child,
             stdin,
@@ -495,6 +566,9 @@ impl Machine {
 
 /// One power-on of a [`Machine`].
 pub struct Boot {
+    env: PartFs,
+    env_before: Option<Vec<u8>>,
+    env_changes: Vec<String>,
     number: usize,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -703,13 +777,28 @@ impl Boot {
         }
     }
 
-    fn log_end(&self, e: Ending) {
+    fn log_end(&mut self, e: Ending) {
+        let after = self.env.read("/uboot.env").ok().flatten();
+        self.env_changes = env_diff(self.env_before.as_deref(), after.as_deref());
+        let mut log = self.log.lock().unwrap();
         let _ = writeln!(
-            self.log.lock().unwrap(),
+            log,
             "===== boot {} ended: {e:?} after {:.2} s =====",
             self.number,
             self.start.elapsed().as_secs_f64()
         );
+        if self.env_changes.is_empty() {
+            let _ = writeln!(log, "env: unchanged");
+        }
+        for c in &self.env_changes {
+            let _ = writeln!(log, "env: {c}");
+        }
+    }
+
+    /// How `/uboot.env` changed during this boot (empty: byte for byte unchanged), once the
+    /// boot has ended ([`Boot::wait_end`] or [`Boot::kill`]).
+    pub fn env_changes(&self) -> &[String] {
+        &self.env_changes
     }
 
     /// The per-step default timeout of this boot (120 s; TCG on a loaded 2-core host).
@@ -729,6 +818,39 @@ impl Drop for Boot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc32_is_zlibs() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn env_diff_names_changed_variables() {
+        let img = |vars: &str| {
+            let mut data = vars.replace(';', "\0").into_bytes();
+            data.resize(64, 0);
+            let mut out = crc32(&data).to_le_bytes().to_vec();
+            out.extend(data);
+            out
+        };
+        let a = img("a=1;b=2;");
+        let b = img("a=1;b=3;c=4;");
+        assert_eq!(
+            env_diff(Some(&a), Some(&b)),
+            vec!["b: \"2\" -> \"3\"", "c: (unset) -> \"4\""]
+        );
+        assert!(env_diff(Some(&a), Some(&a)).is_empty());
+        assert_eq!(
+            env_diff(Some(&a), None),
+            vec!["/uboot.env: valid -> missing"]
+        );
+        let mut bad = b.clone();
+        bad[10] ^= 1;
+        assert_eq!(
+            env_diff(Some(&a), Some(&bad)),
+            vec!["/uboot.env: valid -> bad CRC"]
+        );
+    }
 
     #[test]
     fn strip_ansi_removes_cursor_query_and_cr() {

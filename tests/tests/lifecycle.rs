@@ -2,8 +2,12 @@
 //! our `fw-env` and `bootcount` (docs/qemu.md). Each test leaves a readable log of every boot
 //! in `target/zbot-machine/logs/<test>.log`.
 //!
-//! Quick (default run): `first_boot_of_a_fresh_image`. Longer scenarios are `#[ignore]`d:
-//! `cargo test -p zbot-tests --test lifecycle -- --ignored --test-threads=1`.
+//! Default run (about a minute on 2 cores): scenario 1 (first boot), 2 (update through otafs,
+//! committed) and 5 (env file deleted: recovery, repair). Longer variants are `#[ignore]`d:
+//! `cargo test -p zbot-tests --test lifecycle -- --ignored`.
+//!
+//! The boot script is still the placeholder in `qemu/machine/env/placeholder-policy.env` (no
+//! boot counting): scenarios 3, 4 and 6 need the generated script of uboot-scripts.
 
 use std::time::Duration;
 
@@ -74,6 +78,7 @@ fn first_boot_of_a_fresh_image() {
 
     boot.send_line("poweroff").unwrap();
     assert_eq!(boot.wait_end(STEP).unwrap(), Ending::PowerOff, "log: {log}");
+    assert!(boot.env_changes().is_empty(), "{:?}", boot.env_changes());
     let env_after = robot.env_file().unwrap().expect("/uboot.env still there");
     assert!(
         env_after == env_before,
@@ -97,7 +102,6 @@ fn first_boot_of_a_fresh_image() {
 /// starts its trial; the new rootfs passes its health check, which commits the trial; the next
 /// boot writes nothing.
 #[test]
-#[ignore = "about 1 min of QEMU; run with --ignored"]
 fn update_through_otafs_is_committed() {
     let image = MachineImage::shared();
     let mut robot = Machine::new(image, "update_through_otafs_is_committed").unwrap();
@@ -112,6 +116,7 @@ fn update_through_otafs_is_committed() {
         .unwrap_or((0, String::new()));
     assert_eq!(code, 0);
     assert_eq!(boot.wait_end(STEP).unwrap(), Ending::Reboot, "log: {log}");
+    assert_eq!(boot.env_changes(), ["next_boot: \"rootfs\" -> \"otafs\""]);
 
     // Boot 2: otafs installs the update and reboots into the trial.
     let mut boot = robot.boot().unwrap();
@@ -120,6 +125,15 @@ fn update_through_otafs_is_committed() {
     boot.wait_for("zbot-update: starting the trial of rootfs", STEP)
         .unwrap_or_else(|e| panic!("{e}\nlog: {log}"));
     assert_eq!(boot.wait_end(STEP).unwrap(), Ending::Reboot, "log: {log}");
+    let changes = boot.env_changes().join("; ");
+    assert!(
+        changes.contains("next_boot: \"otafs\" -> \"rootfs\""),
+        "{changes}"
+    );
+    assert!(
+        changes.contains("zbot_trial: (unset) -> \"rootfs\""),
+        "{changes}"
+    );
 
     // Boot 3: the trial of rootfs v2 passes its health check and is committed.
     let mut boot = robot.boot().unwrap();
@@ -133,6 +147,11 @@ fn update_through_otafs_is_committed() {
     boot.wait_for(VERDICT, STEP).unwrap();
     boot.send_line("poweroff").unwrap();
     assert_eq!(boot.wait_end(STEP).unwrap(), Ending::PowerOff);
+    let changes = boot.env_changes().join("; ");
+    assert!(
+        changes.contains("zbot_trial: \"rootfs\" -> (unset)"),
+        "{changes}"
+    );
     let env_committed = robot.env_file().unwrap().unwrap();
 
     // Boot 4: healthy, nothing to commit, nothing written.
@@ -144,10 +163,74 @@ fn update_through_otafs_is_committed() {
     assert_eq!(json_field(&status, "trial"), Some("null"), "{status}");
     boot.send_line("poweroff").unwrap();
     assert_eq!(boot.wait_end(STEP).unwrap(), Ending::PowerOff);
+    assert!(boot.env_changes().is_empty(), "{:?}", boot.env_changes());
     assert!(
         robot.env_file().unwrap().unwrap() == env_committed,
         "log: {log}"
     );
+}
+
+/// Scenario 5: the env partition's file is gone (or corrupt). U-Boot boots its compiled-in
+/// default environment, which names the recovery slot; otafs reports the lost environment and
+/// repairs it with one command (`bootcount set-primary rootfs`: the write starts from the
+/// default environment); rootfs then boots on trial and commits itself.
+fn env_damage_boots_recovery_and_is_repaired(name: &str, damage: impl FnOnce(&Machine)) {
+    let image = MachineImage::shared();
+    let mut robot = Machine::new(image, name).unwrap();
+    let log = robot.log_path().display().to_string();
+    damage(&robot);
+
+    let mut boot = robot.boot().unwrap();
+    let l = boot.wait_for("zbot-machine: booted slot=", STEP).unwrap();
+    assert!(l.contains("slot=otafs"), "{l}\nlog: {log}");
+    boot.wait_for(VERDICT, STEP).unwrap();
+    let (code, status) = boot
+        .run("bootcount status --json 2>/dev/null", STEP)
+        .unwrap();
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(json_field(&status, "env_valid"), Some("false"), "{status}");
+    assert_eq!(
+        json_field(&status, "booted_slot"),
+        Some("otafs"),
+        "{status}"
+    );
+    let (code, out) = boot
+        .run("bootcount set-primary rootfs && fw-env check", STEP)
+        .unwrap();
+    assert_eq!(code, 0, "{out}\nlog: {log}");
+    boot.send_line("reboot").unwrap();
+    assert_eq!(boot.wait_end(STEP).unwrap(), Ending::Reboot, "log: {log}");
+    let changes = boot.env_changes().join("; ");
+    assert!(changes.ends_with("-> valid"), "{changes}");
+
+    let mut boot = robot.boot().unwrap();
+    let l = boot.wait_for("zbot-machine: booted slot=", STEP).unwrap();
+    assert!(l.contains("slot=rootfs image=rootfs v1"), "{l}\nlog: {log}");
+    let healthy = boot.wait_for("bootcount: rootfs is healthy", STEP).unwrap();
+    assert!(
+        healthy.contains("committed rootfs"),
+        "{healthy}\nlog: {log}"
+    );
+    boot.wait_for(VERDICT, STEP).unwrap();
+    boot.send_line("poweroff").unwrap();
+    assert_eq!(boot.wait_end(STEP).unwrap(), Ending::PowerOff);
+}
+
+#[test]
+fn env_file_deleted_boots_recovery_and_is_repaired() {
+    env_damage_boots_recovery_and_is_repaired("env_file_deleted", |m| {
+        m.part(2).remove("/uboot.env").unwrap()
+    });
+}
+
+#[test]
+#[ignore = "about 25 s of QEMU, same path as env_file_deleted; run with --ignored"]
+fn env_file_corrupt_boots_recovery_and_is_repaired() {
+    env_damage_boots_recovery_and_is_repaired("env_file_corrupt", |m| {
+        let mut env = m.env_file().unwrap().unwrap();
+        env[100] ^= 0x55;
+        m.part(2).write("/uboot.env", &env).unwrap()
+    });
 }
 
 #[test]
