@@ -20,16 +20,17 @@
 #                 with OpenSBI; env is the ext4 file /uboot.env on `virtio 0:2`, loaded at boot.
 #   qemu-x86      qemu-x86_defconfig + qemu/configs/qemu-x86-env-ext4.config (host gcc):
 #                 32-bit u-boot.rom for qemu-system-x86_64 -bios, the Linux lifecycle machine
-#                 (64-bit U-Boot 2023.01 cannot boot a kernel: arch/x86/lib/bootm.c)
-#                 (docs/qemu.md); env is the ext4 file /uboot.env on `virtio 0:2`, loaded before
+#                 (docs/qemu.md; 64-bit U-Boot 2023.01 cannot boot a kernel, see
+#                 arch/x86/lib/bootm.c); env is the ext4 file /uboot.env on `virtio 0:2`, loaded before
 #                 bootcmd; compiled-in default env: qemu/machine-env.sh's output, or the file
-#                 $ZBOT_QEMU_DEFAULT_ENV (normalised name=value lines).
+#                 $ZBOT_QEMU_DEFAULT_ENV (normalised name=value lines). Keyed by the env's
+#                 content; prints ZBOT_UBOOT_QEMU_X86=<u-boot.rom>.
 # A second run finds the finished builds and only prints the paths (well under a second).
 #
 # Output: the artefact paths, as shell assignments, on stdout and in $ZBOT_CACHE/uboot/paths.env:
 #   ZBOT_UBOOT_FW_PRINTENV  ZBOT_UBOOT_SANDBOX  ZBOT_UBOOT_SANDBOX_REDUND  ZBOT_UBOOT_QEMU_RISCV
-#   ZBOT_UBOOT_QEMU_X86
-# Lines of paths.env this script does not know (other targets) are kept as they are.
+# ZBOT_UBOOT_QEMU_X86 is printed on stdout only (not stored in paths.env): it depends on the
+# default env compiled in.
 # Tests read those variables, or that file (tests/src/lib.rs does both).
 #
 # Source: the newest u-boot_*.dsc in $ZBOT_CACHE/src (fetched there with
@@ -234,22 +235,16 @@ old() { if [ -f "$paths" ]; then sed -n "s/^$1=//p" "$paths" | tr -d "'"; fi; }
 [ -n "$sandbox" ] || sandbox="$(old ZBOT_UBOOT_SANDBOX)"
 [ -n "$sandbox_redund" ] || sandbox_redund="$(old ZBOT_UBOOT_SANDBOX_REDUND)"
 [ -n "$qemu_riscv" ] || qemu_riscv="$(old ZBOT_UBOOT_QEMU_RISCV)"
-[ -n "$qemu_x86" ] || qemu_x86="$(old ZBOT_UBOOT_QEMU_X86)"
 {
     echo "# written by qemu/build-uboot.sh for u-boot $version; source it or read it line by line"
     [ -z "$fw_printenv" ] || echo "ZBOT_UBOOT_FW_PRINTENV='$fw_printenv'"
     [ -z "$sandbox" ] || echo "ZBOT_UBOOT_SANDBOX='$sandbox'"
     [ -z "$sandbox_redund" ] || echo "ZBOT_UBOOT_SANDBOX_REDUND='$sandbox_redund'"
     [ -z "$qemu_riscv" ] || echo "ZBOT_UBOOT_QEMU_RISCV='$qemu_riscv'"
-    [ -z "$qemu_x86" ] || echo "ZBOT_UBOOT_QEMU_X86='$qemu_x86'"
-    # Keep entries written by other versions of this script (targets added on other branches).
-    if [ -f "$paths" ]; then
-        grep -E '^ZBOT_[A-Z0-9_]+=' "$paths" |
-            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV|QEMU_X86)=' || true
-    fi
 } >"$paths.tmp"
 mv "$paths.tmp" "$paths"
 grep -v '^#' "$paths"
+[ -z "$qemu_x86" ] || echo "ZBOT_UBOOT_QEMU_X86='$qemu_x86'"
 
 # --- optional self test ---------------------------------------------------------------------
 if [ "$selftest" = 1 ]; then
