@@ -229,20 +229,31 @@ for t in "${targets[@]}"; do
 done
 
 # --- paths.env: keep entries of targets not built in this run -------------------------------
+# Several callers may finish at once (parallel test runs, other branches' versions of this
+# script with other targets): merge under a lock, keep every ZBOT_ entry we do not set
+# ourselves (whichever script version wrote it), and replace the file atomically.
 paths="$cache/uboot/paths.env"
+exec 9>"$cache/uboot/.paths.lock"
+flock 9
 old() { if [ -f "$paths" ]; then sed -n "s/^$1=//p" "$paths" | tr -d "'"; fi; }
 [ -n "$fw_printenv" ] || fw_printenv="$(old ZBOT_UBOOT_FW_PRINTENV)"
 [ -n "$sandbox" ] || sandbox="$(old ZBOT_UBOOT_SANDBOX)"
 [ -n "$sandbox_redund" ] || sandbox_redund="$(old ZBOT_UBOOT_SANDBOX_REDUND)"
 [ -n "$qemu_riscv" ] || qemu_riscv="$(old ZBOT_UBOOT_QEMU_RISCV)"
+tmp_paths="$(mktemp "$paths.XXXXXX")"
 {
     echo "# written by qemu/build-uboot.sh for u-boot $version; source it or read it line by line"
     [ -z "$fw_printenv" ] || echo "ZBOT_UBOOT_FW_PRINTENV='$fw_printenv'"
     [ -z "$sandbox" ] || echo "ZBOT_UBOOT_SANDBOX='$sandbox'"
     [ -z "$sandbox_redund" ] || echo "ZBOT_UBOOT_SANDBOX_REDUND='$sandbox_redund'"
     [ -z "$qemu_riscv" ] || echo "ZBOT_UBOOT_QEMU_RISCV='$qemu_riscv'"
-} >"$paths.tmp"
-mv "$paths.tmp" "$paths"
+    if [ -f "$paths" ]; then
+        grep -E '^ZBOT_[A-Z0-9_]+=' "$paths" |
+            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV)=' || true
+    fi
+} >"$tmp_paths"
+mv "$tmp_paths" "$paths"
+exec 9>&-
 grep -v '^#' "$paths"
 [ -z "$qemu_x86" ] || echo "ZBOT_UBOOT_QEMU_X86='$qemu_x86'"
 

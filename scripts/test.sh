@@ -21,7 +21,11 @@ else
 fi
 
 step "U-Boot peers (cached in ${ZBOT_CACHE:-$HOME/.cache/zbot})"
-bash qemu/build-uboot.sh >/dev/null
+# Export the paths this run built: the tests read these variables before the shared
+# paths.env, so a concurrent build elsewhere cannot change what this run tests.
+set -a
+eval "$(bash qemu/build-uboot.sh)"
+set +a
 
 step "cargo test --workspace"
 cargo test --workspace --locked 2>&1 | tee /tmp/zbot-cargo-test.log | grep -E "^(test result|running|error|failures|---- )|panicked" || true
