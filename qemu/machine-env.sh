@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Print the QEMU machine's default U-Boot environment, normalised (one name=value per line):
-# qemu/machine/env/machine.env (the machine's part) followed by the boot policy part,
-# $ZBOT_POLICY_ENV or qemu/machine/env/placeholder-policy.env.
+# the boot policy part ($ZBOT_POLICY_ENV, e.g. `uboot-scripts --slots qemu/machine/slots.toml
+# --board qemu default-env`, or qemu/machine/env/placeholder-policy.env), then
+# qemu/machine/env/machine.env (the machine's part), whose variables win: a name defined twice
+# keeps its first position and its last value.
 # The same text is compiled into U-Boot (build-uboot.sh qemu-x86_64, CONFIG_DEFAULT_ENV_FILE),
 # stored in the fresh image's /uboot.env (with next_boot=rootfs) and installed as
 # /etc/u-boot-initial-env in each slot (qemu/make-image.sh).
@@ -14,5 +16,8 @@ policy="${ZBOT_POLICY_ENV:-$here/machine/env/placeholder-policy.env}"
     echo "machine-env: policy env $policy does not exist" >&2
     exit 1
 }
-cat "$here/machine/env/machine.env" "$policy" | grep -v '^#' | grep -v '^$' |
-    sed -e ':a' -e '/\\$/N; s/\\\n[[:space:]]*//; ta'
+cat "$policy" "$here/machine/env/machine.env" | grep -v '^#' | grep -v '^$' |
+    sed -e ':a' -e '/\\$/N; s/\\\n[[:space:]]*//; ta' |
+    awk '{ i = index($0, "="); n = (i ? substr($0, 1, i - 1) : $0)
+           if (!(n in v)) order[++k] = n; v[n] = $0 }
+         END { for (j = 1; j <= k; j++) print v[order[j]] }'

@@ -370,6 +370,29 @@ pub struct Machine {
     log: PathBuf,
     boots: usize,
     timeout: Duration,
+    cut_at: Option<Duration>,
+}
+
+/// What [`Machine::boot_to_verdict`] saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The slot Linux reported (`zbot-machine: booted slot=...`), if init got that far.
+    pub slot: Option<String>,
+    /// The image that booted (`/etc/zbot-image`, e.g. `rootfs v2`).
+    pub image: Option<String>,
+    /// `bootcount health run`'s exit status, if it ran.
+    pub verdict: Option<i32>,
+    /// Seconds from power-on to the verdict.
+    pub verdict_secs: Option<f64>,
+    /// How QEMU ended, if it did (a healthy boot is left running).
+    pub ending: Option<Ending>,
+}
+
+impl Outcome {
+    /// Booted `slot` and passed its health check.
+    pub fn healthy_in(&self, slot: &str) -> bool {
+        self.slot.as_deref() == Some(slot) && self.verdict == Some(0)
+    }
 }
 
 impl Machine {
@@ -404,6 +427,7 @@ impl Machine {
             log,
             boots: 0,
             timeout: Duration::from_secs(120),
+            cut_at: None,
         })
     }
 
@@ -469,6 +493,47 @@ impl Machine {
             ))
             .args(["-device", "virtio-blk-pci,drive=sd"]);
         Ok(cmd)
+    }
+
+    /// Plan a power cut: the next boot's QEMU is killed `after` its power-on, whatever the
+    /// harness is waiting for at that moment (waits then fail with "power cut").
+    pub fn cut_power_after(&mut self, after: Duration) {
+        self.cut_at = Some(after);
+    }
+
+    /// Power on and follow the boot to its health verdict: a healthy boot (verdict 0) is left
+    /// running (shell ready) and returned; an unhealthy one reboots by itself; a boot that
+    /// reaches no verdict within `watchdog` (hang, panic loop, U-Boot reset) is ended, killed
+    /// if needed (the watchdog).
+    pub fn boot_to_verdict(&mut self, watchdog: Duration) -> Result<(Boot, Outcome)> {
+        let mut boot = self.boot()?;
+        let mut o = Outcome::default();
+        match boot.wait_for("bootcount: health run exited with", watchdog) {
+            Ok(line) => {
+                o.verdict = line.rsplit(' ').next().and_then(|c| c.parse().ok());
+                o.verdict_secs = boot
+                    .time_of("bootcount: health run exited with")
+                    .map(|t| t.as_secs_f64());
+                if o.verdict != Some(0) {
+                    o.ending = Some(boot.wait_end(self.timeout)?);
+                }
+            }
+            Err(_) => o.ending = Some(boot.wait_end(Duration::ZERO)?),
+        }
+        if let Some(line) = boot
+            .lines()
+            .into_iter()
+            .find(|l| l.contains("zbot-machine: booted slot="))
+        {
+            let rest = &line[line.find("slot=").unwrap_or(0) + 5..];
+            o.slot = rest.split_whitespace().next().map(str::to_string);
+            o.image = rest
+                .find("image=")
+                .map(|i| &rest[i + 6..])
+                .and_then(|r| r.find(" health=").map(|e| r[..e].to_string()));
+        }
+        self.note(&format!("outcome of boot {}: {o:?}", self.boots))?;
+        Ok((boot, o))
     }
 
     /// Power on. The boot runs until [`Boot::wait_end`] or [`Boot::kill`] (dropping it kills).
@@ -551,7 +616,9 @@ impl Machine {
             env_before,
             env_changes: Vec::new(),
             number: self.boots,
-            child,
+            child: Mutex::new(child),
+            cut_at: self.cut_at.take().map(|d| start + d),
+            cut: std::sync::atomic::AtomicBool::new(false),
             stdin,
             console,
             start,
@@ -570,7 +637,9 @@ pub struct Boot {
     env_before: Option<Vec<u8>>,
     env_changes: Vec<String>,
     number: usize,
-    child: Child,
+    child: Mutex<Child>,
+    cut_at: Option<Instant>,
+    cut: std::sync::atomic::AtomicBool,
     stdin: Option<ChildStdin>,
     console: Arc<(Mutex<Console>, Condvar)>,
     start: Instant,
@@ -628,7 +697,19 @@ impl Boot {
             if let Some(v) = f(&c) {
                 return Ok(v);
             }
+            if self.cut_now() {
+                return Err(HelperError(format!(
+                    "boot {}: power cut at {:.2} s while waiting for {what}",
+                    self.number,
+                    self.start.elapsed().as_secs_f64()
+                )));
+            }
             let now = Instant::now();
+            // Wake up for a planned power cut.
+            let deadline = match self.cut_at {
+                Some(t) if t < deadline => t.max(now),
+                _ => deadline,
+            };
             if c.closed || now >= deadline {
                 let tail: Vec<&str> = c
                     .lines
@@ -731,8 +812,11 @@ impl Boot {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(_st) = self.child.try_wait()? {
+            if let Some(_st) = self.child.lock().unwrap().try_wait()? {
                 break;
+            }
+            if self.cut_now() {
+                return self.kill();
             }
             if Instant::now() >= deadline {
                 return self.kill();
@@ -762,12 +846,37 @@ impl Boot {
         if let Some(e) = self.ended {
             return Ok(e);
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        {
+            let mut c = self.child.lock().unwrap();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         self.finish_readers();
         self.log_end(Ending::Killed);
         self.ended = Some(Ending::Killed);
         Ok(Ending::Killed)
+    }
+
+    /// If a power cut is planned ([`Machine::cut_power_after`]) and due: kill QEMU now (once)
+    /// and return true.
+    fn cut_now(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        match self.cut_at {
+            Some(t) if Instant::now() >= t => {
+                if !self.cut.swap(true, Ordering::SeqCst) {
+                    let mut c = self.child.lock().unwrap();
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True if this boot was ended by a planned power cut.
+    pub fn was_cut(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn finish_readers(&mut self) {
