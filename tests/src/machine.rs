@@ -518,7 +518,11 @@ impl Machine {
                     o.ending = Some(boot.wait_end(self.timeout)?);
                 }
             }
-            Err(_) => o.ending = Some(boot.wait_end(Duration::ZERO)?),
+            // QEMU ended by itself (reboot, panic): let it exit; else the watchdog bites.
+            Err(_) if boot.console_closed() => {
+                o.ending = Some(boot.wait_end(Duration::from_secs(10))?)
+            }
+            Err(_) => o.ending = Some(boot.kill()?),
         }
         if let Some(line) = boot
             .lines()
@@ -872,6 +876,11 @@ impl Boot {
             }
             _ => false,
         }
+    }
+
+    /// True once QEMU has closed its console (it ended or is ending).
+    pub fn console_closed(&self) -> bool {
+        self.console.0.lock().unwrap().closed
     }
 
     /// True if this boot was ended by a planned power cut.
