@@ -241,3 +241,46 @@ fn json_field_reads_values() {
     assert_eq!(json_field(j, "n"), Some("3"));
     assert_eq!(json_field(j, "x"), None);
 }
+
+/// Scenario 7: the card image was `dd`'d to a larger card (the image file grown by 16 MiB):
+/// `partctl check` in the running system reports the misplaced backup GPT, `partctl repair`
+/// fixes it in place, and the next boot's check is clean.
+#[test]
+fn grown_card_is_reported_and_repaired_from_the_running_system() {
+    let image = MachineImage::shared();
+    let mut robot = Machine::new(image, "grown_card_repaired").unwrap();
+    let log = robot.log_path().display().to_string();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(robot.disk())
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len + (16 << 20)).unwrap();
+    drop(f);
+
+    let mut boot = robot.boot().unwrap();
+    boot.wait_for(VERDICT, STEP)
+        .unwrap_or_else(|e| panic!("{e}\nlog: {log}"));
+    let (code, out) = boot.run("partctl check /dev/vda", STEP).unwrap();
+    assert_eq!(code, 1, "{out}\nlog: {log}");
+    assert!(out.contains("backup-not-at-end"), "{out}\nlog: {log}");
+    let (code, out) = boot
+        .run(
+            "partctl repair /dev/vda --layout /etc/zbot-layout.toml --backup /data/gpt-backup.bin --yes",
+            STEP,
+        )
+        .unwrap();
+    assert_eq!(code, 0, "{out}\nlog: {log}");
+    boot.send_line("reboot").unwrap();
+    assert_eq!(boot.wait_end(STEP).unwrap(), Ending::Reboot, "log: {log}");
+    assert!(boot.env_changes().is_empty(), "{:?}", boot.env_changes());
+
+    let mut boot = robot.boot().unwrap();
+    let l = boot.wait_for("zbot-machine: booted slot=", STEP).unwrap();
+    assert!(l.contains("slot=rootfs"), "{l}\nlog: {log}");
+    boot.wait_for(VERDICT, STEP).unwrap();
+    let (code, out) = boot.run("partctl check /dev/vda", STEP).unwrap();
+    assert_eq!(code, 0, "{out}\nlog: {log}");
+    boot.send_line("poweroff").unwrap();
+    assert_eq!(boot.wait_end(STEP).unwrap(), Ending::PowerOff);
+}
