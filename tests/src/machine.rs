@@ -376,6 +376,8 @@ pub struct Machine {
 /// What [`Machine::boot_to_verdict`] saw.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
+    /// The slot U-Boot booted (`zbot.slot=` on the kernel command line it printed).
+    pub uboot_slot: Option<String>,
     /// The slot Linux reported (`zbot-machine: booted slot=...`), if init got that far.
     pub slot: Option<String>,
     /// The image that booted (`/etc/zbot-image`, e.g. `rootfs v2`).
@@ -524,6 +526,15 @@ impl Machine {
             }
             Err(_) => o.ending = Some(boot.kill()?),
         }
+        o.uboot_slot = boot
+            .lines()
+            .into_iter()
+            .find(|l| l.starts_with("Kernel command line:"))
+            .and_then(|l| {
+                l.split(|c: char| c.is_whitespace() || c == '"')
+                    .find_map(|w| w.strip_prefix("zbot.slot="))
+                    .map(str::to_string)
+            });
         if let Some(line) = boot
             .lines()
             .into_iter()

@@ -321,3 +321,169 @@ fn rng_is_deterministic() {
         (0..5).map(|_| b.below(100)).collect::<Vec<_>>()
     );
 }
+
+/// One row of the demo's summary.
+struct Row {
+    boot: usize,
+    what: String,
+    o: Outcome,
+    ending: String,
+    env: Vec<String>,
+}
+
+/// Power on, follow the boot to its verdict, run `then` in a healthy system (or nothing), and
+/// let it end; print the boot as it goes.
+fn demo_boot(robot: &mut Machine, what: &str, then: Option<&str>, rows: &mut Vec<Row>) {
+    let log = robot.log_path().display().to_string();
+    println!("\n--- boot {}: {what}", robot.boots() + 1);
+    let (mut boot, o) = robot.boot_to_verdict(WATCHDOG).unwrap();
+    println!(
+        "    U-Boot booted {}; Linux: {}; health verdict: {}",
+        o.uboot_slot.as_deref().unwrap_or("-"),
+        match (&o.slot, &o.image) {
+            (Some(s), Some(i)) => format!("{s} ({i})"),
+            _ => "no usable root filesystem".into(),
+        },
+        match (o.verdict, o.verdict_secs) {
+            (Some(v), Some(t)) => format!("exit {v} at {t:.1} s"),
+            _ => "none".into(),
+        }
+    );
+    for l in boot.lines() {
+        if l.contains("is healthy:") || l.contains("is unhealthy:") || l.contains("zbot-update:") {
+            println!("    | {}", l.trim());
+        }
+    }
+    let ending = if let Some(e) = o.ending {
+        e
+    } else {
+        let cmd = then.unwrap_or("poweroff");
+        println!("    $ {cmd}");
+        let n = boot.lines().len();
+        boot.send_line(cmd).unwrap();
+        let e = boot.wait_end(STEP).unwrap();
+        if cmd.contains("status") {
+            for l in boot.lines().iter().skip(n + 1) {
+                if l.contains("going down") || l.contains("umount:") {
+                    break;
+                }
+                println!("    | {l}");
+            }
+        }
+        e
+    };
+    println!("    ended: {ending:?}");
+    for c in boot.env_changes() {
+        println!("    env: {c}");
+    }
+    if boot.env_changes().is_empty() {
+        println!("    env: unchanged");
+    }
+    rows.push(Row {
+        boot: robot.boots(),
+        what: what.into(),
+        o,
+        ending: format!("{ending:?}"),
+        env: boot.env_changes().to_vec(),
+    });
+    let _ = log;
+}
+
+/// The demo (docs/qemu.md): a robot's life on real U-Boot and Linux. A healthy boot, a good
+/// update through otafs, a bad update (its root filesystem is unusable) rolled back after
+/// `bootlimit` attempts, and the good update installed again from recovery. Ends with a
+/// one-screen summary. Run by `qemu/demo.sh`.
+#[test]
+#[ignore = "the demo: qemu/demo.sh (needs the generated boot script)"]
+fn demo() {
+    let image = image();
+    let mut robot = Machine::new(image, "demo").unwrap();
+    let mut rows = Vec::new();
+    println!(
+        "ZBot lifecycle demo: real U-Boot 2023.01 (board env backend) + Debian Linux under QEMU"
+    );
+    println!("log of every boot: {}", robot.log_path().display());
+
+    demo_boot(&mut robot, "fresh robot", None, &mut rows);
+
+    println!("\n=== an update arrives (rootfs v2, healthy)");
+    robot.stage_update(Update::Good).unwrap();
+    demo_boot(
+        &mut robot,
+        "rootfs v1 hands over to the updater",
+        Some("bootcount boot-once otafs --reboot"),
+        &mut rows,
+    );
+    demo_boot(
+        &mut robot,
+        "otafs installs the update and starts the trial",
+        None,
+        &mut rows,
+    );
+    demo_boot(&mut robot, "trial of rootfs v2", None, &mut rows);
+    demo_boot(&mut robot, "normal boot", None, &mut rows);
+
+    println!("\n=== a bad update arrives (its root filesystem is unusable)");
+    robot.stage_update(Update::Garbage).unwrap();
+    demo_boot(
+        &mut robot,
+        "rootfs v2 hands over to the updater",
+        Some("bootcount boot-once otafs --reboot"),
+        &mut rows,
+    );
+    demo_boot(
+        &mut robot,
+        "otafs installs the update and starts the trial",
+        None,
+        &mut rows,
+    );
+    for n in 1..=BOOTLIMIT {
+        demo_boot(&mut robot, &format!("trial attempt {n}"), None, &mut rows);
+    }
+    demo_boot(
+        &mut robot,
+        "after the boot limit",
+        Some("bootcount status; bootcount ack; poweroff"),
+        &mut rows,
+    );
+
+    println!("\n=== the good update is pushed again, to the recovery system");
+    robot.stage_update(Update::Good).unwrap();
+    demo_boot(
+        &mut robot,
+        "otafs installs it and starts the trial",
+        None,
+        &mut rows,
+    );
+    demo_boot(&mut robot, "trial of rootfs v2", None, &mut rows);
+
+    println!("\n=== summary");
+    println!(
+        "{:>4}  {:<48} {:<8} {:<22} {:>7}  {:<9} env writes",
+        "boot", "step", "slot", "image", "verdict", "ended"
+    );
+    for r in &rows {
+        println!(
+            "{:>4}  {:<48} {:<8} {:<22} {:>7}  {:<9} {}",
+            r.boot,
+            r.what,
+            r.o.uboot_slot.as_deref().unwrap_or("-"),
+            r.o.image.as_deref().unwrap_or("(no root)"),
+            r.o.verdict
+                .map(|v| format!("{v} {:.1}s", r.o.verdict_secs.unwrap_or(0.0)))
+                .unwrap_or("-".into()),
+            r.ending,
+            if r.env.is_empty() {
+                "none".to_string()
+            } else {
+                r.env.join("; ")
+            }
+        );
+    }
+    let last = rows.last().unwrap();
+    assert!(
+        last.o.healthy_in("rootfs"),
+        "the demo must end in a healthy rootfs"
+    );
+    assert_eq!(last.o.image.as_deref(), Some("rootfs v2"));
+}
