@@ -191,7 +191,7 @@ impl Rng {
 
 /// Scenario 6: power cuts at seeded random instants of an update story (good, unhealthy or
 /// unusable-root package): boot 1 (rootfs asks for otafs), boot 2 (otafs installs and starts
-/// the trial) or the first trial boot is killed at a random time in its first 9 s. Then the
+/// the trial) or the first trial boot is killed at a random time within its usual length. Then the
 /// robot is booted on, with no command typed, until a boot passes its health check with no
 /// trial pending. Checked: that happens within 2 + bootlimit + 2 boots; no trial ever gets more
 /// than bootlimit boots; the environment the device settles with is valid (or, if it was lost,
@@ -214,7 +214,14 @@ fn power_cuts() {
     for i in 0..cuts {
         let u = [Update::Good, Update::Unhealthy, Update::Garbage][rng.below(3) as usize];
         let boot_k = 1 + rng.below(3) as usize;
-        let at = Duration::from_millis(100 + rng.below(9000));
+        // Within the boot's usual length (about 7 s; an unusable root panics after about 5 s),
+        // so that nearly every draw cuts the boot rather than falling after its end.
+        let len = if boot_k == 3 && u == Update::Garbage {
+            5000
+        } else {
+            7000
+        };
+        let at = Duration::from_millis(50 + rng.below(len));
         let name = format!("power_cut_{seed}_{i}");
         let mut robot = Machine::new(image, &name).unwrap();
         let log = robot.log_path().display().to_string();
