@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the real U-Boot peers the tests run against, from Debian's `u-boot` source package.
 #
-# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-riscv64-zbot ...]
-#        (default: tools sandbox sandbox-redund qemu-riscv64; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
+# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-x86|qemu-riscv64-zbot ...]
+#        (default: tools sandbox sandbox-redund qemu-riscv64 qemu-x86; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
 #
 # Builds, each out of tree into its own cache directory keyed by the Debian source version,
 # the target and a hash of (defconfig, config fragment, make variables, recipe version):
@@ -24,10 +24,19 @@
 #                 the generated ZBOT_ENV_SETTINGS: what U-Boot boots when /uboot.env is lost.
 #                 Keyed by the file's content; prints ZBOT_UBOOT_QEMU_RISCV_ZBOT=<u-boot.bin>
 #                 (not stored in paths.env: it depends on the env file).
+#   qemu-x86      qemu-x86_defconfig + qemu/configs/qemu-x86-env-ext4.config (host gcc):
+#                 32-bit u-boot.rom for qemu-system-x86_64 -bios, the Linux lifecycle machine
+#                 (docs/qemu.md; 64-bit U-Boot 2023.01 cannot boot a kernel, see
+#                 arch/x86/lib/bootm.c); env is the ext4 file /uboot.env on `virtio 0:2`, loaded before
+#                 bootcmd; compiled-in default env: qemu/machine-env.sh's output, or the file
+#                 $ZBOT_QEMU_DEFAULT_ENV (normalised name=value lines). Keyed by the env's
+#                 content; prints ZBOT_UBOOT_QEMU_X86=<u-boot.rom>.
 # A second run finds the finished builds and only prints the paths (well under a second).
 #
 # Output: the artefact paths, as shell assignments, on stdout and in $ZBOT_CACHE/uboot/paths.env:
 #   ZBOT_UBOOT_FW_PRINTENV  ZBOT_UBOOT_SANDBOX  ZBOT_UBOOT_SANDBOX_REDUND  ZBOT_UBOOT_QEMU_RISCV
+# ZBOT_UBOOT_QEMU_X86 is printed on stdout only (not stored in paths.env): it depends on the
+# default env compiled in.
 # Tests read those variables, or that file (tests/src/lib.rs does both).
 #
 # Source: the newest u-boot_*.dsc in $ZBOT_CACHE/src (fetched there with
@@ -64,15 +73,15 @@ log() { echo "build-uboot: $*" >&2; }
 for arg in "$@"; do
     case "$arg" in
     --selftest) selftest=1 ;;
-    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-riscv64-zbot) targets+=("$arg") ;;
+    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-riscv64-zbot | qemu-x86) targets+=("$arg") ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64 or qemu-riscv64-zbot)" ;;
+    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64, qemu-riscv64-zbot or qemu-x86)" ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64)
+[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64 qemu-x86)
 
 need() {
     local cmd="$1" pkg="$2"
@@ -177,7 +186,7 @@ build() {
     echo "$out"
 }
 
-fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_zbot=""
+fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_zbot="" qemu_x86=""
 for t in "${targets[@]}"; do
     case "$t" in
     tools)
@@ -217,6 +226,29 @@ for t in "${targets[@]}"; do
             u-boot.bin CROSS_COMPILE=riscv64-linux-gnu-)"
         qemu_zbot="$d/u-boot.bin"
         ;;
+    qemu-x86)
+        # The machine's default env (qemu/machine-env.sh: machine part + boot policy part, or
+        # $ZBOT_QEMU_DEFAULT_ENV) is compiled in, as on the board: it is what U-Boot boots when
+        # /uboot.env is missing or corrupt. A fragment derived from the base one names a copy
+        # of it by content hash, so another env is another cached build.
+        envd="$cache/uboot/default-env"
+        mkdir -p "$envd"
+        if [ -n "${ZBOT_QEMU_DEFAULT_ENV:-}" ]; then
+            cp "$ZBOT_QEMU_DEFAULT_ENV" "$envd/tmp.txt"
+        else
+            bash "$here/machine-env.sh" >"$envd/tmp.txt"
+        fi
+        envf="$envd/$(sha256sum <"$envd/tmp.txt" | cut -c1-16).txt"
+        mv "$envd/tmp.txt" "$envf"
+        frag="$envd/$(basename "$envf" .txt).config"
+        {
+            cat "$here/configs/qemu-x86-env-ext4.config"
+            echo "CONFIG_USE_DEFAULT_ENV_FILE=y"
+            echo "CONFIG_DEFAULT_ENV_FILE=\"$envf\""
+        } >"$frag"
+        d="$(build qemu-x86 qemu-x86_defconfig "$frag" u-boot.rom)"
+        qemu_x86="$d/u-boot.rom"
+        ;;
     esac
 done
 
@@ -241,13 +273,16 @@ tmp_paths="$(mktemp "$paths.XXXXXX")"
     [ -z "$qemu_riscv" ] || echo "ZBOT_UBOOT_QEMU_RISCV='$qemu_riscv'"
     if [ -f "$paths" ]; then
         grep -E '^ZBOT_[A-Z0-9_]+=' "$paths" |
-            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV)=' || true
+            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV|QEMU_X86|QEMU_RISCV_ZBOT)=' || true
     fi
 } >"$tmp_paths"
 mv "$tmp_paths" "$paths"
 exec 9>&-
 grep -v '^#' "$paths"
+# Builds keyed by a default env's content are printed, never stored: another env means
+# another build, and a stored one would be stale for the next caller.
 [ -z "$qemu_zbot" ] || echo "ZBOT_UBOOT_QEMU_RISCV_ZBOT='$qemu_zbot'"
+[ -z "$qemu_x86" ] || echo "ZBOT_UBOOT_QEMU_X86='$qemu_x86'"
 
 # --- optional self test ---------------------------------------------------------------------
 if [ "$selftest" = 1 ]; then

@@ -25,12 +25,16 @@ PACKAGES=(
     gdisk fdisk parted genimage dosfstools mtools e2fsprogs
     # QEMU boot tests
     opensbi
+    # Linux lifecycle machine (qemu/): BusyBox for the slots' root filesystems, cpio for the
+    # initramfs, seabios for qemu-system-x86, kmod (depmod) for the kernel's modules.dep (the
+    # kernel is fetched by qemu/fetch-kernel.sh with `apt-get download`, never installed)
+    busybox-static cpio seabios kmod
     # misc
     xxd file jq
     # lint for the project's shell scripts (qemu/, scripts/, fixtures)
     shellcheck
 )
-BACKPORT_PACKAGES=(qemu-system-misc)
+BACKPORT_PACKAGES=(qemu-system-misc qemu-system-x86)
 
 stamp=/var/lib/zbot-setup.stamp
 want="$(printf '%s\n' "${PACKAGES[@]}" "${BACKPORT_PACKAGES[@]}" | sha256sum | cut -c1-16)"

@@ -24,6 +24,7 @@
 
 pub mod bootloop;
 pub mod differential;
+pub mod machine;
 
 use std::fmt;
 use std::io::{Read, Write};

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Build the QEMU lifecycle machine's SD card image and everything around it (docs/qemu.md).
+#
+# Usage: qemu/make-image.sh OUT_DIR
+#
+# OUT_DIR receives:
+#   disk.img              the card: GPT, the board's six partitions scaled down (below)
+#   u-boot-initial-env    U-Boot's compiled-in default env (normalised text; also installed
+#                         as /etc/u-boot-initial-env in every slot, for fw-env/bootcount)
+#   image-env.txt         the env the fresh image holds in /uboot.env (defaults + next_boot=rootfs)
+#   uboot.env             that env as a 16 KiB image (fw-env mkimage)
+#   vmlinuz initrd.img    the shared kernel (Debian amd64) and initramfs, also on p1
+#   otafs.ext4 rootfs.ext4               the slots as installed on the card (image v1)
+#   update-good.ext4 update-unhealthy.ext4 update-hang.ext4 update-garbage.img
+#                         update packages for the scenarios (a good v2; one whose health check
+#                         fails; one whose init hangs; one that is not a filesystem at all)
+#   machine.env           shell assignments: paths, partition numbers and byte offsets
+#
+# Layout (board: qemu/machine/layout.toml mirrors partctl's zbot-duos-small.toml GUIDs):
+#   p1 boot    34M  FAT32 (EF00)  vmlinuz, initrd.img         board: 128M fip.bin, boot.sd
+#   p2 env    256K  ext4 -O ^metadata_csum,^has_journal, /uboot.env   (board: same)
+#   p3 otafs   16M  ext4 (recovery/updater slot)               board: 125M
+#   p4 rootfs  16M  ext4 (main slot)                           board: 275M
+#   p5 data     4M  ext4                                       board: 50M
+#   p6 staging 24M  ext4 (download area; /pending/rootfs.ext4 is installed by otafs)  board: 300M
+# The card is made by `partctl create qemu/machine/layout.toml disk.img --input DIR` (hybrid
+# GPT/MBR as on the board, the env filesystem made so U-Boot can write it). ZBOT_PARTITIONER=sgdisk
+# makes the same partitions (sizes, names, GUIDs; protective MBR only) with sgdisk + dd instead.
+#
+# Inputs (environment):
+#   ZBOT_POLICY_ENV     the boot policy part of the default env (default:
+#                       qemu/machine/env/placeholder-policy.env; the drop-in point for the
+#                       generated script of uboot-scripts, see docs/qemu.md)
+#   ZBOT_STATIC_BIN_DIR directory with static x86_64 fw-env, bootcount and partctl binaries
+#                       (default: built here with cargo into target/zbot-static, about a
+#                       minute the first time)
+#   ZBOT_PARTITIONER    partctl (default) or sgdisk
+#   ZBOT_CACHE          cache root (kernel download), default ~/.cache/zbot
+# Needs (scripts/setup-debian.sh): busybox-static, cpio, kmod, dosfstools, mtools, e2fsprogs,
+# gdisk; the Rust toolchain (x86_64-unknown-linux-gnu, glibc's static libc.a from libc6-dev).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+m="$here/machine"
+die() {
+    echo "make-image: error: $*" >&2
+    exit 1
+}
+log() { [ "${ZBOT_QUIET:-0}" = 1 ] || echo "make-image: $*" >&2; }
+need() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ||
+        die "'$1' not found (Debian package $2); run: sudo scripts/setup-debian.sh"
+}
+export PATH="$PATH:/usr/sbin:/sbin"
+need busybox busybox-static
+need cpio cpio
+need mkfs.vfat dosfstools
+need mcopy mtools
+need mke2fs e2fsprogs
+need sgdisk gdisk
+need gzip gzip
+
+[ $# -eq 1 ] || die "usage: qemu/make-image.sh OUT_DIR"
+out="$1"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+work="$out/.work"
+rm -rf "$work"
+mkdir -p "$work"
+
+busybox_bin="$(command -v busybox)"
+file -L "$busybox_bin" 2>/dev/null | grep -q 'statically linked' ||
+    die "$busybox_bin is not statically linked: install busybox-static (scripts/setup-debian.sh)"
+
+# --- our static binaries ---------------------------------------------------------------------
+bins="${ZBOT_STATIC_BIN_DIR:-}"
+if [ -z "$bins" ]; then
+    log "building static fw-env and bootcount (cargo, target/zbot-static)"
+    # A target dir of its own: `cargo test` may hold the lock of the normal one while a test
+    # runs this script, and RUSTFLAGS differ.
+    (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$repo/target/zbot-static" \
+        cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu -j"${ZBOT_JOBS:-2}" \
+        -p fw-env -p bootcount -p partctl) >&2 || die "cargo build of the static binaries failed"
+    bins="$repo/target/zbot-static/x86_64-unknown-linux-gnu/release"
+fi
+for b in fw-env bootcount; do
+    [ -x "$bins/$b" ] || die "$bins/$b missing"
+    file -L "$bins/$b" | grep -q 'static' || die "$bins/$b is not statically linked"
+done
+
+# --- kernel ------------------------------------------------------------------------------------
+eval "$(bash "$here/fetch-kernel.sh")"
+: "${ZBOT_KERNEL_IMAGE:?}" "${ZBOT_KERNEL_MODULES:?}"
+cp "$ZBOT_KERNEL_IMAGE" "$out/vmlinuz"
+
+# --- environment -------------------------------------------------------------------------------
+bash "$here/machine-env.sh" >"$out/u-boot-initial-env" || die "composing the default env failed"
+grep -q '^bootcmd=' "$out/u-boot-initial-env" || die "no bootcmd in the default env (ZBOT_POLICY_ENV?)"
+# The fresh image boots the main system: /uboot.env = defaults with next_boot=rootfs.
+sed 's/^next_boot=.*/next_boot=rootfs/' "$out/u-boot-initial-env" >"$out/image-env.txt"
+grep -qx 'next_boot=rootfs' "$out/image-env.txt" || echo 'next_boot=rootfs' >>"$out/image-env.txt"
+"$bins/fw-env" mkimage --size 0x4000 "$out/image-env.txt" "$out/uboot.env" ||
+    die "fw-env mkimage failed"
+
+# --- initramfs ---------------------------------------------------------------------------------
+ird="$work/initramfs"
+mkdir -p "$ird"/{bin,sbin,dev,proc,sys,etc,newroot,lib/modules}
+cp "$busybox_bin" "$ird/bin/busybox"
+for a in sh mount umount mkdir sleep cat insmod switch_root echo; do ln -s busybox "$ird/bin/$a"; done
+ln -s ../bin/busybox "$ird/sbin/switch_root"
+mknod -m 600 "$ird/dev/console" c 5 1
+cp "$m/initramfs/init" "$ird/init"
+# Modules and their dependencies, dependencies first (modules.dep lists a module's needs).
+moddir="$ZBOT_KERNEL_MODULES"
+declare -A seen=()
+order=()
+add_mod() {
+    local name="$1" rel deps d
+    rel="$(grep -E "(^|/)${name}\.ko:" "$moddir/modules.dep" | head -n1 | cut -d: -f1)"
+    [ -n "$rel" ] || die "module $name not in $moddir/modules.dep"
+    [ -z "${seen[$rel]:-}" ] || return 0
+    seen[$rel]=1
+    deps="$(grep -E "^${rel//./\\.}:" "$moddir/modules.dep" | cut -d: -f2)"
+    for d in $deps; do
+        d="$(basename "$d" .ko)"
+        add_mod "$d"
+    done
+    order+=("$rel")
+}
+# virtio disk, ext4 (crc32c for its checksums), the i6300esb watchdog for scenarios that use it.
+for mod in virtio_pci virtio_blk crc32c_generic ext4 i6300esb; do add_mod "$mod"; done
+for rel in "${order[@]}"; do
+    mkdir -p "$ird/lib/modules/$(dirname "$rel")"
+    cp "$moddir/$rel" "$ird/lib/modules/$rel"
+done
+printf '%s\n' "${order[@]}" >"$ird/etc/modules.order"
+(cd "$ird" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) | gzip -1 -n >"$out/initrd.img"
+
+# --- root filesystems --------------------------------------------------------------------------
+slot_size=16M
+# stage DIR ROLE IMAGE-NAME HEALTH HANG
+stage() {
+    local d="$1" role="$2" name="$3" health="$4" hang="$5"
+    mkdir -p "$d"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,root,var/log,var/lock,bootenv,data,staging}
+    mkdir -p "$d/etc/bootcount"
+    cp "$busybox_bin" "$d/bin/busybox"
+    local app
+    while IFS= read -r app; do
+        [ "$app" != bin/busybox ] || continue
+        [ -e "$d/$app" ] || ln -s /bin/busybox "$d/$app"
+    done < <("$busybox_bin" --list-full)
+    cp -a "$m/rootfs/." "$d/"
+    [ "$role" != otafs ] || cp -a "$m/otafs/." "$d/"
+    cp "$bins/fw-env" "$d/usr/bin/fw-env"
+    ln -s fw-env "$d/usr/bin/fw_printenv"
+    ln -s fw-env "$d/usr/bin/fw_setenv"
+    cp "$bins/bootcount" "$d/usr/bin/bootcount"
+    # partctl in every slot: `partctl check /dev/vda` on the running system (scenario 7).
+    [ ! -x "$bins/partctl" ] || cp "$bins/partctl" "$d/usr/sbin/partctl"
+    cp "$m/layout.toml" "$d/etc/zbot-layout.toml"
+    cp "$repo/bootcount/dist/S95bootcount" "$d/etc/init.d/S95bootcount"
+    cp -a "$repo/bootcount/dist/health.d" "$d/etc/bootcount/"
+    cp "$m/rootfs/etc/bootcount/health.d/required.d/90-zbot-test" "$d/etc/bootcount/health.d/required.d/"
+    cp "$m/slots.toml" "$d/etc/bootcount/slots.toml"
+    cp "$out/u-boot-initial-env" "$d/etc/u-boot-initial-env"
+    echo "$name" >"$d/etc/zbot-image"
+    printf 'ZBOT_TEST_HEALTH=%s\nZBOT_TEST_HANG=%s\n' "$health" "$hang" >"$d/etc/zbot-test.conf"
+}
+mkext4() { # mkext4 IMAGE LABEL SIZE [DIR]
+    rm -f "$1"
+    mke2fs -q -F -t ext4 -L "$2" ${4:+-d "$4"} "$1" "$3" >/dev/null || die "mke2fs of $1 failed"
+}
+mkslot() { # mkslot OUT ROLE NAME HEALTH HANG
+    local d
+    d="$work/stage-$(basename "$1")"
+    stage "$d" "$2" "$3" "$4" "$5"
+    mkext4 "$1" "$2" "$slot_size" "$d"
+}
+mkslot "$out/otafs.ext4" otafs "otafs v1" pass 0
+mkslot "$out/rootfs.ext4" rootfs "rootfs v1" pass 0
+mkslot "$out/update-good.ext4" rootfs "rootfs v2" pass 0
+mkslot "$out/update-unhealthy.ext4" rootfs "rootfs v2-unhealthy" fail 0
+mkslot "$out/update-hang.ext4" rootfs "rootfs v2-hang" pass 1
+# Not a filesystem: the kernel (initramfs) cannot mount root and panics -> reboot.
+head -c 1048576 /dev/urandom >"$out/update-garbage.img"
+
+# --- the other partitions ----------------------------------------------------------------------
+rm -f "$work/boot.vfat"
+mkfs.vfat -F 32 -n BOOT -C "$work/boot.vfat" $((34 * 1024)) >/dev/null || die "mkfs.vfat failed"
+mcopy -i "$work/boot.vfat" "$out/vmlinuz" ::vmlinuz
+mcopy -i "$work/boot.vfat" "$out/initrd.img" ::initrd.img
+mkdir -p "$work/env"
+cp "$out/uboot.env" "$work/env/uboot.env"
+rm -f "$work/env.ext4"
+mke2fs -q -F -t ext4 -O ^metadata_csum,^has_journal -L env -d "$work/env" "$work/env.ext4" 256k >/dev/null ||
+    die "mke2fs of the env filesystem failed"
+mkext4 "$work/data.ext4" data 4M
+mkdir -p "$work/staging/pending"
+mkext4 "$work/staging.ext4" staging 24M "$work/staging"
+
+# --- the card ----------------------------------------------------------------------------------
+img="$out/disk.img"
+rm -f "$img"
+partition_with_sgdisk() {
+    # 1 MiB aligned, names and GUIDs as partctl's zbot-duos-small.toml, then 1 MiB spare for
+    # the backup GPT.
+    truncate -s $((1 + 34 + 1 + 16 + 16 + 4 + 24 + 1))M "$img"
+    sgdisk -o -U 5A8B0C00-0D05-4B0A-9C3E-000000000010 \
+        -n 1:1M:+34M -t 1:EF00 -c 1:boot -u 1:5A8B0C00-0D05-4B0A-9C3E-000000000001 \
+        -n 2:35M:+256K -t 2:8300 -c 2:env -u 2:5A8B0C00-0D05-4B0A-9C3E-000000000002 \
+        -n 3:36M:+16M -t 3:8300 -c 3:otafs -u 3:5A8B0C00-0D05-4B0A-9C3E-000000000003 \
+        -n 4:52M:+16M -t 4:8300 -c 4:rootfs -u 4:5A8B0C00-0D05-4B0A-9C3E-000000000004 \
+        -n 5:68M:+4M -t 5:8300 -c 5:data -u 5:5A8B0C00-0D05-4B0A-9C3E-000000000005 \
+        -n 6:72M:+24M -t 6:8300 -c 6:staging -u 6:5A8B0C00-0D05-4B0A-9C3E-000000000006 \
+        "$img" >/dev/null || die "sgdisk failed"
+    local n f
+    n=1
+    for f in "$work/boot.vfat" "$work/env.ext4" "$out/otafs.ext4" "$out/rootfs.ext4" "$work/data.ext4" "$work/staging.ext4"; do
+        dd if="$f" of="$img" bs=1M seek="$(part_start "$n")" oflag=seek_bytes conv=notrunc,sparse status=none ||
+            die "writing $f into partition $n failed"
+        n=$((n + 1))
+    done
+}
+partition_with_partctl() {
+    local input="$work/partctl-input"
+    mkdir -p "$input"
+    cp "$out/vmlinuz" "$out/initrd.img" "$out/uboot.env" "$out/otafs.ext4" "$out/rootfs.ext4" "$input/"
+    cp -a "$work/staging" "$input/staging"
+    "$bins/partctl" create "$m/layout.toml" "$img" --input "$input" >/dev/null ||
+        die "partctl create $m/layout.toml failed"
+}
+part_start() { # byte offset of partition N
+    sgdisk -i "$1" "$img" | sed -n 's/^First sector: \([0-9]*\).*/\1/p' | awk '{print $1 * 512}'
+}
+case "${ZBOT_PARTITIONER:-partctl}" in
+partctl)
+    [ -x "$bins/partctl" ] || die "$bins/partctl missing (or set ZBOT_PARTITIONER=sgdisk)"
+    partition_with_partctl
+    ;;
+sgdisk) partition_with_sgdisk ;;
+*) die "ZBOT_PARTITIONER must be partctl or sgdisk" ;;
+esac
+
+{
+    echo "# written by qemu/make-image.sh"
+    echo "ZBOT_DISK='$img'"
+    echo "ZBOT_KERNEL_VERSION='$ZBOT_KERNEL_VERSION'"
+    for n in 1 2 3 4 5 6; do
+        echo "ZBOT_P${n}_OFFSET=$(part_start "$n")"
+    done
+} >"$out/machine.env"
+rm -rf "$work"
+log "image ready: $img"

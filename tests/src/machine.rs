@@ -1,0 +1,1002 @@
+//! The QEMU lifecycle machine (docs/qemu.md): real U-Boot (32-bit qemu-x86 build with the
+//! board's ext4 env backend) booting Debian's amd64 kernel from an SD-card-like disk image with
+//! the board's six partitions, each slot a BusyBox system with our `fw-env` and `bootcount`.
+//!
+//! - [`MachineImage`] runs `qemu/make-image.sh` (disk image, slot images, update packages) and
+//!   `qemu/build-uboot.sh qemu-x86` (the ROM, whose compiled-in env matches the image's).
+//! - [`Machine`] is one robot: a disk image file that survives "reboots", and a readable log
+//!   of every boot (serial console with time stamps, one header per boot).
+//! - [`Boot`] is one power-on: wait for console lines, type commands into the root shell on
+//!   the serial console, wait for QEMU to end (power-off, reboot, reset, panic) or kill it (a
+//!   power cut, or the watchdog of a hung boot).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use zbot_tests::machine::{MachineImage, Machine, Ending};
+//! let image = MachineImage::shared();
+//! let mut robot = Machine::new(image, "example").unwrap();
+//! let mut boot = robot.boot().unwrap();
+//! let verdict = boot.wait_for("bootcount: health run exited with", Duration::from_secs(60)).unwrap();
+//! let (code, out) = boot.run("bootcount status --json", Duration::from_secs(10)).unwrap();
+//! boot.send_line("poweroff").unwrap();
+//! assert_eq!(boot.wait_end(Duration::from_secs(30)).unwrap(), Ending::PowerOff);
+//! ```
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::{find_program, parse_env_vars, repo_root, HelperError, Result};
+
+/// CRC-32 (zlib), as U-Boot stores in front of the environment data.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The variables of a single-copy env image (`crc | data`), or `None` when the CRC is wrong
+/// (U-Boot would use its compiled-in default environment).
+pub fn env_image_vars(image: &[u8]) -> Option<Vec<(String, String)>> {
+    if image.len() < 5 {
+        return None;
+    }
+    let stored = u32::from_le_bytes(image[..4].try_into().expect("4 bytes"));
+    (crc32(&image[4..]) == stored).then(|| parse_env_vars(&image[4..]))
+}
+
+/// What changed between two env files, one readable line per variable (`name: old -> new`),
+/// or a line saying the file appeared, vanished or has a bad CRC.
+pub fn env_diff(before: Option<&[u8]>, after: Option<&[u8]>) -> Vec<String> {
+    fn view(f: Option<&[u8]>) -> std::result::Result<Vec<(String, String)>, &'static str> {
+        match f {
+            None => Err("missing"),
+            Some(b) => env_image_vars(b).ok_or("bad CRC"),
+        }
+    }
+    if before == after {
+        return Vec::new();
+    }
+    match (view(before), view(after)) {
+        (Ok(a), Ok(b)) => {
+            let mut out = Vec::new();
+            for (n, v) in &a {
+                match b.iter().find(|(m, _)| m == n) {
+                    None => out.push(format!("{n}: {v:?} -> (unset)")),
+                    Some((_, w)) if w != v => out.push(format!("{n}: {v:?} -> {w:?}")),
+                    _ => {}
+                }
+            }
+            for (n, w) in &b {
+                if !a.iter().any(|(m, _)| m == n) {
+                    out.push(format!("{n}: (unset) -> {w:?}"));
+                }
+            }
+            if out.is_empty() {
+                out.push("rewritten with the same variables".into());
+            }
+            out
+        }
+        (a, b) => vec![format!(
+            "/uboot.env: {} -> {}",
+            a.map(|_| "valid").unwrap_or_else(|e| e),
+            b.map(|_| "valid").unwrap_or_else(|e| e)
+        )],
+    }
+}
+
+/// The output of `qemu/make-image.sh` plus the matching U-Boot ROM.
+#[derive(Debug, Clone)]
+pub struct MachineImage {
+    /// The directory make-image.sh wrote (disk.img, update images, machine.env, ...).
+    pub dir: PathBuf,
+    /// `u-boot.rom` for `qemu-system-x86_64 -bios`.
+    pub rom: PathBuf,
+    /// Byte offsets of partitions 1..=6 in `disk.img` (index 0 = p1).
+    pub offsets: [u64; 6],
+}
+
+/// An update package made by make-image.sh, for the staging partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// `rootfs v2`: boots and passes its health check.
+    Good,
+    /// Boots, but its required health check fails.
+    Unhealthy,
+    /// Its init hangs before the health check (the watchdog / harness resets it).
+    Hang,
+    /// Not a filesystem: the kernel cannot mount root and panics (reboot).
+    Garbage,
+}
+
+impl Update {
+    /// File name in the image directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Update::Good => "update-good.ext4",
+            Update::Unhealthy => "update-unhealthy.ext4",
+            Update::Hang => "update-hang.ext4",
+            Update::Garbage => "update-garbage.img",
+        }
+    }
+}
+
+fn run_script(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| HelperError(format!("{what}: cannot run {cmd:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(HelperError(format!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn shell_var(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(name)?.strip_prefix('=')?;
+        Some(v.trim().trim_matches('\'').to_string())
+    })
+}
+
+/// Where the harness keeps its images and logs: `target/zbot-machine` in the repository.
+pub fn work_dir() -> PathBuf {
+    repo_root().join("target/zbot-machine")
+}
+
+impl MachineImage {
+    /// Build the machine into `dir` (make-image.sh, about 5 s once the static binaries and the
+    /// kernel are cached) and find or build the ROM (build-uboot.sh qemu-x86, cached).
+    pub fn build(dir: &Path) -> Result<MachineImage> {
+        let root = repo_root();
+        run_script(
+            Command::new("bash")
+                .arg(root.join("qemu/make-image.sh"))
+                .arg(dir)
+                .env("ZBOT_QUIET", "1"),
+            "qemu/make-image.sh",
+        )?;
+        let paths = run_script(
+            Command::new("bash")
+                .arg(root.join("qemu/build-uboot.sh"))
+                .arg("qemu-x86"),
+            "qemu/build-uboot.sh qemu-x86",
+        )?;
+        let rom = shell_var(&paths, "ZBOT_UBOOT_QEMU_X86")
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                HelperError(format!(
+                    "build-uboot.sh printed no ZBOT_UBOOT_QEMU_X86:\n{paths}"
+                ))
+            })?;
+        let menv = std::fs::read_to_string(dir.join("machine.env"))?;
+        let mut offsets = [0u64; 6];
+        for (i, o) in offsets.iter_mut().enumerate() {
+            *o = shell_var(&menv, &format!("ZBOT_P{}_OFFSET", i + 1))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| HelperError(format!("machine.env lacks ZBOT_P{}_OFFSET", i + 1)))?;
+        }
+        Ok(MachineImage {
+            dir: dir.to_path_buf(),
+            rom,
+            offsets,
+        })
+    }
+
+    /// One image per test process, built on first use into `target/zbot-machine/run-<pid>`
+    /// (directories of processes that are gone are removed). Panics with the build's error.
+    pub fn shared() -> &'static MachineImage {
+        static IMAGE: OnceLock<MachineImage> = OnceLock::new();
+        IMAGE.get_or_init(|| {
+            let base = work_dir();
+            if let Ok(rd) = std::fs::read_dir(&base) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if let Some(pid) = name.strip_prefix("run-") {
+                        if !Path::new("/proc").join(pid).exists() {
+                            let _ = std::fs::remove_dir_all(e.path());
+                        }
+                    }
+                }
+            }
+            let dir = base.join(format!("run-{}", std::process::id()));
+            MachineImage::build(&dir).unwrap_or_else(|e| panic!("building the QEMU machine: {e}"))
+        })
+    }
+
+    /// The fresh card image.
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk.img")
+    }
+
+    /// An update package.
+    pub fn update(&self, u: Update) -> PathBuf {
+        self.dir.join(u.file_name())
+    }
+}
+
+/// An ext4 filesystem inside a disk image at a byte offset, read and written with debugfs.
+#[derive(Debug, Clone)]
+pub struct PartFs {
+    image: PathBuf,
+    offset: u64,
+}
+
+impl PartFs {
+    /// The ext4 at `offset` in `image`.
+    pub fn new(image: &Path, offset: u64) -> PartFs {
+        PartFs {
+            image: image.to_path_buf(),
+            offset,
+        }
+    }
+
+    fn debugfs(&self, write: bool, request: &str) -> Result<String> {
+        let debugfs = find_program("debugfs").ok_or_else(|| {
+            HelperError("debugfs not found: run scripts/setup-debian.sh (e2fsprogs)".into())
+        })?;
+        let mut cmd = Command::new(debugfs);
+        if write {
+            cmd.arg("-w");
+        }
+        let target = format!("{}?offset={}", self.image.display(), self.offset);
+        let out = cmd
+            .arg("-R")
+            .arg(request)
+            .arg(&target)
+            .stdin(Stdio::null())
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("debugfs "))
+            .collect();
+        if !out.status.success() || !errors.is_empty() {
+            return Err(HelperError(format!(
+                "debugfs {request:?} on {target}: {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The file `name`, or `None` if it does not exist.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let dir = tempfile::tempdir()?;
+        let dst = dir.path().join("dump");
+        match self.debugfs(false, &format!("dump {name} {}", dst.display())) {
+            Ok(_) => Ok(Some(std::fs::read(&dst)?)),
+            Err(e) if e.0.contains("File not found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Copy host file `src` into the filesystem as `name` (replacing it).
+    pub fn put(&self, src: &Path, name: &str) -> Result<()> {
+        if self.read(name)?.is_some() {
+            self.debugfs(true, &format!("rm {name}"))?;
+        }
+        self.debugfs(true, &format!("write {} {name}", src.display()))?;
+        Ok(())
+    }
+
+    /// Write `data` as `name`.
+    pub fn write(&self, name: &str, data: &[u8]) -> Result<()> {
+        let tmp = tempfile::NamedTempFile::new()?;
+        std::fs::write(tmp.path(), data)?;
+        self.put(tmp.path(), name)
+    }
+
+    /// Remove `name` (no error if absent).
+    pub fn remove(&self, name: &str) -> Result<()> {
+        if self.read(name)?.is_some() {
+            self.debugfs(true, &format!("rm {name}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// How a boot ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Linux powered off (`poweroff`): "reboot: Power down".
+    PowerOff,
+    /// Linux rebooted (`reboot`, bootcount --reboot): "reboot: Restarting system".
+    Reboot,
+    /// The kernel panicked and rebooted (panic=1), e.g. no usable root filesystem.
+    Panic,
+    /// U-Boot reset the machine (`reset`), e.g. the kernel could not be loaded.
+    UbootReset,
+    /// QEMU ended without any of the messages above.
+    Other,
+    /// The harness killed QEMU: a power cut, or the watchdog of a boot that hung.
+    Killed,
+}
+
+#[derive(Default)]
+struct Console {
+    lines: Vec<(Duration, String)>,
+    partial: String,
+    closed: bool,
+}
+
+/// Remove terminal control sequences (BusyBox ash asks for the cursor position: ESC [ 6 n).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            if it.peek() == Some(&'[') {
+                it.next();
+                while let Some(&n) = it.peek() {
+                    it.next();
+                    if ('@'..='~').contains(&n) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c == '\r' || (c.is_control() && c != '\t') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One robot: a disk image that lives across boots, and a log of all of them.
+#[derive(Debug)]
+pub struct Machine {
+    image: MachineImage,
+    _dir: tempfile::TempDir,
+    disk: PathBuf,
+    log: PathBuf,
+    boots: usize,
+    timeout: Duration,
+    cut_at: Option<Duration>,
+}
+
+/// What [`Machine::boot_to_verdict`] saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The slot U-Boot booted (`zbot.slot=` on the kernel command line it printed).
+    pub uboot_slot: Option<String>,
+    /// The slot Linux reported (`zbot-machine: booted slot=...`), if init got that far.
+    pub slot: Option<String>,
+    /// The image that booted (`/etc/zbot-image`, e.g. `rootfs v2`).
+    pub image: Option<String>,
+    /// `bootcount health run`'s exit status, if it ran.
+    pub verdict: Option<i32>,
+    /// Seconds from power-on to the verdict.
+    pub verdict_secs: Option<f64>,
+    /// How QEMU ended, if it did (a healthy boot is left running).
+    pub ending: Option<Ending>,
+}
+
+impl Outcome {
+    /// Booted `slot` and passed its health check.
+    pub fn healthy_in(&self, slot: &str) -> bool {
+        self.slot.as_deref() == Some(slot) && self.verdict == Some(0)
+    }
+}
+
+impl Machine {
+    /// A robot with a fresh copy of the image's card. Its log is
+    /// `target/zbot-machine/logs/<name>.log` (replaced), kept after the test for reading.
+    pub fn new(image: &MachineImage, name: &str) -> Result<Machine> {
+        let dir = tempfile::tempdir()?;
+        let disk = dir.path().join("disk.img");
+        let st = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(image.disk())
+            .arg(&disk)
+            .status()?;
+        if !st.success() {
+            return Err(HelperError(format!("copying {}", image.disk().display())));
+        }
+        let logs = work_dir().join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join(format!("{name}.log"));
+        std::fs::write(
+            &log,
+            format!(
+                "# QEMU lifecycle machine log: {name}\n# image {}\n# rom {}\n",
+                image.dir.display(),
+                image.rom.display()
+            ),
+        )?;
+        Ok(Machine {
+            image: image.clone(),
+            _dir: dir,
+            disk,
+            log,
+            boots: 0,
+            timeout: Duration::from_secs(120),
+            cut_at: None,
+        })
+    }
+
+    /// The card image file (change it between boots with [`Machine::part`]).
+    pub fn disk(&self) -> &Path {
+        &self.disk
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Boots so far.
+    pub fn boots(&self) -> usize {
+        self.boots
+    }
+
+    /// The ext4 filesystem of partition `n` (2 env, 3 otafs, 4 rootfs, 5 data, 6 staging).
+    pub fn part(&self, n: usize) -> PartFs {
+        PartFs::new(&self.disk, self.image.offsets[n - 1])
+    }
+
+    /// `/uboot.env` on the env partition (`None` if missing).
+    pub fn env_file(&self) -> Result<Option<Vec<u8>>> {
+        self.part(2).read("/uboot.env")
+    }
+
+    /// Put an update package into the download area (`/pending/rootfs.ext4` on staging), where
+    /// otafs's updater installs it at its next boot.
+    pub fn stage_update(&self, u: Update) -> Result<()> {
+        self.part(6)
+            .put(&self.image.update(u), "/pending/rootfs.ext4")
+    }
+
+    /// Append a note to the log (scenario steps, checks).
+    pub fn note(&self, text: &str) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.log)?;
+        writeln!(f, "## {text}")?;
+        Ok(())
+    }
+
+    /// The QEMU command line for this machine.
+    pub fn command(&self) -> Result<Command> {
+        let qemu = find_program("qemu-system-x86_64").ok_or_else(|| {
+            HelperError(
+                "qemu-system-x86_64 not found: run scripts/setup-debian.sh (qemu-system-x86 from bookworm-backports)"
+                    .into(),
+            )
+        })?;
+        let mut cmd = Command::new(qemu);
+        cmd.args(["-M", "pc", "-m", "256M", "-smp", "1", "-accel", "tcg"])
+            .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+            .args(["-no-reboot", "-nic", "none", "-bios"])
+            .arg(&self.image.rom)
+            .arg("-drive")
+            // cache=unsafe: no host fsync on guest flushes. Killing QEMU still leaves every
+            // completed write in the file (the host page cache), which is what a power cut of
+            // the emulated card means here.
+            .arg(format!(
+                "file={},format=raw,if=none,id=sd,cache=unsafe",
+                self.disk.display()
+            ))
+            .args(["-device", "virtio-blk-pci,drive=sd"]);
+        Ok(cmd)
+    }
+
+    /// Plan a power cut: the next boot's QEMU is killed `after` its power-on, whatever the
+    /// harness is waiting for at that moment (waits then fail with "power cut").
+    pub fn cut_power_after(&mut self, after: Duration) {
+        self.cut_at = Some(after);
+    }
+
+    /// Power on and follow the boot to its health verdict: a healthy boot (verdict 0) is left
+    /// running (shell ready) and returned; an unhealthy one reboots by itself; a boot that
+    /// reaches no verdict within `watchdog` (hang, panic loop, U-Boot reset) is ended, killed
+    /// if needed (the watchdog).
+    pub fn boot_to_verdict(&mut self, watchdog: Duration) -> Result<(Boot, Outcome)> {
+        let mut boot = self.boot()?;
+        let mut o = Outcome::default();
+        match boot.wait_for("bootcount: health run exited with", watchdog) {
+            Ok(line) => {
+                o.verdict = line.rsplit(' ').next().and_then(|c| c.parse().ok());
+                o.verdict_secs = boot
+                    .time_of("bootcount: health run exited with")
+                    .map(|t| t.as_secs_f64());
+                if o.verdict != Some(0) {
+                    o.ending = Some(boot.wait_end(self.timeout)?);
+                }
+            }
+            // QEMU ended by itself (reboot, panic): let it exit; else the watchdog bites.
+            Err(_) if boot.console_closed() => {
+                o.ending = Some(boot.wait_end(Duration::from_secs(10))?)
+            }
+            Err(_) => o.ending = Some(boot.kill()?),
+        }
+        o.uboot_slot = boot
+            .lines()
+            .into_iter()
+            .find(|l| l.starts_with("Kernel command line:"))
+            .and_then(|l| {
+                l.split(|c: char| c.is_whitespace() || c == '"')
+                    .find_map(|w| w.strip_prefix("zbot.slot="))
+                    .map(str::to_string)
+            });
+        if let Some(line) = boot
+            .lines()
+            .into_iter()
+            .find(|l| l.contains("zbot-machine: booted slot="))
+        {
+            let rest = &line[line.find("slot=").unwrap_or(0) + 5..];
+            o.slot = rest.split_whitespace().next().map(str::to_string);
+            o.image = rest
+                .find("image=")
+                .map(|i| &rest[i + 6..])
+                .and_then(|r| r.find(" health=").map(|e| r[..e].to_string()));
+        }
+        self.note(&format!("outcome of boot {}: {o:?}", self.boots))?;
+        Ok((boot, o))
+    }
+
+    /// Power on. The boot runs until [`Boot::wait_end`] or [`Boot::kill`] (dropping it kills).
+    pub fn boot(&mut self) -> Result<Boot> {
+        self.boots += 1;
+        let mut log = std::fs::OpenOptions::new().append(true).open(&self.log)?;
+        writeln!(log, "\n===== boot {} =====", self.boots)?;
+        let mut child = self
+            .command()?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| HelperError(format!("starting qemu-system-x86_64: {e}")))?;
+        let start = Instant::now();
+        let console = Arc::new((Mutex::new(Console::default()), Condvar::new()));
+        let log = Arc::new(Mutex::new(log));
+        let mut readers = Vec::new();
+        for (src, tag) in [
+            (
+                Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+                "",
+            ),
+            (Box::new(child.stderr.take().expect("piped")), "[qemu] "),
+        ] {
+            let console = console.clone();
+            let log = log.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut src = src;
+                let mut buf = Vec::new();
+                loop {
+                    let mut byte = [0u8; 512];
+                    let n = src.read(&mut byte).unwrap_or(0);
+                    let (m, cv) = &*console;
+                    let mut c = m.lock().unwrap();
+                    if n == 0 {
+                        if !buf.is_empty() {
+                            let line = strip_ansi(&String::from_utf8_lossy(&buf));
+                            let t = start.elapsed();
+                            let _ = writeln!(
+                                log.lock().unwrap(),
+                                "[{:7.3}] {tag}{line}",
+                                t.as_secs_f64()
+                            );
+                            c.lines.push((t, format!("{tag}{line}")));
+                        }
+                        if tag.is_empty() {
+                            c.closed = true;
+                        }
+                        cv.notify_all();
+                        return;
+                    }
+                    for &b in &byte[..n] {
+                        if b == b'\n' {
+                            let line = strip_ansi(&String::from_utf8_lossy(&buf));
+                            buf.clear();
+                            let t = start.elapsed();
+                            let _ = writeln!(
+                                log.lock().unwrap(),
+                                "[{:7.3}] {tag}{line}",
+                                t.as_secs_f64()
+                            );
+                            c.lines.push((t, format!("{tag}{line}")));
+                        } else {
+                            buf.push(b);
+                        }
+                    }
+                    if tag.is_empty() {
+                        c.partial = strip_ansi(&String::from_utf8_lossy(&buf));
+                    }
+                    cv.notify_all();
+                }
+            }));
+        }
+        let stdin = child.stdin.take();
+        let env = self.part(2);
+        let env_before = env.read("/uboot.env").ok().flatten();
+        Ok(Boot {
+            env,
+            env_before,
+            env_changes: Vec::new(),
+            number: self.boots,
+            child: Mutex::new(child),
+            cut_at: self.cut_at.take().map(|d| start + d),
+            cut: std::sync::atomic::AtomicBool::new(false),
+            stdin,
+            console,
+            start,
+            readers,
+            log,
+            next_cmd: 0,
+            timeout: self.timeout,
+            ended: None,
+        })
+    }
+}
+
+/// One power-on of a [`Machine`].
+pub struct Boot {
+    env: PartFs,
+    env_before: Option<Vec<u8>>,
+    env_changes: Vec<String>,
+    number: usize,
+    child: Mutex<Child>,
+    cut_at: Option<Instant>,
+    cut: std::sync::atomic::AtomicBool,
+    stdin: Option<ChildStdin>,
+    console: Arc<(Mutex<Console>, Condvar)>,
+    start: Instant,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    log: Arc<Mutex<std::fs::File>>,
+    next_cmd: usize,
+    timeout: Duration,
+    ended: Option<Ending>,
+}
+
+impl std::fmt::Debug for Boot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Boot")
+            .field("number", &self.number)
+            .finish()
+    }
+}
+
+impl Boot {
+    /// Time since power-on.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// All console lines so far (ANSI sequences and `\r` removed).
+    pub fn lines(&self) -> Vec<String> {
+        let c = self.console.0.lock().unwrap();
+        c.lines.iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    /// The whole console output so far, one string.
+    pub fn output(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// When (since power-on) the first line containing `needle` appeared.
+    pub fn time_of(&self, needle: &str) -> Option<Duration> {
+        let c = self.console.0.lock().unwrap();
+        c.lines
+            .iter()
+            .find(|(_, l)| l.contains(needle))
+            .map(|(t, _)| *t)
+    }
+
+    fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut(&Console) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.console;
+        let mut c = m.lock().unwrap();
+        loop {
+            if let Some(v) = f(&c) {
+                return Ok(v);
+            }
+            if self.cut_now() {
+                return Err(HelperError(format!(
+                    "boot {}: power cut at {:.2} s while waiting for {what}",
+                    self.number,
+                    self.start.elapsed().as_secs_f64()
+                )));
+            }
+            let now = Instant::now();
+            // Wake up for a planned power cut.
+            let deadline = match self.cut_at {
+                Some(t) if t < deadline => t.max(now),
+                _ => deadline,
+            };
+            if c.closed || now >= deadline {
+                let tail: Vec<&str> = c
+                    .lines
+                    .iter()
+                    .rev()
+                    .take(15)
+                    .map(|(_, l)| l.as_str())
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return Err(HelperError(format!(
+                    "boot {}: {} while waiting for {what} (after {:.1} s); last lines:\n{}",
+                    self.number,
+                    if c.closed { "QEMU ended" } else { "timed out" },
+                    self.start.elapsed().as_secs_f64(),
+                    tail.join("\n")
+                )));
+            }
+            c = cv.wait_timeout(c, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Wait for a console line containing `needle`; returns it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Result<String> {
+        self.wait_until(timeout, &format!("{needle:?}"), |c| {
+            c.lines
+                .iter()
+                .find(|(_, l)| l.contains(needle))
+                .map(|(_, l)| l.clone())
+        })
+    }
+
+    /// Wait for the first line containing any of `needles`; returns (index, line).
+    pub fn wait_for_any(&self, needles: &[&str], timeout: Duration) -> Result<(usize, String)> {
+        self.wait_until(timeout, &format!("any of {needles:?}"), |c| {
+            c.lines.iter().find_map(|(_, l)| {
+                needles
+                    .iter()
+                    .position(|n| l.contains(n))
+                    .map(|i| (i, l.clone()))
+            })
+        })
+    }
+
+    /// Type a line into the serial console.
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| HelperError("console input closed".into()))?;
+        stdin.write_all(line.as_bytes())?;
+        stdin.write_all(b"\n")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Wait until the root shell on the console shows its prompt (init finished `sysinit`).
+    pub fn wait_shell(&self, timeout: Duration) -> Result<()> {
+        self.wait_until(timeout, "the shell prompt", |c| {
+            let banner = c
+                .lines
+                .iter()
+                .any(|(_, l)| l.contains("Enter 'help' for a list of built-in commands."));
+            (banner
+                && (c.partial.ends_with("# ") || c.lines.iter().any(|(_, l)| l.contains(":/# "))))
+            .then_some(())
+        })
+    }
+
+    /// Run `cmd` in the console's root shell; returns its exit status and output lines
+    /// (between markers, so kernel or service messages printed meanwhile may be mixed in).
+    pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<(i32, String)> {
+        self.wait_shell(timeout)?;
+        self.next_cmd += 1;
+        let n = self.next_cmd;
+        let (begin, end) = (format!("@@B{n}@@"), format!("@@E{n}@@"));
+        // The markers are printed by `echo` from pieces, so the typed line (echoed by the
+        // tty) never contains them.
+        self.send_line(&format!("echo @@B{n}''@@; {cmd}; echo @@E{n}''@@$?"))?;
+        let (code, text) = self.wait_until(timeout, &format!("the end of `{cmd}`"), |c| {
+            let b = c.lines.iter().position(|(_, l)| l.starts_with(&begin))?;
+            let e = c.lines[b..].iter().position(|(_, l)| l.starts_with(&end))? + b;
+            let code = c.lines[e].1[end.len()..].trim().parse().unwrap_or(-1);
+            let text = c.lines[b + 1..e]
+                .iter()
+                .map(|(_, l)| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            Some((code, text))
+        })?;
+        Ok((code, text))
+    }
+
+    /// Wait for QEMU to end by itself; on timeout kill it (the watchdog) and return
+    /// [`Ending::Killed`].
+    pub fn wait_end(&mut self, timeout: Duration) -> Result<Ending> {
+        if let Some(e) = self.ended {
+            return Ok(e);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(_st) = self.child.lock().unwrap().try_wait()? {
+                break;
+            }
+            if self.cut_now() {
+                return self.kill();
+            }
+            if Instant::now() >= deadline {
+                return self.kill();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.finish_readers();
+        let out = self.output();
+        let ending = if out.contains("reboot: Power down") {
+            Ending::PowerOff
+        } else if out.contains("Kernel panic") {
+            Ending::Panic
+        } else if out.contains("reboot: Restarting system") {
+            Ending::Reboot
+        } else if out.contains("resetting ...") {
+            Ending::UbootReset
+        } else {
+            Ending::Other
+        };
+        self.log_end(ending);
+        self.ended = Some(ending);
+        Ok(ending)
+    }
+
+    /// Cut the power now (SIGKILL to QEMU).
+    pub fn kill(&mut self) -> Result<Ending> {
+        if let Some(e) = self.ended {
+            return Ok(e);
+        }
+        {
+            let mut c = self.child.lock().unwrap();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.finish_readers();
+        self.log_end(Ending::Killed);
+        self.ended = Some(Ending::Killed);
+        Ok(Ending::Killed)
+    }
+
+    /// If a power cut is planned ([`Machine::cut_power_after`]) and due: kill QEMU now (once)
+    /// and return true.
+    fn cut_now(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        match self.cut_at {
+            Some(t) if Instant::now() >= t => {
+                if !self.cut.swap(true, Ordering::SeqCst) {
+                    let mut c = self.child.lock().unwrap();
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True once QEMU has closed its console (it ended or is ending).
+    pub fn console_closed(&self) -> bool {
+        self.console.0.lock().unwrap().closed
+    }
+
+    /// True if this boot was ended by a planned power cut.
+    pub fn was_cut(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn finish_readers(&mut self) {
+        self.stdin = None;
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+
+    fn log_end(&mut self, e: Ending) {
+        let after = self.env.read("/uboot.env").ok().flatten();
+        self.env_changes = env_diff(self.env_before.as_deref(), after.as_deref());
+        let mut log = self.log.lock().unwrap();
+        let _ = writeln!(
+            log,
+            "===== boot {} ended: {e:?} after {:.2} s =====",
+            self.number,
+            self.start.elapsed().as_secs_f64()
+        );
+        if self.env_changes.is_empty() {
+            let _ = writeln!(log, "env: unchanged");
+        }
+        for c in &self.env_changes {
+            let _ = writeln!(log, "env: {c}");
+        }
+    }
+
+    /// How `/uboot.env` changed during this boot (empty: byte for byte unchanged), once the
+    /// boot has ended ([`Boot::wait_end`] or [`Boot::kill`]).
+    pub fn env_changes(&self) -> &[String] {
+        &self.env_changes
+    }
+
+    /// The per-step default timeout of this boot (120 s; TCG on a loaded 2-core host).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl Drop for Boot {
+    fn drop(&mut self) {
+        if self.ended.is_none() {
+            let _ = self.kill();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_zlibs() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn env_diff_names_changed_variables() {
+        let img = |vars: &str| {
+            let mut data = vars.replace(';', "\0").into_bytes();
+            data.resize(64, 0);
+            let mut out = crc32(&data).to_le_bytes().to_vec();
+            out.extend(data);
+            out
+        };
+        let a = img("a=1;b=2;");
+        let b = img("a=1;b=3;c=4;");
+        assert_eq!(
+            env_diff(Some(&a), Some(&b)),
+            vec!["b: \"2\" -> \"3\"", "c: (unset) -> \"4\""]
+        );
+        assert!(env_diff(Some(&a), Some(&a)).is_empty());
+        assert_eq!(
+            env_diff(Some(&a), None),
+            vec!["/uboot.env: valid -> missing"]
+        );
+        let mut bad = b.clone();
+        bad[10] ^= 1;
+        assert_eq!(
+            env_diff(Some(&a), Some(&bad)),
+            vec!["/uboot.env: valid -> bad CRC"]
+        );
+    }
+
+    #[test]
+    fn strip_ansi_removes_cursor_query_and_cr() {
+        assert_eq!(
+            strip_ansi("zbot:/# \u{1b}[6nbootcount: x\r"),
+            "zbot:/# bootcount: x"
+        );
+    }
+
+    #[test]
+    fn shell_var_reads_quoted_assignments() {
+        let t = "# c\nZBOT_UBOOT_QEMU_X86='/a/b/u-boot.rom'\nZBOT_P1_OFFSET=1048576\n";
+        assert_eq!(
+            shell_var(t, "ZBOT_UBOOT_QEMU_X86").as_deref(),
+            Some("/a/b/u-boot.rom")
+        );
+        assert_eq!(shell_var(t, "ZBOT_P1_OFFSET").as_deref(), Some("1048576"));
+        assert_eq!(shell_var(t, "ZBOT_P1"), None);
+    }
+}
