@@ -3,9 +3,9 @@
 # its rollback, step by step, with the environment before and after each step and the writes
 # counted.
 #
-# Today the bootloader's decision is played by `bootcount bootloader-step` (the Rust engine
-# the U-Boot script is proven equal to, issue 4) on the board's env file; the version booting
-# real U-Boot and Linux under QEMU replaces these steps as issue 6 lands (docs/qemu.md).
+# The quick host version: the bootloader's decision is played by `bootcount bootloader-step`
+# (the Rust engine the U-Boot script is proven equal to, docs/uboot-scripts.md) on the board's
+# env file. The real thing, U-Boot and Linux under QEMU, is qemu/demo.sh.
 #
 # Usage: scripts/demo.sh   (installs what is missing on Debian 12, builds, plays the story)
 set -euo pipefail
