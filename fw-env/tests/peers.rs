@@ -492,3 +492,46 @@ fn fw_env_image_is_what_saveenv_would_write() {
         );
     }
 }
+
+/// Redundant, both ways, with real U-Boot's redundant environment (sandbox-redund: the two
+/// copies are the FAT files uboot.env and uboot-redund.env): U-Boot picks the copy fw-env
+/// wrote last and loads it; fw-env picks the copy U-Boot saved last and writes the other.
+#[test]
+fn redundant_round_trips_between_fw_env_and_uboot() {
+    let case = Case::new();
+    let (c0, c1) = (case.path("uboot.env"), case.path("uboot-redund.env"));
+    std::fs::write(&c0, image(&[("next_boot", "otafs")], Layout::Redundant, 1)).unwrap();
+    std::fs::write(&c1, image(&[("next_boot", "stale")], Layout::Redundant, 0)).unwrap();
+    let cfg = case.config(&format!("{} 0 0x4000\n{} 0 0x4000\n", c0.display(), c1.display()));
+    let cfg = cfg.to_str().unwrap();
+    // Two fw-env writes: copy 1 (flag 2), then copy 0 (flag 3).
+    for (n, v) in [("spaced", "a b  c"), ("bs", r"C:\dir")] {
+        let o = case.run("fw-env", &["-c", cfg, "set", n, v]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!((std::fs::read(&c0).unwrap()[4], std::fs::read(&c1).unwrap()[4]), (3, 2));
+    let disk = DiskImage::create(case.path("disk.img")).unwrap();
+    disk.mkfs_p1_fat().unwrap();
+    disk.write_fat_file("uboot.env", &std::fs::read(&c0).unwrap()).unwrap();
+    disk.write_fat_file("uboot-redund.env", &std::fs::read(&c1).unwrap()).unwrap();
+    let run = Sandbox::redundant(&disk)
+        .run("printenv next_boot spaced bs; setenv next_boot rootfs; saveenv")
+        .unwrap();
+    assert!(run.success(), "{}", run.output);
+    assert_eq!(run.printed_var("next_boot"), Some("otafs"), "{}", run.output);
+    assert_eq!(run.printed_var("spaced"), Some("a b  c"));
+    assert_eq!(run.printed_var("bs"), Some(r"C:\dir"));
+    // U-Boot's save went to copy 1 with flag 4; fw-env now reads that one...
+    let u0 = disk.read_fat_file("uboot.env").unwrap().unwrap();
+    let u1 = disk.read_fat_file("uboot-redund.env").unwrap().unwrap();
+    assert_eq!((u0[4], u1[4]), (3, 4), "U-Boot wrote the inactive copy with the next flag");
+    std::fs::write(&c0, &u0).unwrap();
+    std::fs::write(&c1, &u1).unwrap();
+    let get = |n: &str| stdout(&case.run("fw-env", &["-c", cfg, "get", n])).trim_end().to_owned();
+    assert_eq!(get("next_boot"), "rootfs");
+    assert_eq!(get("bs"), r"C:\dir");
+    // ...and its next write goes to copy 0 with flag 5, leaving U-Boot's copy intact.
+    assert!(case.run("fw-env", &["-c", cfg, "set", "x", "1"]).status.success());
+    assert_eq!(std::fs::read(&c0).unwrap()[4], 5);
+    assert_eq!(std::fs::read(&c1).unwrap(), u1);
+}
