@@ -502,36 +502,150 @@ fn redundant_round_trips_between_fw_env_and_uboot() {
     let (c0, c1) = (case.path("uboot.env"), case.path("uboot-redund.env"));
     std::fs::write(&c0, image(&[("next_boot", "otafs")], Layout::Redundant, 1)).unwrap();
     std::fs::write(&c1, image(&[("next_boot", "stale")], Layout::Redundant, 0)).unwrap();
-    let cfg = case.config(&format!("{} 0 0x4000\n{} 0 0x4000\n", c0.display(), c1.display()));
+    let cfg = case.config(&format!(
+        "{} 0 0x4000\n{} 0 0x4000\n",
+        c0.display(),
+        c1.display()
+    ));
     let cfg = cfg.to_str().unwrap();
     // Two fw-env writes: copy 1 (flag 2), then copy 0 (flag 3).
     for (n, v) in [("spaced", "a b  c"), ("bs", r"C:\dir")] {
         let o = case.run("fw-env", &["-c", cfg, "set", n, v]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    assert_eq!((std::fs::read(&c0).unwrap()[4], std::fs::read(&c1).unwrap()[4]), (3, 2));
+    assert_eq!(
+        (
+            std::fs::read(&c0).unwrap()[4],
+            std::fs::read(&c1).unwrap()[4]
+        ),
+        (3, 2)
+    );
     let disk = DiskImage::create(case.path("disk.img")).unwrap();
     disk.mkfs_p1_fat().unwrap();
-    disk.write_fat_file("uboot.env", &std::fs::read(&c0).unwrap()).unwrap();
-    disk.write_fat_file("uboot-redund.env", &std::fs::read(&c1).unwrap()).unwrap();
+    disk.write_fat_file("uboot.env", &std::fs::read(&c0).unwrap())
+        .unwrap();
+    disk.write_fat_file("uboot-redund.env", &std::fs::read(&c1).unwrap())
+        .unwrap();
     let run = Sandbox::redundant(&disk)
         .run("printenv next_boot spaced bs; setenv next_boot rootfs; saveenv")
         .unwrap();
     assert!(run.success(), "{}", run.output);
-    assert_eq!(run.printed_var("next_boot"), Some("otafs"), "{}", run.output);
+    assert_eq!(
+        run.printed_var("next_boot"),
+        Some("otafs"),
+        "{}",
+        run.output
+    );
     assert_eq!(run.printed_var("spaced"), Some("a b  c"));
     assert_eq!(run.printed_var("bs"), Some(r"C:\dir"));
     // U-Boot's save went to copy 1 with flag 4; fw-env now reads that one...
     let u0 = disk.read_fat_file("uboot.env").unwrap().unwrap();
     let u1 = disk.read_fat_file("uboot-redund.env").unwrap().unwrap();
-    assert_eq!((u0[4], u1[4]), (3, 4), "U-Boot wrote the inactive copy with the next flag");
+    assert_eq!(
+        (u0[4], u1[4]),
+        (3, 4),
+        "U-Boot wrote the inactive copy with the next flag"
+    );
     std::fs::write(&c0, &u0).unwrap();
     std::fs::write(&c1, &u1).unwrap();
-    let get = |n: &str| stdout(&case.run("fw-env", &["-c", cfg, "get", n])).trim_end().to_owned();
+    let get = |n: &str| {
+        stdout(&case.run("fw-env", &["-c", cfg, "get", n]))
+            .trim_end()
+            .to_owned()
+    };
     assert_eq!(get("next_boot"), "rootfs");
     assert_eq!(get("bs"), r"C:\dir");
     // ...and its next write goes to copy 0 with flag 5, leaving U-Boot's copy intact.
-    assert!(case.run("fw-env", &["-c", cfg, "set", "x", "1"]).status.success());
+    assert!(case
+        .run("fw-env", &["-c", cfg, "set", "x", "1"])
+        .status
+        .success());
     assert_eq!(std::fs::read(&c0).unwrap()[4], 5);
     assert_eq!(std::fs::read(&c1).unwrap(), u1);
+}
+
+/// Raw: two copies at offsets inside a disk image (written in place, as on a block device),
+/// and a single copy at a negative offset: each tool writes, every tool reads the same.
+#[test]
+fn raw_copies_at_offsets_agree_across_tools() {
+    for (name, cfg_lines, single) in [
+        (
+            "two copies at 1 MiB",
+            "{img} 0x100000 0x4000\n{img} 0x104000 0x4000\n",
+            false,
+        ),
+        (
+            "one copy 16 KiB before the end",
+            "{img} -0x4000 0x4000\n",
+            true,
+        ),
+    ] {
+        for writer in TOOLS {
+            let case = Case::new();
+            let img = case.path("disk.img");
+            let mut bytes = vec![0u8; 2 << 20];
+            if single {
+                let at = bytes.len() - SIZE;
+                bytes[at..].copy_from_slice(&image(&[("next_boot", "otafs")], Layout::Single, 0));
+            } else {
+                bytes[0x100000..0x104000].copy_from_slice(&redund(&[("next_boot", "otafs")], 7));
+                bytes[0x104000..0x108000]
+                    .copy_from_slice(&corrupt(redund(&[("next_boot", "x")], 9)));
+            }
+            std::fs::write(&img, &bytes).unwrap();
+            let cfg = case.config(&cfg_lines.replace("{img}", &img.display().to_string()));
+            let defaults = case.path("u-boot-initial-env");
+            std::fs::write(&defaults, DEFAULTS).unwrap();
+            // The C tools resolve a negative offset with BLKGETSIZE64, which only block
+            // devices answer: they are given the same place as a positive offset.
+            let peer_cfg = case.path("peer.config");
+            let positive = format!("{:#x}", (2 << 20) - SIZE);
+            std::fs::write(
+                &peer_cfg,
+                cfg_lines
+                    .replace("{img}", &img.display().to_string())
+                    .replace("-0x4000", &positive),
+            )
+            .unwrap();
+            let mut s = Setup {
+                case,
+                cfg: cfg.clone(),
+                defaults,
+            };
+            let mut use_tool = |s: &mut Setup, t: Tool| {
+                s.cfg = if t == Tool::Ours {
+                    cfg.clone()
+                } else {
+                    peer_cfg.clone()
+                }
+            };
+            use_tool(&mut s, writer);
+            s.set(writer, "written_by", &format!("{writer:?}"));
+            s.set(writer, "spaced", "a b  c");
+            let after = std::fs::read(&img).unwrap();
+            assert_eq!(after.len(), bytes.len(), "{name}: the image keeps its size");
+            assert!(
+                after[..0x100000].iter().all(|&b| b == 0),
+                "{name}: bytes before the env untouched"
+            );
+            for reader in TOOLS {
+                use_tool(&mut s, reader);
+                assert_eq!(
+                    s.get(reader, "written_by").as_deref(),
+                    Some(format!("{writer:?}").as_str()),
+                    "{name}: {writer:?} -> {reader:?}"
+                );
+                assert_eq!(
+                    s.get(reader, "next_boot").as_deref(),
+                    Some("otafs"),
+                    "{name}: {writer:?} -> {reader:?}"
+                );
+                assert_eq!(
+                    s.get(reader, "spaced").as_deref(),
+                    Some("a b  c"),
+                    "{name}: {writer:?} -> {reader:?}"
+                );
+            }
+        }
+    }
 }
