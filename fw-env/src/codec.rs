@@ -272,9 +272,19 @@ pub fn mkimage_from_text(
     let mut ep = 0usize;
     let mut fp = 0usize;
     let at_line_start = |fp: usize| fp == 0 || text[fp - 1] == b'\n';
-    let full = |needed: usize| EncodeError::Full {
-        needed,
-        available: env_size,
+    // When the input does not fit, say exactly how many bytes it needs: parse it again into a
+    // data area big enough for any input of this length and measure what it used.
+    let full = || {
+        let roomy = mkimage_from_text(text, hl + text.len() + 2, layout, 0).expect("sized to fit");
+        let data = &roomy[hl..];
+        let needed = data
+            .windows(2)
+            .position(|w| w == [0, 0])
+            .map_or(data.len(), |i| i + 2);
+        EncodeError::Full {
+            needed,
+            available: env_size,
+        }
     };
     while fp < text.len() && ep < env_size - 1 {
         let c = text[fp];
@@ -310,7 +320,7 @@ pub fn mkimage_from_text(
                 fp += 1;
             }
         } else {
-            return Err(full(text.len()));
+            return Err(full());
         }
         fp += 1;
     }
@@ -318,7 +328,7 @@ pub fn mkimage_from_text(
         env[ep] = 0;
         ep += 1;
         if ep >= env_size {
-            return Err(full(ep + 1));
+            return Err(full());
         }
         env[ep] = 0;
     } else {
@@ -448,10 +458,21 @@ mod tests {
 
     #[test]
     fn mkimage_too_large() {
-        assert!(matches!(
+        // "a=0123456789\0" + final NUL = 14 bytes, 8 available.
+        assert_eq!(
             mkimage_from_text(b"a=0123456789\n", 4 + 8, Layout::Single, 0),
-            Err(EncodeError::Full { .. })
-        ));
+            Err(EncodeError::Full {
+                needed: 14,
+                available: 8
+            })
+        );
+        assert_eq!(
+            mkimage_from_text(b"# c\na=0123456789", 4 + 8, Layout::Single, 0),
+            Err(EncodeError::Full {
+                needed: 14,
+                available: 8
+            })
+        );
     }
 }
 

@@ -301,6 +301,28 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
         }
         content[offset as usize..end].copy_from_slice(bytes);
     }
+    commit_file(path, &dir, &content, meta.as_ref())
+}
+
+/// Replace the whole file at `path` with `content`, atomically and durably (for outputs that
+/// are a complete new file, like `fw-env mkimage`'s): the old file, if any, stays intact until
+/// the new one is complete, and its mode and owner are kept.
+pub fn replace_whole(path: &Path, content: &[u8]) -> Result<(), StorageError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let meta = std::fs::metadata(path).ok();
+    commit_file(path, &dir, content, meta.as_ref())
+}
+
+/// Temporary file in `dir`, fsync, old mode and owner, rename over `path`, fsync `dir`.
+fn commit_file(
+    path: &Path,
+    dir: &Path,
+    content: &[u8],
+    meta: Option<&std::fs::Metadata>,
+) -> Result<(), StorageError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -327,10 +349,10 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
             let _ = file.write_all(&content[..content.len() / 2]);
             fault::point("temp-half-written");
         }
-        file.write_all(&content)
+        file.write_all(content)
             .map_err(io_err("cannot write", &temp))?;
         fault::point("temp-written");
-        if let Some(m) = &meta {
+        if let Some(m) = meta {
             // Keep the owner (only root can give a file away; otherwise it is ours anyway).
             let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
         }
@@ -340,9 +362,8 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
         fault::point("temp-synced");
         std::fs::rename(&temp, path).map_err(io_err("cannot rename over", path))?;
         fault::point("renamed");
-        let d = File::open(&dir).map_err(io_err("cannot open directory", &dir))?;
-        d.sync_all()
-            .map_err(io_err("cannot sync directory", &dir))?;
+        let d = File::open(dir).map_err(io_err("cannot open directory", dir))?;
+        d.sync_all().map_err(io_err("cannot sync directory", dir))?;
         fault::point("dir-synced");
         Ok(())
     })();

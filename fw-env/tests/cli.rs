@@ -391,27 +391,39 @@ fn bad_input_is_refused_and_nothing_changes() {
 
 #[test]
 fn permission_denied_names_the_file() {
-    if nix::unistd::geteuid().is_root() {
-        // Root ignores file modes; drop to nobody for this case.
-        let case = Case::new();
-        let (env, cfg) = board(&case);
-        std::fs::set_permissions(
-            case.dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
+    let case = Case::new();
+    let (env, cfg) = board(&case);
+    let before = std::fs::read(&env).unwrap();
+    // The directory and the file are read-only; root ignores modes, so it runs as nobody.
+    let ro = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    ro(&env, 0o444);
+    ro(case.dir.path(), 0o555);
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_fw-env"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fw-env"))
+    };
+    let lock = std::env::temp_dir().join(format!("fw-env-test-perm-{}.lock", std::process::id()));
+    let o = cmd
+        .args(["-c", &cfg, "set", "a", "1"])
+        .env("FW_ENV_LOCK_FILE", &lock)
+        .output()
         .unwrap();
-        let before = std::fs::read(&env).unwrap();
-        let o = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_fw-env"))
-            .args(["-c", &cfg, "set", "a", "1"])
-            .env("FW_ENV_LOCK_FILE", "/tmp/fw-env-test-nobody.lock")
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(1));
-        assert!(stderr(&o).contains("ermission denied"), "{}", stderr(&o));
-        assert_eq!(std::fs::read(&env).unwrap(), before);
-    }
+    ro(case.dir.path(), 0o755);
+    let _ = std::fs::remove_file(&lock);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("ermission denied"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(case.dir.path().to_str().unwrap()),
+        "names the place: {}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&env).unwrap(), before);
 }
 
 #[test]
@@ -457,4 +469,37 @@ fn mkimage_writes_an_image_fw_env_reads() {
         read_copy(&out, 0, Layout::Single).unwrap().vars,
         vars(&[("next_boot", "otafs")])
     );
+    // An existing, larger output is replaced whole (no stale tail), with its mode kept.
+    std::fs::write(&out, vec![0xAA; 0x8000]).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    assert!(case
+        .run(
+            "fw-env",
+            &["mkimage", txt.to_str().unwrap(), out.to_str().unwrap()]
+        )
+        .status
+        .success());
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 0x4000);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o640);
+    // Input that does not fit: the error names the input and the exact need; output untouched.
+    let before = std::fs::read(&out).unwrap();
+    let o = case.run(
+        "fw-env",
+        &[
+            "mkimage",
+            "-s",
+            "0x10",
+            txt.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("env.txt: environment full: needs 17 bytes, 12 available"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before);
 }

@@ -612,7 +612,7 @@ fn raw_copies_at_offsets_agree_across_tools() {
                 cfg: cfg.clone(),
                 defaults,
             };
-            let mut use_tool = |s: &mut Setup, t: Tool| {
+            let use_tool = |s: &mut Setup, t: Tool| {
                 s.cfg = if t == Tool::Ours {
                     cfg.clone()
                 } else {

@@ -230,6 +230,14 @@ pub enum CliError {
         /// Error.
         source: std::io::Error,
     },
+    /// `fw-env mkimage` input that does not fit.
+    #[error("{input}: {source} (give a larger --size, or shorten the input)")]
+    Mkimage {
+        /// The text input.
+        input: String,
+        /// Why.
+        source: crate::codec::EncodeError,
+    },
     /// Defaults file problem.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),

@@ -367,8 +367,8 @@ fn mkimage(
     size: usize,
     redundant: bool,
     pad: u8,
-    input: &PathBuf,
-    output: &PathBuf,
+    input: &std::path::Path,
+    output: &std::path::Path,
     io: &mut Io<'_>,
 ) -> Result<i32, CliError> {
     let text = if input.as_os_str() == "-" {
@@ -392,31 +392,15 @@ fn mkimage(
         Layout::Single
     };
     let image =
-        codec::mkimage_from_text(&text, size, layout, pad).map_err(|e| CliError::BadName {
-            name: input.display().to_string(),
-            reason: e.to_string(),
+        codec::mkimage_from_text(&text, size, layout, pad).map_err(|source| CliError::Mkimage {
+            input: input.display().to_string(),
+            source,
         })?;
     if output.as_os_str() == "-" {
         let _ = io.stdout.write_all(&image);
     } else {
-        let loc = crate::config::CopyLocation {
-            device: output.clone(),
-            offset: 0,
-            size: image.len() as u64,
-            sector_size: None,
-            sectors: None,
-            line: 0,
-        };
-        // Write through the same atomic path as the environment itself; an existing larger
-        // file is replaced by exactly the image.
-        let _ = std::fs::remove_file(output);
-        let medium = crate::storage::Medium::resolve(&loc)?;
-        crate::storage::write(
-            &medium,
-            &crate::storage::Patch {
-                ranges: vec![(0, image.as_slice())],
-            },
-        )?;
+        // A complete new file, replaced atomically: a crash leaves the old output or the new.
+        crate::storage::replace_whole(output, &image)?;
     }
     Ok(0)
 }

@@ -1,1 +1,0 @@
-fn main() { eprintln!("xtask: no tasks yet"); std::process::exit(2) }
