@@ -108,7 +108,7 @@ pub struct MachineImage {
 }
 
 /// An update package made by make-image.sh, for the staging partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Update {
     /// `rootfs v2`: boots and passes its health check.
     Good,
@@ -375,6 +375,40 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// When a planned power cut (SIGKILL to QEMU) hits a boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerCut {
+    /// This long after power-on.
+    At(Duration),
+    /// This long after the console first shows `needle` (even in an unfinished line, so
+    /// "Saving Environment to" cuts U-Boot's `saveenv` while it writes). The console reader
+    /// itself kills QEMU, spinning for the delay, so the cut lands within microseconds of it;
+    /// where that falls in the guest still shifts a little with host load. No cut if the
+    /// needle never shows.
+    AfterLine {
+        /// Text to wait for.
+        needle: String,
+        /// Delay after it.
+        delay: Duration,
+    },
+}
+
+fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(from)
+        .arg(to)
+        .status()?;
+    if !st.success() {
+        return Err(HelperError(format!(
+            "copying {} to {}",
+            from.display(),
+            to.display()
+        )));
+    }
+    Ok(())
+}
+
 /// One robot: a disk image that lives across boots, and a log of all of them.
 #[derive(Debug)]
 pub struct Machine {
@@ -384,7 +418,7 @@ pub struct Machine {
     log: PathBuf,
     boots: usize,
     timeout: Duration,
-    cut_at: Option<Duration>,
+    cut_plan: Option<PowerCut>,
 }
 
 /// What [`Machine::boot_to_verdict`] saw.
@@ -417,14 +451,7 @@ impl Machine {
     pub fn new(image: &MachineImage, name: &str) -> Result<Machine> {
         let dir = tempfile::tempdir()?;
         let disk = dir.path().join("disk.img");
-        let st = Command::new("cp")
-            .arg("--sparse=always")
-            .arg(image.disk())
-            .arg(&disk)
-            .status()?;
-        if !st.success() {
-            return Err(HelperError(format!("copying {}", image.disk().display())));
-        }
+        copy_sparse(&image.disk(), &disk)?;
         let logs = work_dir().join("logs");
         std::fs::create_dir_all(&logs)?;
         let log = logs.join(format!("{name}.log"));
@@ -443,7 +470,7 @@ impl Machine {
             log,
             boots: 0,
             timeout: Duration::from_secs(120),
-            cut_at: None,
+            cut_plan: None,
         })
     }
 
@@ -514,7 +541,22 @@ impl Machine {
     /// Plan a power cut: the next boot's QEMU is killed `after` its power-on, whatever the
     /// harness is waiting for at that moment (waits then fail with "power cut").
     pub fn cut_power_after(&mut self, after: Duration) {
-        self.cut_at = Some(after);
+        self.cut_power(PowerCut::At(after));
+    }
+
+    /// Plan a power cut of the next boot (see [`PowerCut`]).
+    pub fn cut_power(&mut self, plan: PowerCut) {
+        self.cut_plan = Some(plan);
+    }
+
+    /// Copy the card to `to` (a snapshot to start other robots from).
+    pub fn save_disk(&self, to: &Path) -> Result<()> {
+        copy_sparse(&self.disk, to)
+    }
+
+    /// Replace the card with a copy of `from` (a snapshot from [`Machine::save_disk`]).
+    pub fn load_disk(&self, from: &Path) -> Result<()> {
+        copy_sparse(from, &self.disk)
     }
 
     /// Power on and follow the boot to its health verdict: a healthy boot (verdict 0) is left
@@ -570,7 +612,11 @@ impl Machine {
         self.boots += 1;
         let mut log = std::fs::OpenOptions::new().append(true).open(&self.log)?;
         writeln!(log, "\n===== boot {} =====", self.boots)?;
-        let mut child = self
+        // Read before power-on: U-Boot may write the file within a tenth of a second.
+        let env = self.part(2);
+        let env_before = env.read("/uboot.env").ok().flatten();
+        let plan = self.cut_plan.take();
+        let child = self
             .command()?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -578,24 +624,46 @@ impl Machine {
             .spawn()
             .map_err(|e| HelperError(format!("starting qemu-system-x86_64: {e}")))?;
         let start = Instant::now();
+        let child = Arc::new(Mutex::new(child));
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut trigger = match &plan {
+            Some(PowerCut::AfterLine { needle, delay }) => Some(CutTrigger {
+                needle: needle.as_bytes().to_vec(),
+                delay: *delay,
+                child: child.clone(),
+                cut: cut.clone(),
+                seen: Vec::new(),
+            }),
+            _ => None,
+        };
         let console = Arc::new((Mutex::new(Console::default()), Condvar::new()));
         let log = Arc::new(Mutex::new(log));
         let mut readers = Vec::new();
-        for (src, tag) in [
+        let (stdout, stderr) = {
+            let mut c = child.lock().unwrap();
             (
-                Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
-                "",
-            ),
-            (Box::new(child.stderr.take().expect("piped")), "[qemu] "),
+                c.stdout.take().expect("piped"),
+                c.stderr.take().expect("piped"),
+            )
+        };
+        for (src, tag) in [
+            (Box::new(stdout) as Box<dyn Read + Send>, ""),
+            (Box::new(stderr), "[qemu] "),
         ] {
             let console = console.clone();
             let log = log.clone();
+            let mut trigger = if tag.is_empty() { trigger.take() } else { None };
             readers.push(std::thread::spawn(move || {
                 let mut src = src;
                 let mut buf = Vec::new();
                 loop {
                     let mut byte = [0u8; 512];
                     let n = src.read(&mut byte).unwrap_or(0);
+                    if let Some(t) = &mut trigger {
+                        if t.fires(&byte[..n]) {
+                            trigger = None;
+                        }
+                    }
                     let (m, cv) = &*console;
                     let mut c = m.lock().unwrap();
                     if n == 0 {
@@ -637,17 +705,19 @@ impl Machine {
                 }
             }));
         }
-        let stdin = child.stdin.take();
-        let env = self.part(2);
-        let env_before = env.read("/uboot.env").ok().flatten();
+        let stdin = child.lock().unwrap().stdin.take();
         Ok(Boot {
             env,
             env_before,
+            env_after: None,
             env_changes: Vec::new(),
             number: self.boots,
-            child: Mutex::new(child),
-            cut_at: self.cut_at.take().map(|d| start + d),
-            cut: std::sync::atomic::AtomicBool::new(false),
+            child,
+            cut_at: match plan {
+                Some(PowerCut::At(d)) => Some(start + d),
+                _ => None,
+            },
+            cut,
             stdin,
             console,
             start,
@@ -660,15 +730,58 @@ impl Machine {
     }
 }
 
+/// A [`PowerCut::AfterLine`] armed in the console reader.
+struct CutTrigger {
+    needle: Vec<u8>,
+    delay: Duration,
+    child: Arc<Mutex<Child>>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    /// The console so far (raw bytes), searched for the needle.
+    seen: Vec<u8>,
+}
+
+impl CutTrigger {
+    /// Feed console bytes; once the needle shows, wait the delay and kill QEMU. True when
+    /// done (the cut happened, or QEMU's output ended first).
+    fn fires(&mut self, bytes: &[u8]) -> bool {
+        if bytes.is_empty() {
+            return true;
+        }
+        let from = self.seen.len().saturating_sub(self.needle.len());
+        self.seen.extend_from_slice(bytes);
+        if !self.seen[from..]
+            .windows(self.needle.len())
+            .any(|w| w == self.needle.as_slice())
+        {
+            return false;
+        }
+        let at = Instant::now() + self.delay;
+        // Sleep most of a long delay, spin the last bit: precise without burning a core.
+        if let Some(d) = self.delay.checked_sub(Duration::from_millis(3)) {
+            std::thread::sleep(d);
+        }
+        while Instant::now() < at {
+            std::hint::spin_loop();
+        }
+        let mut c = self.child.lock().unwrap();
+        if c.try_wait().ok().flatten().is_none() {
+            let _ = c.kill();
+            self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        true
+    }
+}
+
 /// One power-on of a [`Machine`].
 pub struct Boot {
     env: PartFs,
     env_before: Option<Vec<u8>>,
+    env_after: Option<Vec<u8>>,
     env_changes: Vec<String>,
     number: usize,
-    child: Mutex<Child>,
+    child: Arc<Mutex<Child>>,
     cut_at: Option<Instant>,
-    cut: std::sync::atomic::AtomicBool,
+    cut: Arc<std::sync::atomic::AtomicBool>,
     stdin: Option<ChildStdin>,
     console: Arc<(Mutex<Console>, Condvar)>,
     start: Instant,
@@ -862,11 +975,15 @@ impl Boot {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(_st) = self.child.lock().unwrap().try_wait()? {
-                break;
-            }
             if self.cut_now() {
                 return self.kill();
+            }
+            let exited = self.child.lock().unwrap().try_wait()?.is_some();
+            if exited {
+                if self.cut_now() {
+                    return self.kill();
+                }
+                break;
             }
             if Instant::now() >= deadline {
                 return self.kill();
@@ -911,6 +1028,9 @@ impl Boot {
     /// and return true.
     fn cut_now(&self) -> bool {
         use std::sync::atomic::Ordering;
+        if self.cut.load(Ordering::SeqCst) {
+            return true;
+        }
         match self.cut_at {
             Some(t) if Instant::now() >= t => {
                 if !self.cut.swap(true, Ordering::SeqCst) {
@@ -944,6 +1064,7 @@ impl Boot {
     fn log_end(&mut self, e: Ending) {
         let after = self.env.read("/uboot.env").ok().flatten();
         self.env_changes = env_diff(self.env_before.as_deref(), after.as_deref());
+        self.env_after = after;
         let mut log = self.log.lock().unwrap();
         let _ = writeln!(
             log,
@@ -957,6 +1078,16 @@ impl Boot {
         for c in &self.env_changes {
             let _ = writeln!(log, "env: {c}");
         }
+    }
+
+    /// `/uboot.env` as it was at power-on (`None`: missing).
+    pub fn env_before(&self) -> Option<&[u8]> {
+        self.env_before.as_deref()
+    }
+
+    /// `/uboot.env` once the boot has ended (`None`: missing, or the boot has not ended).
+    pub fn env_after(&self) -> Option<&[u8]> {
+        self.env_after.as_deref()
     }
 
     /// How `/uboot.env` changed during this boot (empty: byte for byte unchanged), once the
