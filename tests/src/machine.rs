@@ -421,6 +421,73 @@ pub struct Machine {
     cut_plan: Option<PowerCut>,
 }
 
+/// Writes that reached the env partition during one boot, from QEMU's block layer
+/// (`-trace blk_co_pwritev`): what the SD card's flash would see, whoever wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnvWrites {
+    /// Write requests before the kernel started (U-Boot's `saveenv`).
+    pub uboot_requests: usize,
+    /// Their bytes.
+    pub uboot_bytes: u64,
+    /// Write requests from Linux (mounting the filesystem, `fw-env` writes, unmounting).
+    pub linux_requests: usize,
+    /// Their bytes.
+    pub linux_bytes: u64,
+    /// Of Linux's requests, those to the ext4 superblock only (every read-write mount and
+    /// unmount updates it, even when the environment does not change).
+    pub linux_superblock: usize,
+}
+
+impl std::fmt::Display for EnvWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "U-Boot {} req / {} KiB, Linux {} req / {} KiB ({} superblock)",
+            self.uboot_requests,
+            self.uboot_bytes.div_ceil(1024),
+            self.linux_requests,
+            self.linux_bytes.div_ceil(1024),
+            self.linux_superblock
+        )
+    }
+}
+
+/// Sum the `blk_co_pwritev` lines of a QEMU trace (`pid@sec.usec:blk_co_pwritev ... offset O
+/// bytes N ...`) that fall into `range` (bytes of the disk), split at `kernel` (wall-clock
+/// seconds; `None`: all before).
+fn parse_write_trace(trace: &str, range: (u64, u64), kernel: Option<f64>) -> EnvWrites {
+    let mut w = EnvWrites::default();
+    for line in trace.lines() {
+        let Some((head, rest)) = line.split_once(":blk_co_pwritev ") else {
+            continue;
+        };
+        let when: Option<f64> = head.split_once('@').and_then(|(_, t)| t.parse().ok());
+        let field = |name: &str| -> Option<u64> {
+            let mut it = rest.split_whitespace();
+            it.find(|w| *w == name)?;
+            it.next()?.parse().ok()
+        };
+        let (Some(off), Some(len)) = (field("offset"), field("bytes")) else {
+            continue;
+        };
+        if off + len <= range.0 || off >= range.1 {
+            continue;
+        }
+        let linux = matches!((when, kernel), (Some(t), Some(k)) if t >= k);
+        if linux {
+            w.linux_requests += 1;
+            w.linux_bytes += len;
+            if off == range.0 + 1024 && len == 1024 {
+                w.linux_superblock += 1;
+            }
+        } else {
+            w.uboot_requests += 1;
+            w.uboot_bytes += len;
+        }
+    }
+    w
+}
+
 /// What [`Machine::boot_to_verdict`] saw.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
@@ -616,14 +683,24 @@ impl Machine {
         let env = self.part(2);
         let env_before = env.read("/uboot.env").ok().flatten();
         let plan = self.cut_plan.take();
+        let trace = self._dir.path().join(format!("writes-{}.log", self.boots));
         let child = self
             .command()?
+            .args([
+                "-trace",
+                "enable=blk_co_pwritev",
+                "-msg",
+                "timestamp=on",
+                "-D",
+            ])
+            .arg(&trace)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| HelperError(format!("starting qemu-system-x86_64: {e}")))?;
         let start = Instant::now();
+        let start_wall = std::time::SystemTime::now();
         let child = Arc::new(Mutex::new(child));
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut trigger = match &plan {
@@ -707,6 +784,9 @@ impl Machine {
         }
         let stdin = child.lock().unwrap().stdin.take();
         Ok(Boot {
+            trace,
+            start_wall,
+            env_range: (self.image.offsets[1], self.image.offsets[2]),
             env,
             env_before,
             env_after: None,
@@ -774,6 +854,9 @@ impl CutTrigger {
 
 /// One power-on of a [`Machine`].
 pub struct Boot {
+    trace: PathBuf,
+    start_wall: std::time::SystemTime,
+    env_range: (u64, u64),
     env: PartFs,
     env_before: Option<Vec<u8>>,
     env_after: Option<Vec<u8>>,
@@ -1075,9 +1158,21 @@ impl Boot {
         if self.env_changes.is_empty() {
             let _ = writeln!(log, "env: unchanged");
         }
+        let _ = writeln!(log, "env partition writes: {}", self.env_writes());
         for c in &self.env_changes {
             let _ = writeln!(log, "env: {c}");
         }
+    }
+
+    /// The writes that reached the env partition so far (complete once the boot has ended).
+    pub fn env_writes(&self) -> EnvWrites {
+        let trace = std::fs::read_to_string(&self.trace).unwrap_or_default();
+        let kernel = self.time_of("Starting kernel").map(|t| {
+            (self.start_wall + t)
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        });
+        parse_write_trace(&trace, self.env_range, kernel)
     }
 
     /// `/uboot.env` as it was at power-on (`None`: missing).
@@ -1113,6 +1208,30 @@ impl Drop for Boot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_trace_is_split_at_the_kernel_and_limited_to_the_partition() {
+        let t = "\
+7@100.5:blk_co_pwritev blk 0x1 bs 0x2 offset 2048 bytes 4096 flags 0x0
+7@100.6:blk_co_pwritev blk 0x1 bs 0x2 offset 9000 bytes 10 flags 0x0
+7@101.0:blk_co_pwritev blk 0x1 bs 0x2 offset 2048 bytes 1024 flags 0x8
+7@101.1:blk_co_pwritev blk 0x1 bs 0x2 offset 4096 bytes 512 flags 0x8
+7@101.2:blk_co_pwritev blk 0x1 bs 0x2 offset 512 bytes 1024 flags 0x8
+7@101.3:virtio_blk_handle_write vdev 0x1 req 0x2 sector 4 nsectors 1
+";
+        let w = parse_write_trace(t, (1024, 8192), Some(100.9));
+        assert_eq!(
+            w,
+            EnvWrites {
+                uboot_requests: 1,
+                uboot_bytes: 4096,
+                linux_requests: 3,
+                linux_bytes: 2560,
+                linux_superblock: 1,
+            }
+        );
+        assert_eq!(parse_write_trace(t, (1024, 8192), None).uboot_requests, 4);
+    }
 
     #[test]
     fn crc32_is_zlibs() {

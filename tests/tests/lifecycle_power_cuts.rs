@@ -204,6 +204,16 @@ struct Campaign {
     snapshot_dir: tempfile::TempDir,
 }
 
+/// What the harness does in a healthy, running system once it has read `bootcount status`.
+enum Next {
+    /// `poweroff`.
+    Poweroff,
+    /// Type this command line (it ends the boot: reboots or powers off).
+    Type(String),
+    /// The robot's life ends here: QEMU is killed (a quiet moment: the health run is over).
+    Stop,
+}
+
 /// One boot as the campaign saw it.
 struct Played {
     o: Outcome,
@@ -214,6 +224,15 @@ struct Played {
     env_valid_before: bool,
     /// How the file changed: "unchanged", "valid", "missing", "corrupt".
     env_after: &'static str,
+}
+
+/// Totals of what a robot wrote to the env partition (QEMU's block layer).
+#[derive(Debug, Default, Clone, Copy)]
+struct Wear {
+    uboot_bytes: u64,
+    linux_bytes: u64,
+    /// Linux's writes other than the ext4 superblock's (mount, unmount).
+    linux_env_requests: usize,
 }
 
 /// One robot of the campaign, with the state the checks carry from boot to boot.
@@ -228,6 +247,7 @@ struct Robot<'a> {
     bad_tried: bool,
     boots_checked: usize,
     uboot_saves: usize,
+    wear: Wear,
 }
 
 impl Robot<'_> {
@@ -250,7 +270,7 @@ impl Robot<'_> {
     fn play(
         &mut self,
         cut: Option<PowerCut>,
-        then: &dyn Fn(&serde_json::Value) -> Option<String>,
+        then: &dyn Fn(&serde_json::Value) -> Next,
     ) -> Result<Played, String> {
         if let Some(p) = cut {
             self.m.cut_power(p);
@@ -265,11 +285,17 @@ impl Robot<'_> {
             // Healthy and running: read the status, then the story's command or poweroff.
             match boot.status(STEP) {
                 Ok(s) => {
-                    let cmd = then(&s);
-                    typed = cmd.is_some();
+                    let next = then(&s);
                     status = Some(s);
-                    let cmd = cmd.unwrap_or_else(|| "poweroff".into());
-                    boot.send_line(&cmd).map_err(|e| self.fail(e.to_string()))?;
+                    match next {
+                        Next::Poweroff => boot.send_line("poweroff"),
+                        Next::Type(cmd) => {
+                            typed = true;
+                            boot.send_line(&cmd)
+                        }
+                        Next::Stop => boot.kill().map(|_| ()),
+                    }
+                    .map_err(|e| self.fail(e.to_string()))?;
                 }
                 // A power cut, or the system went down by itself (the updater reboots while
                 // the health check may already have passed).
@@ -305,6 +331,10 @@ impl Robot<'_> {
             .count();
         self.uboot_saves += saves;
         let writes = !d.changes.is_empty();
+        let wear = boot.env_writes();
+        self.wear.uboot_bytes += wear.uboot_bytes;
+        self.wear.linux_bytes += wear.linux_bytes;
+        self.wear.linux_env_requests += wear.linux_requests - wear.linux_superblock;
         match o.uboot_slot.as_deref() {
             Some(slot) => {
                 if slot != want {
@@ -314,9 +344,9 @@ impl Robot<'_> {
                         d.explain(cfg)
                     )));
                 }
-                if saves != usize::from(writes) {
+                if saves != usize::from(writes) || (wear.uboot_requests > 0) != writes {
                     return Err(self.fail(format!(
-                        "boot {n}: U-Boot saved {saves} time(s); the engine writes {:?}",
+                        "boot {n}: U-Boot saved {saves} time(s) ({wear}); the engine writes {:?}",
                         d.changes
                     )));
                 }
@@ -364,10 +394,10 @@ impl Robot<'_> {
             && !writes
             && o.verdict == Some(0)
             && !updater_ran
-            && after != boot.env_before()
+            && (after != boot.env_before() || wear.linux_requests != wear.linux_superblock)
         {
             return Err(self.fail(format!(
-                "boot {n}: a healthy boot with nothing to change wrote the env: {:?}",
+                "boot {n}: a healthy boot with nothing to change wrote the env: {:?} ({wear})",
                 boot.env_changes()
             )));
         }
@@ -410,11 +440,16 @@ struct CutResult {
     repaired: bool,
     boots_checked: usize,
     uboot_saves: usize,
+    wear: Wear,
 }
 
-/// The story command of a healthy story boot `k`.
-fn story_command(k: usize) -> Option<String> {
-    (k == 1).then(|| "bootcount boot-once otafs --reboot".to_string())
+/// What the harness does in a healthy story boot `k`.
+fn story_step(k: usize) -> Next {
+    if k == 1 {
+        Next::Type("bootcount boot-once otafs --reboot".into())
+    } else {
+        Next::Poweroff
+    }
 }
 
 fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
@@ -430,6 +465,7 @@ fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
         bad_tried: false,
         boots_checked: 0,
         uboot_saves: 0,
+        wear: Wear::default(),
     };
     let u = plan.update;
     r.m.note(&format!(
@@ -478,7 +514,7 @@ fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
             }
         }
         let cut = (k == plan.boot).then(|| plan.cut.clone());
-        let p = r.play(cut, &|_| story_command(k))?;
+        let p = r.play(cut, &|_| story_step(k))?;
         if k == 1 && !p.cut && !p.o.healthy_in("rootfs") {
             return Err(r.fail(format!("story boot 1 is not a healthy rootfs: {:?}", p.o)));
         }
@@ -502,7 +538,13 @@ fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
             return Err(r.fail(format!("cut {}: not settled after {budget} boots", plan.n)));
         }
         let p = r.play(None, &|s| {
-            (s["env_valid"] == false).then(|| "bootcount set-primary rootfs && reboot".into())
+            if s["env_valid"] == false {
+                Next::Type("bootcount set-primary rootfs && reboot".into())
+            } else if s["trial"].is_null() {
+                Next::Stop // settled
+            } else {
+                Next::Poweroff
+            }
         })?;
         let Some(s) = p.status else { continue };
         if s["env_valid"] == false {
@@ -548,6 +590,7 @@ fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
         repaired,
         boots_checked: r.boots_checked,
         uboot_saves: r.uboot_saves,
+        wear: r.wear,
     })
 }
 
@@ -647,11 +690,14 @@ fn report(
     let boots: usize = ok.iter().map(|c| c.boots_checked).sum();
     let saves: usize = ok.iter().map(|c| c.uboot_saves).sum();
     let max_after = ok.iter().map(|c| c.boots_after).max().unwrap_or(0);
+    let uboot_kib: u64 = ok.iter().map(|c| c.wear.uboot_bytes).sum::<u64>() / 1024;
+    let linux_kib: u64 = ok.iter().map(|c| c.wear.linux_bytes).sum::<u64>() / 1024;
     let mut out = format!(
         "power-cut campaign: seed {seed}, {} cuts ({landed} landed, {} ended before the \
          instant), {failed} failed; {boots} boots checked against every invariant; {saves} \
          U-Boot saves; settled within {max_after} boot(s) after a cut; {:.1} min with {jobs} \
-         robot(s) at once\n",
+         robot(s) at once; written to the env partition: U-Boot {uboot_kib} KiB, Linux \
+         {linux_kib} KiB\n",
         results.len(),
         ok.len() - landed,
         took.as_secs_f64() / 60.0
