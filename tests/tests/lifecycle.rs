@@ -11,7 +11,8 @@
 
 use std::time::Duration;
 
-use zbot_tests::machine::{Ending, Machine, MachineImage, Update};
+use zbot_tests::find_program;
+use zbot_tests::machine::{Boot, Ending, Machine, MachineImage, Update};
 
 const STEP: Duration = Duration::from_secs(120);
 const VERDICT: &str = "bootcount: health run exited with";
@@ -203,14 +204,24 @@ fn env_file_corrupt_boots_recovery_and_is_repaired() {
     });
 }
 
-/// Scenario 7: the card image was `dd`'d to a larger card (the image file grown by 16 MiB):
-/// `partctl check` in the running system reports the misplaced backup GPT, `partctl repair`
-/// fixes it in place, and the next boot's check is clean.
+/// Scenario 7: the card image was `dd`'d to a larger card (the image file grown by 16 MiB).
+/// In the running system, as an operator or a first-boot service would: `partctl check`
+/// reports the misplaced backup GPT, `partctl grow` refuses until `partctl repair` has fixed
+/// it; then `partctl grow staging` with /staging mounted (the kernel is told the new size with
+/// BLKPG, no reboot) and `resize2fs` grows the mounted ext4 online. A second grow is a no-op
+/// that writes nothing. After a reboot: the new size, a clean check, the files on staging, the
+/// environment untouched; on the host, e2fsck of the grown filesystem is clean.
 #[test]
 fn grown_card_is_reported_and_repaired_from_the_running_system() {
     let image = MachineImage::shared();
     let mut robot = Machine::new(image, "grown_card_repaired").unwrap();
     let log = robot.log_path().display().to_string();
+    // A file on staging from before the card was grown (written on the host).
+    let keep: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    robot.part(6).write("/keep.bin", &keep).unwrap();
+    let env_before = robot.env_file().unwrap().expect("/uboot.env");
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(robot.disk())
@@ -218,13 +229,41 @@ fn grown_card_is_reported_and_repaired_from_the_running_system() {
     let len = f.metadata().unwrap().len();
     f.set_len(len + (16 << 20)).unwrap();
     drop(f);
+    let disk_sectors = (len + (16 << 20)) / 512;
+    // What grow must give: the end aligned down to 1 MiB below the 33-sector backup GPT.
+    let want_end = (disk_sectors - 33) / 2048 * 2048;
 
     let mut boot = robot.boot().unwrap();
     boot.wait_for(VERDICT, STEP)
         .unwrap_or_else(|e| panic!("{e}\nlog: {log}"));
+    assert_eq!(
+        guest_u64(&mut boot, "cat /sys/class/block/vda/size"),
+        disk_sectors
+    );
+    let start = guest_u64(&mut boot, "cat /sys/class/block/vda6/start");
+    let size_before = guest_u64(&mut boot, "cat /sys/class/block/vda6/size");
+    assert_eq!(size_before, 24 << 11, "staging is 24 MiB in the layout");
+    let want_size = want_end - start;
+    let df_before = df_kib(&mut boot);
+    let keep_sum = guest_line(&mut boot, "sha256sum /staging/keep.bin");
+
     let (code, out) = boot.run("partctl check /dev/vda", STEP).unwrap();
     assert_eq!(code, 1, "{out}\nlog: {log}");
     assert!(out.contains("backup-not-at-end"), "{out}\nlog: {log}");
+    // Growing before the repair is refused, and writes nothing (no backup file either).
+    let (_, out) = boot
+        .run(
+            "partctl grow staging /dev/vda --yes --backup /data/grow-early.bin 2>&1; \
+             echo grow-exit=$?; ls /data/grow-early.bin 2>&1",
+            STEP,
+        )
+        .unwrap();
+    assert!(out.contains("grow-exit=1"), "{out}\nlog: {log}");
+    assert!(
+        out.contains("run `partctl repair` first"),
+        "{out}\nlog: {log}"
+    );
+    assert!(out.contains("No such file"), "{out}\nlog: {log}");
     let (code, out) = boot
         .run(
             "partctl repair /dev/vda --layout /etc/zbot-layout.toml --backup /data/gpt-backup.bin --yes",
@@ -232,16 +271,235 @@ fn grown_card_is_reported_and_repaired_from_the_running_system() {
         )
         .unwrap();
     assert_eq!(code, 0, "{out}\nlog: {log}");
+
+    // The grow, /staging mounted: the kernel cannot reread the table (EBUSY) and is told
+    // the new size of partition 6 with BLKPG_RESIZE_PARTITION.
+    let (code, out) = boot.run("grep ' /staging ' /proc/mounts", STEP).unwrap();
+    assert_eq!(code, 0, "/staging is mounted: {out}\nlog: {log}");
+    let (code, out) = boot
+        .run(
+            "partctl grow staging /dev/vda --yes --backup /data/gpt-grow.bin",
+            STEP,
+        )
+        .unwrap();
+    assert_eq!(code, 0, "{out}\nlog: {log}");
+    assert!(
+        out.contains(&format!(
+            "told the kernel partition 6 now has {want_size} sectors (BLKPG)"
+        )),
+        "{out}\nlog: {log}"
+    );
+    assert!(out.contains("No problems found."), "{out}\nlog: {log}");
+    let size_after = guest_u64(&mut boot, "cat /sys/class/block/vda6/size");
+    assert_eq!(
+        size_after, want_size,
+        "the kernel's size, no reboot; log: {log}"
+    );
+    let (code, out) = boot
+        .run(
+            "partctl check /dev/vda --layout /etc/zbot-layout.toml",
+            STEP,
+        )
+        .unwrap();
+    assert_eq!(code, 0, "{out}\nlog: {log}");
+    assert!(out.contains("No problems found."), "{out}\nlog: {log}");
+    assert_eq!(
+        df_kib(&mut boot),
+        df_before,
+        "the filesystem is not grown yet"
+    );
+
+    // The filesystem, online.
+    let (code, out) = boot.run("resize2fs /dev/vda6 2>&1", STEP).unwrap();
+    assert_eq!(code, 0, "{out}\nlog: {log}");
+    assert!(
+        out.contains("on-line resizing required"),
+        "{out}\nlog: {log}"
+    );
+    let fs_blocks = want_size / 2; // 1 KiB blocks (mke2fs' "small" type)
+    assert!(
+        out.contains(&format!("is now {fs_blocks} (1k) blocks long")),
+        "{out}\nlog: {log}"
+    );
+    let df_after = df_kib(&mut boot);
+    assert!(
+        df_after > (size_before / 2) && df_after - df_before >= 14 << 10,
+        "df /staging: {df_before} KiB -> {df_after} KiB; log: {log}"
+    );
+    // More data than the old partition could hold at all: the new space is usable.
+    let big_sum = guest_line(
+        &mut boot,
+        "dd if=/dev/urandom of=/staging/big.bin bs=1024k count=30 2>/dev/null && sync && \
+         sha256sum /staging/big.bin",
+    );
+
+    // A second grow: nothing to grow, success, no writes, no backup file.
+    let tables_before = table_sums(&mut boot, disk_sectors);
+    let (code, out) = boot
+        .run(
+            "partctl grow staging /dev/vda --yes --backup /data/gpt-grow2.bin",
+            STEP,
+        )
+        .unwrap();
+    assert_eq!(code, 0, "{out}\nlog: {log}");
+    assert!(
+        out.contains("nothing to grow") && out.contains("nothing to write"),
+        "{out}\nlog: {log}"
+    );
+    assert_eq!(
+        table_sums(&mut boot, disk_sectors),
+        tables_before,
+        "log: {log}"
+    );
+    let (code, out) = boot.run("ls /data/gpt-grow2.bin", STEP).unwrap();
+    assert_ne!(
+        code, 0,
+        "a no-op grow left a backup file: {out}\nlog: {log}"
+    );
     boot.send_line("reboot").unwrap();
     assert_eq!(boot.wait_end(STEP).unwrap(), Ending::Reboot, "log: {log}");
     assert!(boot.env_changes().is_empty(), "{:?}", boot.env_changes());
 
+    // Boot 2: the table on the card gives the kernel the new size; a first-boot service
+    // rerunning `grow && resize2fs` finds nothing to do and succeeds.
     let mut boot = robot.boot().unwrap();
     let l = boot.wait_for("zbot-machine: booted slot=", STEP).unwrap();
     assert!(l.contains("slot=rootfs"), "{l}\nlog: {log}");
     boot.wait_for(VERDICT, STEP).unwrap();
+    assert_eq!(
+        guest_u64(&mut boot, "cat /sys/class/block/vda6/size"),
+        want_size,
+        "log: {log}"
+    );
     let (code, out) = boot.run("partctl check /dev/vda", STEP).unwrap();
     assert_eq!(code, 0, "{out}\nlog: {log}");
+    assert_eq!(df_kib(&mut boot), df_after, "log: {log}");
+    assert_eq!(
+        guest_line(&mut boot, "sha256sum /staging/keep.bin"),
+        keep_sum
+    );
+    assert_eq!(guest_line(&mut boot, "sha256sum /staging/big.bin"), big_sum);
+    let (code, out) = boot.run("ls -d /staging/pending", STEP).unwrap();
+    assert_eq!(code, 0, "{out}\nlog: {log}");
+    let tables_before = table_sums(&mut boot, disk_sectors);
+    let (code, out) = boot
+        .run(
+            "partctl grow staging /dev/vda --yes --backup /data/gpt-grow3.bin && resize2fs /dev/vda6 2>&1",
+            STEP,
+        )
+        .unwrap();
+    assert_eq!(code, 0, "{out}\nlog: {log}");
+    assert!(out.contains("Nothing to do!"), "{out}\nlog: {log}");
+    assert_eq!(
+        table_sums(&mut boot, disk_sectors),
+        tables_before,
+        "log: {log}"
+    );
     boot.send_line("poweroff").unwrap();
     assert_eq!(boot.wait_end(STEP).unwrap(), Ending::PowerOff);
+    assert!(boot.env_changes().is_empty(), "{:?}", boot.env_changes());
+    assert!(
+        robot.env_file().unwrap().unwrap() == env_before,
+        "log: {log}"
+    );
+
+    // On the host: the grown filesystem is consistent and fills the partition.
+    let (blocks, fsck) = check_ext4_slice(robot.disk(), start, want_size);
+    assert_eq!(blocks, fs_blocks, "{fsck}");
+    assert!(
+        robot.part(6).read("/keep.bin").unwrap().as_deref() == Some(&keep[..]),
+        "/keep.bin changed; log: {log}"
+    );
+    let summary = format!(
+        "card {} -> {} sectors; staging {size_before} -> {size_after} sectors at LBA {start}; \
+         df /staging {df_before} -> {df_after} KiB; ext4 {fs_blocks} 1 KiB blocks, e2fsck -fn clean",
+        len / 512,
+        disk_sectors
+    );
+    robot.note(&summary).unwrap();
+    eprintln!("grown card: {summary} (log: {log})");
+}
+
+/// The last line `cmd` prints in the guest (it must succeed), e.g. a checksum.
+fn guest_line(boot: &mut Boot, cmd: &str) -> String {
+    let (code, out) = boot
+        .run(&format!("v=$({cmd}) && echo \"value=$v\""), STEP)
+        .unwrap();
+    assert_eq!(code, 0, "`{cmd}`: {out}");
+    out.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("value="))
+        .unwrap_or_else(|| panic!("`{cmd}` printed no value: {out}"))
+        .trim()
+        .to_string()
+}
+
+fn guest_u64(boot: &mut Boot, cmd: &str) -> u64 {
+    let v = guest_line(boot, cmd);
+    v.parse().unwrap_or_else(|e| panic!("`{cmd}`: {v:?}: {e}"))
+}
+
+/// Size of the mounted /staging in KiB as `df` reports it.
+fn df_kib(boot: &mut Boot) -> u64 {
+    guest_u64(boot, "df -k /staging | awk 'END { print $2 }'")
+}
+
+/// Checksums of the two table areas (LBA 0-33 and the last 33 sectors), read in the guest.
+fn table_sums(boot: &mut Boot, disk_sectors: u64) -> (String, String) {
+    (
+        guest_line(
+            boot,
+            "dd if=/dev/vda bs=512 count=34 2>/dev/null | sha256sum",
+        ),
+        guest_line(
+            boot,
+            &format!(
+                "dd if=/dev/vda bs=512 skip={} 2>/dev/null | sha256sum",
+                disk_sectors - 33
+            ),
+        ),
+    )
+}
+
+/// Copy the partition at `start` (`sectors` long) out of the card, run `e2fsck -fn` on it
+/// (which also complains if the filesystem is larger than the partition) and return the
+/// filesystem's block count from `dumpe2fs -h`, with both outputs.
+fn check_ext4_slice(disk: &std::path::Path, start: u64, sectors: u64) -> (u64, String) {
+    use std::io::{Read, Seek, SeekFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let slice = dir.path().join("staging.ext4");
+    let mut f = std::fs::File::open(disk).unwrap();
+    f.seek(SeekFrom::Start(start * 512)).unwrap();
+    let mut data = Vec::new();
+    f.take(sectors * 512).read_to_end(&mut data).unwrap();
+    assert_eq!(data.len() as u64, sectors * 512);
+    std::fs::write(&slice, &data).unwrap();
+    let run = |prog: &str, args: &[&str]| {
+        let path = find_program(prog).unwrap_or_else(|| panic!("{prog} not found (e2fsprogs)"));
+        let o = std::process::Command::new(path)
+            .args(args)
+            .arg(&slice)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let (code, fsck) = run("e2fsck", &["-fn"]);
+    assert_eq!(code, Some(0), "e2fsck -fn of the grown staging:\n{fsck}");
+    let (code, dump) = run("dumpe2fs", &["-h"]);
+    assert_eq!(code, Some(0), "{dump}");
+    let field = |name: &str| -> u64 {
+        dump.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in dumpe2fs -h:\n{dump}"))
+    };
+    assert_eq!(field("Block size:"), 1024, "{dump}");
+    (field("Block count:"), format!("{fsck}\n{dump}"))
 }
