@@ -58,6 +58,8 @@ need cpio cpio
 need mkfs.vfat dosfstools
 need mcopy mtools
 need mke2fs e2fsprogs
+need resize2fs e2fsprogs
+need ldd libc-bin
 need sgdisk gdisk
 need gzip gzip
 
@@ -139,6 +141,25 @@ printf '%s\n' "${order[@]}" >"$ird/etc/modules.order"
 
 # --- root filesystems --------------------------------------------------------------------------
 slot_size=16M
+# resize2fs as the board gets it: e2fsprogs' dynamically linked program (Buildroot:
+# BR2_PACKAGE_E2FSPROGS_RESIZE2FS) with its shared libraries, here Debian's, at the same paths
+# (ld.so, libc, libext2fs, libe2p, libcom_err: about 2.5 MB). BusyBox has no resize2fs; after
+# `partctl grow staging` it grows the mounted /staging online (scenario 7).
+resize2fs_bin="$(command -v resize2fs)"
+resize2fs_libs=()
+while IFS= read -r lib; do resize2fs_libs+=("$lib"); done < <(
+    ldd "$resize2fs_bin" | sed -n 's/.*=> \(\/[^ ]*\) (0x.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p'
+)
+[ "${#resize2fs_libs[@]}" -ge 2 ] || die "ldd $resize2fs_bin found no shared libraries"
+add_resize2fs() { # add_resize2fs SLOT_DIR
+    local d="$1" lib
+    rm -f "$d/usr/sbin/resize2fs"
+    cp -L "$resize2fs_bin" "$d/usr/sbin/resize2fs"
+    for lib in "${resize2fs_libs[@]}"; do
+        mkdir -p "$d$(dirname "$lib")"
+        cp -L "$lib" "$d$lib"
+    done
+}
 # stage DIR ROLE IMAGE-NAME HEALTH HANG
 stage() {
     local d="$1" role="$2" name="$3" health="$4" hang="$5"
@@ -158,6 +179,7 @@ stage() {
     cp "$bins/bootcount" "$d/usr/bin/bootcount"
     # partctl in every slot: `partctl check /dev/vda` on the running system (scenario 7).
     [ ! -x "$bins/partctl" ] || cp "$bins/partctl" "$d/usr/sbin/partctl"
+    add_resize2fs "$d"
     cp "$m/layout.toml" "$d/etc/zbot-layout.toml"
     cp "$repo/bootcount/dist/S95bootcount" "$d/etc/init.d/S95bootcount"
     cp -a "$repo/bootcount/dist/health.d" "$d/etc/bootcount/"

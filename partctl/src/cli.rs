@@ -1,7 +1,8 @@
 //! Command-line interface: argument parsing (clap) and `run`, which returns the exit code.
 //!
 //! Exit codes: `check`: 0 sound, 1 problems found, 2 could not check. `repair`/`grow`: 0 done
-//! (or nothing to do), 1 refused or not written (dry run, no `--yes`), 2 error.
+//! (or nothing to do: `grow` of a partition that already ends at the card's aligned end), 1
+//! refused or not written (dry run, no `--yes`), 2 error.
 
 use crate::check::{self, Report, Severity};
 use crate::disk::{Patched, Snapshot};
@@ -468,6 +469,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     }
                 };
             print!("Grow plan for {}:\n{}", target.display(), plan.describe());
+            if plan.is_empty() {
+                // Already grown: nothing written, no backup file, success (reruns are safe).
+                return Ok(ExitCode::SUCCESS);
+            }
             if dry_run || !confirm(yes) {
                 println!(
                     "Nothing written{}.",

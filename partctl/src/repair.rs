@@ -461,11 +461,22 @@ pub fn plan_grow<R: Read + Seek>(
     // Idempotent: a grow cut by a power loss and run again ends at the same LBA.
     let new_last = aligned.saturating_sub(1);
     if new_last <= e.last_lba {
-        return Err(Refusal::Grow(format!(
-            "{name:?} already ends at LBA {} (card ends at {})",
+        // Already grown (or no room to grow): not a refusal, and nothing is written (other
+        // differences are `repair`'s business). A first-boot service runs
+        // `partctl grow NAME DEV --yes && resize2fs PART` on every boot; if power was lost
+        // after the grow but before resize2fs, the rerun must succeed so resize2fs still runs.
+        let mut notes = notes;
+        notes.push(format!(
+            "partition {num} ({name}) already ends at LBA {} (the card ends at LBA {}): nothing to grow",
             e.last_lba,
             s.last_lba()
-        )));
+        ));
+        let p = Plan {
+            disk_sectors: s.disk_sectors,
+            writes: Vec::new(),
+            notes,
+        };
+        return Ok((p, num, e.first_lba, e.last_lba - e.first_lba + 1));
     }
     let o = (num as usize - 1) * 128;
     t.gpt.array[o + 40..o + 48].copy_from_slice(&new_last.to_le_bytes());
@@ -598,4 +609,86 @@ pub fn restore<W: Write + Seek>(
         })
         .collect();
     write_sectors(w, &writes, sync)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// The small board layout on a card `extra` sectors larger than its image size, tables
+    /// written as `create` writes them (backup at the end).
+    fn card(extra: u64) -> (Layout, Cursor<Vec<u8>>) {
+        let l = Layout::from_toml(include_str!("../layouts/zbot-duos-small.toml")).unwrap();
+        let n = l.image_sectors() + extra;
+        let mut v = vec![0u8; (n * SECTOR) as usize];
+        for (lba, s) in Tables::from_layout(&l, n).sectors() {
+            v[(lba * SECTOR) as usize..((lba + 1) * SECTOR) as usize].copy_from_slice(&s);
+        }
+        (l, Cursor::new(v))
+    }
+
+    fn snap(c: &mut Cursor<Vec<u8>>) -> Snapshot {
+        Snapshot::from_reader(c).unwrap()
+    }
+
+    #[test]
+    fn grow_ends_on_the_last_aligned_lba_before_the_backup() {
+        let (l, mut c) = card(16 << 11);
+        let s = snap(&mut c);
+        let placed = l.place();
+        let staging = placed.last().unwrap();
+        let (p, num, start, sectors) = plan_grow(&mut c, &s, "staging", 2048).unwrap();
+        assert_eq!((num, start), (6, staging.first));
+        // 16 MiB more card, the old end was 1 MiB aligned: exactly 16 MiB more partition.
+        assert_eq!(sectors, staging.last + 1 - staging.first + (16 << 11));
+        assert_eq!((start + sectors) % 2048, 0);
+        assert!(
+            start + sectors - 1 <= s.last_lba() - 1 - 32,
+            "below the backup array"
+        );
+        assert!(!p.is_empty());
+    }
+
+    /// A second grow is a no-op: Ok, no writes, the current size, a note saying why. (It used
+    /// to be a refusal, exit 1, so `partctl grow staging --yes && resize2fs` stopped before
+    /// resize2fs when rerun after a power cut between the two.)
+    #[test]
+    fn second_grow_plans_nothing_and_reports_the_current_size() {
+        let (_, mut c) = card(16 << 11);
+        let s = snap(&mut c);
+        let (p, _, start, sectors) = plan_grow(&mut c, &s, "staging", 2048).unwrap();
+        apply(&mut c, &p, |_| Ok(())).unwrap();
+        let grown = c.get_ref().clone();
+        let s = snap(&mut c);
+        assert!(crate::check::check(&s, None).is_sound());
+        let (p2, num, start2, sectors2) = plan_grow(&mut c, &s, "staging", 2048).unwrap();
+        assert!(p2.is_empty(), "{}", p2.describe());
+        assert_eq!((num, start2, sectors2), (6, start, sectors));
+        assert!(
+            p2.describe().contains("nothing to grow") && p2.describe().contains("nothing to write"),
+            "{}",
+            p2.describe()
+        );
+        assert!(*c.get_ref() == grown);
+    }
+
+    #[test]
+    fn grow_without_room_is_a_no_op_and_other_refusals_stay() {
+        let (l, mut c) = card(0);
+        let s = snap(&mut c);
+        let placed = l.place();
+        let staging = placed.last().unwrap();
+        let (p, _, _, sectors) = plan_grow(&mut c, &s, "staging", 2048).unwrap();
+        assert!(p.is_empty(), "{}", p.describe());
+        assert_eq!(sectors, staging.last + 1 - staging.first);
+        assert!(matches!(
+            plan_grow(&mut c, &s, "data", 2048),
+            Err(Refusal::Grow(m)) if m.contains("only the last partition can grow")
+        ));
+        assert!(matches!(
+            plan_grow(&mut c, &s, "nope", 2048),
+            Err(Refusal::Grow(m)) if m.contains("no partition named")
+        ));
+    }
 }

@@ -190,8 +190,26 @@ fn grow_refuses_before_repair_on_a_larger_card() {
         "growable staging may exceed the layout: {}",
         o.stdout
     );
-    let o = partctl(&["grow", "staging", img.to_str().unwrap(), "--yes"]);
-    assert_eq!(o.code, 1, "already grown: {}{}", o.stdout, o.stderr);
+    // Already grown: a no-op that succeeds (reruns of `grow ... && resize2fs` are safe),
+    // writes nothing and leaves no backup file.
+    let crc = file_crc(&img);
+    let b3 = d.path().join("b3");
+    let o = partctl(&[
+        "grow",
+        "staging",
+        img.to_str().unwrap(),
+        "--yes",
+        "--backup",
+        b3.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 0, "already grown: {}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("already ends at LBA") && o.stdout.contains("nothing to write"),
+        "{}",
+        o.stdout
+    );
+    assert!(!b3.exists(), "no backup file for a no-op");
+    assert_eq!(file_crc(&img), crc, "the image is unchanged");
     let o = partctl(&["grow", "data", img.to_str().unwrap(), "--yes"]);
     assert_eq!(o.code, 1);
     assert!(
