@@ -41,6 +41,15 @@ pub const SETUP_SCRIPT: &str = "scripts/setup-debian.sh";
 /// Script that builds the U-Boot peers into the cache.
 pub const BUILD_SCRIPT: &str = "qemu/build-uboot.sh";
 
+/// A number from the environment variable `name` (test knobs such as `ZBOT_CUTS`), else
+/// `default` (also when it does not parse).
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The root of the repository (the parent of this crate's directory).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

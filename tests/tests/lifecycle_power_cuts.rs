@@ -594,21 +594,14 @@ fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
     })
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Scenario 6 (see the module doc).
 #[test]
 fn power_cuts() {
     let image = MachineImage::with_policy();
-    let cuts = env_u64("ZBOT_CUTS", 4);
-    let seed = env_u64("ZBOT_CUT_SEED", 1);
+    let cuts = zbot_tests::env_number::<u64>("ZBOT_CUTS", 4);
+    let seed = zbot_tests::env_number::<u64>("ZBOT_CUT_SEED", 1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let jobs = env_u64("ZBOT_CUT_JOBS", 2)
+    let jobs = zbot_tests::env_number::<u64>("ZBOT_CUT_JOBS", 2)
         .clamp(1, cores.max(1))
         .min(cuts.max(1));
     let cfg = SlotConfig::load(&repo_root().join("qemu/machine/slots.toml")).unwrap();

@@ -17,13 +17,6 @@ use zbot_tests::differential::{
     run_batch, shrink, Rng,
 };
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn generated_script_agrees_with_the_engine() {
     let cfgs = configs();
@@ -31,14 +24,14 @@ fn generated_script_agrees_with_the_engine() {
     let mut cases: Vec<(usize, fw_env::Vars)> =
         enumeration(&bases[0]).into_iter().map(|v| (0, v)).collect();
     let enumerated = cases.len();
-    let seed = env_usize("ZBOT_DIFF_SEED", 20261124) as u64;
-    let random = env_usize("ZBOT_DIFF_RANDOM", 5000);
+    let seed = zbot_tests::env_number::<usize>("ZBOT_DIFF_SEED", 20261124) as u64;
+    let random = zbot_tests::env_number::<usize>("ZBOT_DIFF_RANDOM", 5000);
     let mut rng = Rng::new(seed);
     for _ in 0..random {
         let c = rng.below(cfgs.len());
         cases.push((c, random_case(&mut rng, &cfgs[c].0, &bases[c])));
     }
-    let batch = env_usize("ZBOT_DIFF_BATCH", 1500);
+    let batch = zbot_tests::env_number::<usize>("ZBOT_DIFF_BATCH", 1500);
 
     let dir = tempfile::tempdir().unwrap();
     let (disk, init) = campaign_disk(dir.path()).unwrap();

@@ -20,13 +20,6 @@ use std::time::{Duration, Instant};
 use zbot_tests::bootloop::{classify, loaded_vars, FileState, Robot};
 use zbot_tests::differential::Rng;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A scenario: its name and the variables set on top of the default environment.
 type Scenario = (
     &'static str,
@@ -60,9 +53,9 @@ const SCENARIOS: &[Scenario] = &[
 
 #[test]
 fn power_cut_during_saveenv_still_boots_a_valid_slot() {
-    let cuts = env_usize("ZBOT_CUTS", 100);
-    let seed = env_usize("ZBOT_CUT_SEED", 4242) as u64;
-    let max_delay_us = env_usize("ZBOT_CUT_MAX_US", 15_000) as u64;
+    let cuts = zbot_tests::env_number::<usize>("ZBOT_CUTS", 100);
+    let seed = zbot_tests::env_number::<usize>("ZBOT_CUT_SEED", 4242) as u64;
+    let max_delay_us = zbot_tests::env_number::<usize>("ZBOT_CUT_MAX_US", 15_000) as u64;
     let slots = bootcount::slots::BUILTIN_TOML;
     let r = Robot::new(slots, &[]).unwrap();
     let disk = r.disk.path().to_path_buf();
