@@ -6,7 +6,7 @@
 //! ```sh
 //! ZBOT_CUTS=200 cargo test -p zbot-tests --test lifecycle_policy power_cuts -- --nocapture
 //!     # the full power-cut campaign (about 30 s per cut)
-//! qemu/demo.sh   # the demo (an ignored test of this file)
+//! qemu/demo.sh   # the demo: good update, three bad ones, reinstall (an ignored test here)
 //! ```
 //!
 //! Logs: `target/zbot-machine/logs/<test>.log`; the campaign's summary also goes to
@@ -14,7 +14,9 @@
 
 use std::time::Duration;
 
-use zbot_tests::machine::{work_dir, Ending, Machine, MachineImage, Outcome, Update};
+use zbot_tests::machine::{
+    env_image_vars, work_dir, Boot, Ending, Machine, MachineImage, Outcome, Update,
+};
 
 const STEP: Duration = Duration::from_secs(120);
 /// The harness's watchdog: a boot with no health verdict by then is power cycled.
@@ -303,168 +305,554 @@ fn rng_is_deterministic() {
     );
 }
 
-/// One row of the demo's summary.
-struct Row {
-    boot: usize,
-    what: String,
-    o: Outcome,
-    ending: String,
-    env: Vec<String>,
+/// The demo's watchdog: a boot with no health verdict by then is power cycled, as the board's
+/// hardware watchdog does. Shorter than the tests' [`WATCHDOG`] so that the hanging update's
+/// three attempts take one minute: a healthy boot reaches its verdict in about 4.5 s (up to
+/// 9 s with other QEMUs on the 2 cores), well within it. A healthy boot that missed it would
+/// count as a failed attempt, and the demo's checks would fail saying so.
+const DEMO_WATCHDOG: Duration = Duration::from_secs(20);
+
+/// What the demo types once a boot is healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// `poweroff`.
+    PowerOff,
+    /// `bootcount boot-once otafs --reboot`: rootfs hands over to the updater in otafs.
+    HandOver,
+    /// In a healthy otafs: the env's rollback record (`fw-env print`), `bootcount status`,
+    /// `bootcount ack`, `poweroff`. In a healthy rootfs: `poweroff`.
+    Inspect,
 }
 
-/// Power on, follow the boot to its verdict, run `then` in a healthy system (or nothing), and
-/// let it end; print the boot as it goes.
-fn demo_boot(robot: &mut Machine, what: &str, then: Option<&str>, rows: &mut Vec<Row>) {
-    let log = robot.log_path().display().to_string();
-    println!("\n--- boot {}: {what}", robot.boots() + 1);
-    let (mut boot, o) = robot.boot_to_verdict(WATCHDOG).unwrap();
-    println!(
-        "    U-Boot booted {}; Linux: {}; health verdict: {}",
-        o.uboot_slot.as_deref().unwrap_or("-"),
-        match (&o.slot, &o.image) {
-            (Some(s), Some(i)) => format!("{s} ({i})"),
-            _ => "no usable root filesystem".into(),
-        },
-        match (o.verdict, o.verdict_secs) {
-            (Some(v), Some(t)) => format!("exit {v} at {t:.1} s"),
-            _ => "none".into(),
-        }
-    );
-    for l in boot.lines() {
-        if l.contains("is healthy:") || l.contains("is unhealthy:") || l.contains("zbot-update:") {
-            println!("    | {}", l.trim());
-        }
+/// What the demo saw in an inspected recovery boot.
+struct Inspection {
+    /// `fw-env print` of `next_boot` and the rollback variables: exit status (1: one unset).
+    env_code: i32,
+    /// `bootcount status --json` before `bootcount ack`.
+    status: serde_json::Value,
+    /// `bootcount status` as printed on the console, before `bootcount ack`.
+    status_text: String,
+    /// `bootcount ack`'s exit status.
+    ack_code: i32,
+    /// `last_rollback` of `bootcount status --json` after `bootcount ack`.
+    after_ack: serde_json::Value,
+}
+
+/// One boot of the demo, as measured.
+struct DemoBoot {
+    number: usize,
+    o: Outcome,
+    ending: Ending,
+    /// Net change of `/uboot.env` over the boot, one line per variable ([`Boot::env_changes`]).
+    env: Vec<String>,
+    /// `Saving Environment` lines U-Boot printed in this boot (its `saveenv`s).
+    uboot_saves: usize,
+    inspected: Option<Inspection>,
+}
+
+impl DemoBoot {
+    /// The otafs boot that installed a package and started a trial (it reboots by itself).
+    fn installed(&self) -> bool {
+        self.o.slot.as_deref() == Some("otafs") && self.o.verdict.is_none()
     }
-    let ending = if let Some(e) = o.ending {
-        e
-    } else {
-        let cmd = then.unwrap_or("poweroff");
-        println!("    $ {cmd}");
-        let n = boot.lines().len();
-        boot.send_line(cmd).unwrap();
-        let e = boot.wait_end(STEP).unwrap();
-        if cmd.contains("status") {
-            for l in boot.lines().iter().skip(n + 1) {
-                if l.contains("going down") || l.contains("umount:") {
-                    break;
-                }
-                println!("    | {l}");
+
+    /// The slot U-Boot booted and what became of it, for the summary.
+    fn token(&self) -> String {
+        let what = match (self.o.verdict, self.ending) {
+            (Some(0), _) => "ok",
+            (Some(_), _) => "unhealthy",
+            (None, Ending::Killed) => "hung",
+            (None, Ending::Panic) => "panic",
+            (None, _) if self.installed() => "install",
+            (None, _) => "failed",
+        };
+        format!("{} {what}", self.o.uboot_slot.as_deref().unwrap_or("?"))
+    }
+}
+
+/// One part of the story: the first boot, or an update from its arrival to a working slot.
+struct Chapter {
+    title: &'static str,
+    /// A bad update: the trial boots it must get and the start of its rollback reason.
+    expect: Option<(usize, &'static str)>,
+    boots: Vec<DemoBoot>,
+}
+
+impl Chapter {
+    /// Boots of the new rootfs after the install, up to and including the first healthy boot
+    /// (in any slot): the attempts the trial got.
+    fn trial_boots(&self) -> Option<usize> {
+        let i = self.boots.iter().position(DemoBoot::installed)?;
+        let mut n = 0;
+        for b in &self.boots[i + 1..] {
+            if b.o.uboot_slot.as_deref() == Some("rootfs") {
+                n += 1;
+            }
+            if b.o.verdict == Some(0) {
+                break;
             }
         }
-        e
-    };
-    println!("    ended: {ending:?}");
-    for c in boot.env_changes() {
-        println!("    env: {c}");
+        Some(n)
     }
-    if boot.env_changes().is_empty() {
-        println!("    env: unchanged");
+
+    /// The boots' path, runs of the same token folded: `rootfs hung x3`.
+    fn path(&self) -> String {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for b in &self.boots {
+            let t = b.token();
+            match out.last_mut() {
+                Some((last, n)) if *last == t => *n += 1,
+                _ => out.push((t, 1)),
+            }
+        }
+        out.iter()
+            .map(|(t, n)| {
+                if *n > 1 {
+                    format!("{t} x{n}")
+                } else {
+                    t.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" > ")
     }
-    rows.push(Row {
-        boot: robot.boots(),
-        what: what.into(),
-        o,
-        ending: format!("{ending:?}"),
-        env: boot.env_changes().to_vec(),
-    });
-    let _ = log;
+
+    /// Boots that changed `/uboot.env`, and the variable changes (net per boot).
+    fn env_changed(&self) -> (usize, usize) {
+        (
+            self.boots.iter().filter(|b| !b.env.is_empty()).count(),
+            self.boots.iter().map(|b| b.env.len()).sum(),
+        )
+    }
 }
 
-/// The demo (docs/qemu.md): a robot's life on real U-Boot and Linux. A healthy boot, a good
-/// update through otafs, a bad update (its root filesystem is unusable) rolled back after
-/// `bootlimit` attempts, and the good update installed again from recovery. Ends with a
-/// one-screen summary. Run by `qemu/demo.sh`.
+/// The boot policy's variables in the env file (`next_boot`, `zbot_*` but the board's), or
+/// what U-Boot would find instead of a valid file.
+fn policy_vars(robot: &Machine) -> String {
+    let board = ["zbot_devtype", "zbot_devnum", "zbot_bootpart"];
+    match robot.env_file() {
+        Ok(Some(f)) => match env_image_vars(&f) {
+            Some(vars) => vars
+                .iter()
+                .filter(|(n, _)| {
+                    n == "next_boot" || (n.starts_with("zbot_") && !board.contains(&n.as_str()))
+                })
+                .map(|(n, v)| {
+                    if v.contains(' ') {
+                        format!("{n}={v:?}")
+                    } else {
+                        format!("{n}={v}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => "bad CRC (U-Boot would use its compiled-in env)".into(),
+        },
+        Ok(None) => "no /uboot.env (U-Boot would use its compiled-in env)".into(),
+        Err(e) => format!("unreadable ({e})"),
+    }
+}
+
+/// Run `cmd` in the boot's shell, printing it and its output; returns (status, output).
+fn demo_run(boot: &mut Boot, cmd: &str) -> (i32, String) {
+    println!("    $ {cmd}");
+    let (code, out) = boot.run(cmd, STEP).unwrap();
+    for l in out.lines() {
+        println!("    | {l}");
+    }
+    if code != 0 {
+        println!("    (exit {code})");
+    }
+    (code, out)
+}
+
+/// The demo robot and its story so far.
+struct Demo {
+    robot: Machine,
+    chapters: Vec<Chapter>,
+}
+
+impl Demo {
+    /// Start a part of the story: a heading, and the update package (if any) put into the
+    /// download area, where otafs's updater finds it at its next boot.
+    fn chapter(&mut self, title: &'static str, heading: &str, update: Option<Update>) {
+        println!("\n=== {heading}");
+        if let Some(u) = update {
+            self.robot.stage_update(u).unwrap();
+            println!("    (package {} put into /staging/pending)", u.file_name());
+        }
+        self.robot.note(&format!("demo: {heading}")).unwrap();
+        self.chapters.push(Chapter {
+            title,
+            expect: None,
+            boots: Vec::new(),
+        });
+    }
+
+    /// Power on, follow the boot to its health verdict, do `then` in a healthy system, let the
+    /// boot end, and print it as it goes: the env before, the slot, the verdict, how it ended
+    /// and the env's changes.
+    fn boot(&mut self, what: &str, then: Then) -> &DemoBoot {
+        let robot = &mut self.robot;
+        println!("\n--- boot {}: {what}", robot.boots() + 1);
+        println!("    env before: {}", policy_vars(robot));
+        let (mut boot, o) = robot.boot_to_verdict(DEMO_WATCHDOG).unwrap();
+        let lines = boot.lines();
+        let uboot_saves = lines
+            .iter()
+            .filter(|l| l.contains("Saving Environment to"))
+            .count();
+        println!(
+            "    U-Boot booted {}{}; Linux: {}; health verdict: {}",
+            o.uboot_slot.as_deref().unwrap_or("-"),
+            match uboot_saves {
+                0 => String::new(),
+                n => format!(" (after {n} saveenv)"),
+            },
+            match (&o.slot, &o.image) {
+                (Some(s), Some(i)) => format!("{s} ({i})"),
+                _ => "no usable root filesystem".into(),
+            },
+            match (o.verdict, o.verdict_secs) {
+                (Some(v), Some(t)) => format!("exit {v} at {t:.1} s"),
+                _ => "none".into(),
+            }
+        );
+        for l in &lines {
+            if l.contains("is healthy:")
+                || l.contains("is unhealthy:")
+                || l.contains("zbot-update:")
+                || l.contains("zbot-machine: this image hangs")
+                || l.contains("zbot-initramfs:")
+                || l.contains("Kernel panic")
+            {
+                println!("    | {}", l.trim());
+            }
+        }
+        let mut inspected = None;
+        let ending = match o.ending {
+            Some(e) => e,
+            None => {
+                if then == Then::Inspect && o.healthy_in("otafs") {
+                    // What the env holds now, after U-Boot's decision: the net change printed
+                    // at the end would not show a rollback record that `ack` clears again.
+                    let (env_code, _) = demo_run(
+                        &mut boot,
+                        "fw-env print next_boot zbot_bad_rootfs zbot_rb_slot zbot_rb_reason",
+                    );
+                    let (_, status_text) = demo_run(&mut boot, "bootcount status");
+                    let status = boot.status(STEP).unwrap();
+                    let (ack_code, _) = demo_run(&mut boot, "bootcount ack");
+                    let after_ack = boot.status(STEP).unwrap()["last_rollback"].clone();
+                    inspected = Some(Inspection {
+                        env_code,
+                        status,
+                        status_text,
+                        ack_code,
+                        after_ack,
+                    });
+                }
+                let cmd = match then {
+                    Then::HandOver => "bootcount boot-once otafs --reboot",
+                    _ => "poweroff",
+                };
+                println!("    $ {cmd}");
+                boot.send_line(cmd).unwrap();
+                boot.wait_end(STEP).unwrap()
+            }
+        };
+        match ending {
+            Ending::Killed => println!(
+                "    ended: no health verdict within {} s: the harness's watchdog power-cycled \
+                 it (on the board: the hardware watchdog)",
+                DEMO_WATCHDOG.as_secs()
+            ),
+            Ending::Panic => println!("    ended: kernel panic, reboot (panic=1)"),
+            Ending::Reboot => println!("    ended: reboot"),
+            Ending::PowerOff => println!("    ended: power off"),
+            e => println!("    ended: {e:?}"),
+        }
+        let env = boot.env_changes().to_vec();
+        if env.is_empty() {
+            println!("    env after: unchanged (byte for byte)");
+        }
+        for c in &env {
+            println!("    env after: {c}");
+        }
+        let chapter = self.chapters.last_mut().expect("a chapter");
+        chapter.boots.push(DemoBoot {
+            number: robot.boots(),
+            o,
+            ending,
+            env,
+            uboot_saves,
+            inspected,
+        });
+        chapter.boots.last().unwrap()
+    }
+
+    /// A bad update pushed while the robot runs rootfs (`hand_over`: it hands over to otafs
+    /// first) or otafs (its updater installs it at once): the trial boots, until a healthy
+    /// otafs shows the env's rollback record and `bootcount status`, and acknowledges it.
+    /// Checked afterwards ([`check_bad_update`]): `attempts` trial boots, the reason starting
+    /// with `reason`.
+    fn bad_update(&mut self, title: &'static str, heading: &str, u: Update, hand_over: bool) {
+        let log = self.robot.log_path().display().to_string();
+        let (attempts, reason, attempt) = match u {
+            Update::Unhealthy => (1, "health", "the health check fails"),
+            Update::Hang => (BOOTLIMIT, "bootlimit", "init hangs"),
+            Update::Garbage => (BOOTLIMIT, "bootlimit", "no root filesystem"),
+            Update::Good => unreachable!("a bad update"),
+        };
+        self.chapter(title, heading, Some(u));
+        self.chapters.last_mut().unwrap().expect = Some((attempts, reason));
+        if hand_over {
+            self.boot("rootfs v2 hands over to the updater", Then::HandOver);
+        }
+        self.boot(
+            "otafs installs the update and starts the trial",
+            Then::Inspect,
+        );
+        for n in 1.. {
+            let what = if n <= attempts {
+                format!("trial of the new rootfs, attempt {n} (at most {BOOTLIMIT}): {attempt}")
+            } else {
+                "back in the recovery system: what happened?".to_string()
+            };
+            if self.boot(&what, Then::Inspect).o.verdict == Some(0) {
+                break;
+            }
+            assert!(
+                n <= BOOTLIMIT,
+                "{title}: more than bootlimit failing boots in a row; log: {log}"
+            );
+        }
+    }
+}
+
+/// A bad update's chapter: installed, exactly its trial boots, then a healthy otafs whose env
+/// and `bootcount status` name rootfs and the reason, and `bootcount ack` cleared the record.
+fn check_bad_update(c: &Chapter, log: &str) {
+    let (attempts, reason) = c.expect.expect("a bad update");
+    let title = c.title;
+    assert!(
+        c.boots.iter().any(DemoBoot::installed),
+        "{title}: not installed: {}\nlog: {log}",
+        c.path()
+    );
+    assert_eq!(
+        c.trial_boots(),
+        Some(attempts),
+        "{title}: trial boots: {}\nlog: {log}",
+        c.path()
+    );
+    let last = c.boots.last().unwrap();
+    assert!(
+        last.o.healthy_in("otafs"),
+        "{title}: not back in a working otafs: {:?}\nlog: {log}",
+        last.o
+    );
+    let i = last.inspected.as_ref().expect("inspected");
+    assert_eq!(
+        i.env_code, 0,
+        "{title}: no rollback record in the env; log: {log}"
+    );
+    let rb = &i.status["last_rollback"];
+    assert_eq!(rb["slot"], "rootfs", "{title}: {}\nlog: {log}", i.status);
+    let shown = rb["reason"].as_str().unwrap_or("");
+    assert!(
+        shown.starts_with(reason),
+        "{title}: reason {shown:?}, expected {reason}...; log: {log}"
+    );
+    assert!(
+        i.status_text.contains(shown),
+        "{title}: the reason is not in bootcount status:\n{}\nlog: {log}",
+        i.status_text
+    );
+    assert!(
+        i.status["trial"].is_null(),
+        "{title}: {}\nlog: {log}",
+        i.status
+    );
+    assert_eq!(i.ack_code, 0, "{title}: bootcount ack failed; log: {log}");
+    assert!(
+        i.after_ack.is_null(),
+        "{title}: ack left {}\nlog: {log}",
+        i.after_ack
+    );
+}
+
+/// A good update's chapter: one trial boot of rootfs v2, healthy, committed (the trial
+/// variables are gone from the env).
+fn check_good_update(c: &Chapter, log: &str) {
+    assert_eq!(
+        c.trial_boots(),
+        Some(1),
+        "{}: {}\nlog: {log}",
+        c.title,
+        c.path()
+    );
+    let i = c.boots.iter().position(DemoBoot::installed).unwrap();
+    let trial = &c.boots[i + 1];
+    assert!(trial.o.healthy_in("rootfs"), "{:?}\nlog: {log}", trial.o);
+    assert_eq!(trial.o.image.as_deref(), Some("rootfs v2"), "log: {log}");
+    assert!(
+        trial
+            .env
+            .iter()
+            .any(|c| c.starts_with("zbot_trial:") && c.ends_with("-> (unset)")),
+        "{}: the trial was not committed: {:?}\nlog: {log}",
+        c.title,
+        trial.env
+    );
+}
+
+/// The demo (docs/qemu.md): a robot's life on real U-Boot and Linux, as a story to follow.
+/// A healthy boot; a good update through otafs (install, trial, commit); three bad updates,
+/// each rolled back to the recovery system, where the env's rollback record and `bootcount
+/// status` show the reason and `bootcount ack` clears it: one whose health check fails (1
+/// attempt, "health: ..."), one whose init hangs (the harness's watchdog power-cycles each of
+/// `bootlimit` attempts: "bootlimit"), one whose root filesystem is unusable (kernel panic,
+/// `bootlimit` attempts); then the good update installed again from recovery, ending healthy
+/// in rootfs v2. Every boot shows the policy's variables before it, the slot U-Boot chose
+/// (and its saves), the health verdict, how it ended and the env's net changes. It ends with
+/// a one-screen summary per update (boots, trial attempts, env changes measured from the env
+/// file, U-Boot's saves, the reason), then checks like a test: each bad update ends in a
+/// healthy otafs after exactly its attempts (1, 3, 3) with its reason in `bootcount status`,
+/// each good one is committed after one trial boot. Run by `qemu/demo.sh` (about 4-5 min on 2
+/// cores).
 #[test]
 #[ignore = "the demo: qemu/demo.sh (needs the generated boot script)"]
 fn demo() {
-    let image = image();
-    let mut robot = Machine::new(image, "demo").unwrap();
-    let mut rows = Vec::new();
+    let started = std::time::Instant::now();
+    let mut d = Demo {
+        robot: Machine::new(image(), "demo").unwrap(),
+        chapters: Vec::new(),
+    };
+    let log = d.robot.log_path().display().to_string();
     println!(
         "ZBot lifecycle demo: real U-Boot 2023.01 (board env backend) + Debian Linux under QEMU"
     );
-    println!("log of every boot: {}", robot.log_path().display());
-
-    demo_boot(&mut robot, "fresh robot", None, &mut rows);
-
-    println!("\n=== an update arrives (rootfs v2, healthy)");
-    robot.stage_update(Update::Good).unwrap();
-    demo_boot(
-        &mut robot,
-        "rootfs v1 hands over to the updater",
-        Some("bootcount boot-once otafs --reboot"),
-        &mut rows,
-    );
-    demo_boot(
-        &mut robot,
-        "otafs installs the update and starts the trial",
-        None,
-        &mut rows,
-    );
-    demo_boot(&mut robot, "trial of rootfs v2", None, &mut rows);
-    demo_boot(&mut robot, "normal boot", None, &mut rows);
-
-    println!("\n=== a bad update arrives (its root filesystem is unusable)");
-    robot.stage_update(Update::Garbage).unwrap();
-    demo_boot(
-        &mut robot,
-        "rootfs v2 hands over to the updater",
-        Some("bootcount boot-once otafs --reboot"),
-        &mut rows,
-    );
-    demo_boot(
-        &mut robot,
-        "otafs installs the update and starts the trial",
-        None,
-        &mut rows,
-    );
-    for n in 1..=BOOTLIMIT {
-        demo_boot(&mut robot, &format!("trial attempt {n}"), None, &mut rows);
-    }
-    demo_boot(
-        &mut robot,
-        "after the boot limit",
-        Some("bootcount status; bootcount ack; poweroff"),
-        &mut rows,
-    );
-
-    println!("\n=== the good update is pushed again, to the recovery system");
-    robot.stage_update(Update::Good).unwrap();
-    demo_boot(
-        &mut robot,
-        "otafs installs it and starts the trial",
-        None,
-        &mut rows,
-    );
-    demo_boot(&mut robot, "trial of rootfs v2", None, &mut rows);
-
-    println!("\n=== summary");
     println!(
-        "{:>4}  {:<48} {:<8} {:<22} {:>7}  {:<9} env writes",
-        "boot", "step", "slot", "image", "verdict", "ended"
+        "bootlimit {BOOTLIMIT}; a boot with no health verdict within {} s is power-cycled by the \
+         harness's watchdog (on the board: the hardware watchdog)",
+        DEMO_WATCHDOG.as_secs()
     );
-    for r in &rows {
+    println!("log of every boot: {log}");
+
+    d.chapter("fresh robot", "a fresh robot is switched on", None);
+    d.boot("first boot", Then::PowerOff);
+
+    d.chapter(
+        "good update: rootfs v2",
+        "a good update arrives (rootfs v2)",
+        Some(Update::Good),
+    );
+    d.boot("rootfs v1 hands over to the updater", Then::HandOver);
+    d.boot(
+        "otafs installs the update and starts the trial",
+        Then::PowerOff,
+    );
+    d.boot("trial of rootfs v2", Then::PowerOff);
+    d.boot("normal boot", Then::PowerOff);
+
+    d.bad_update(
+        "bad update 1: unhealthy",
+        "bad update 1 of 3: rootfs v2-unhealthy, its required health check fails",
+        Update::Unhealthy,
+        true,
+    );
+    d.bad_update(
+        "bad update 2: init hangs",
+        "bad update 2 of 3, pushed to the recovery system: its init hangs before the health \
+         check",
+        Update::Hang,
+        false,
+    );
+    d.bad_update(
+        "bad update 3: unusable root",
+        "bad update 3 of 3, pushed to the recovery system: its root filesystem is unusable",
+        Update::Garbage,
+        false,
+    );
+
+    d.chapter(
+        "good update again",
+        "the good update is pushed again, to the recovery system",
+        Some(Update::Good),
+    );
+    d.boot("otafs installs it and starts the trial", Then::PowerOff);
+    d.boot("trial of rootfs v2", Then::PowerOff);
+
+    let secs = started.elapsed().as_secs();
+    println!(
+        "\n=== summary ({} min {} s; bootlimit {BOOTLIMIT}, watchdog {} s)",
+        secs / 60,
+        secs % 60,
+        DEMO_WATCHDOG.as_secs()
+    );
+    println!(
+        "{:<27} {:>5} {:>6}  {:<16} {:>7}  ended in",
+        "update", "boots", "trials", "env changed", "saveenv"
+    );
+    for c in &d.chapters {
+        let last = c.boots.last().unwrap();
+        let (written, vars) = c.env_changed();
         println!(
-            "{:>4}  {:<48} {:<8} {:<22} {:>7}  {:<9} {}",
-            r.boot,
-            r.what,
-            r.o.uboot_slot.as_deref().unwrap_or("-"),
-            r.o.image.as_deref().unwrap_or("(no root)"),
-            r.o.verdict
-                .map(|v| format!("{v} {:.1}s", r.o.verdict_secs.unwrap_or(0.0)))
-                .unwrap_or("-".into()),
-            r.ending,
-            if r.env.is_empty() {
-                "none".to_string()
+            "{:<27} {:>5} {:>6}  {:<16} {:>7}  {} ({}), {}",
+            c.title,
+            c.boots.len(),
+            c.trial_boots().map(|n| n.to_string()).unwrap_or("-".into()),
+            format!("{written} boots, {vars} vars"),
+            c.boots.iter().map(|b| b.uboot_saves).sum::<usize>(),
+            last.o.slot.as_deref().unwrap_or("?"),
+            last.o.image.as_deref().unwrap_or("?"),
+            if last.o.verdict == Some(0) {
+                "healthy"
             } else {
-                r.env.join("; ")
+                "not healthy"
             }
         );
+        println!(
+            "    boots {}-{}: {}",
+            c.boots[0].number,
+            last.number,
+            c.path()
+        );
+        if let Some(i) = &last.inspected {
+            let rb = &i.status["last_rollback"];
+            println!(
+                "    rolled back from {}: {}",
+                rb["slot"].as_str().unwrap_or("?"),
+                rb["reason"].as_str().unwrap_or("?")
+            );
+        }
     }
-    let last = rows.last().unwrap();
-    assert!(
-        last.o.healthy_in("rootfs"),
-        "the demo must end in a healthy rootfs"
+    let boots: Vec<&DemoBoot> = d.chapters.iter().flat_map(|c| &c.boots).collect();
+    println!(
+        "total: {} boots; {} changed /uboot.env ({} variable changes); U-Boot saved it {} times",
+        boots.len(),
+        boots.iter().filter(|b| !b.env.is_empty()).count(),
+        boots.iter().map(|b| b.env.len()).sum::<usize>(),
+        boots.iter().map(|b| b.uboot_saves).sum::<usize>()
     );
-    assert_eq!(last.o.image.as_deref(), Some("rootfs v2"));
+    println!(
+        "trials: boots of the new rootfs until a healthy slot. env changed: boots that changed \
+         /uboot.env, and\nthe variables they changed (net per boot, measured from the file). \
+         saveenv: U-Boot's saves (console)."
+    );
+
+    check_good_update(&d.chapters[1], &log);
+    for c in d.chapters.iter().filter(|c| c.expect.is_some()) {
+        check_bad_update(c, &log);
+    }
+    assert_eq!(d.chapters.iter().filter(|c| c.expect.is_some()).count(), 3);
+    let c = d.chapters.last().unwrap();
+    check_good_update(c, &log);
+    let last = c.boots.last().unwrap();
+    assert!(
+        last.o.healthy_in("rootfs") && last.o.image.as_deref() == Some("rootfs v2"),
+        "the demo must end healthy in rootfs v2: {:?}\nlog: {log}",
+        last.o
+    );
 }
