@@ -12,7 +12,9 @@
 
 use std::time::Duration;
 
-use zbot_tests::machine::{env_image_vars, Boot, Ending, Machine, MachineImage, Outcome, Update};
+use zbot_tests::machine::{
+    env_image_vars, Boot, Ending, EnvWrites, Machine, MachineImage, Outcome, Update,
+};
 
 const STEP: Duration = Duration::from_secs(120);
 /// The harness's watchdog: a boot with no health verdict by then is power cycled.
@@ -192,6 +194,8 @@ struct DemoBoot {
     env: Vec<String>,
     /// `Saving Environment` lines U-Boot printed in this boot (its `saveenv`s).
     uboot_saves: usize,
+    /// What reached the env partition (QEMU's block layer): the flash wear.
+    writes: EnvWrites,
     inspected: Option<Inspection>,
 }
 
@@ -269,6 +273,14 @@ impl Chapter {
             self.boots.iter().map(|b| b.env.len()).sum(),
         )
     }
+}
+
+/// KiB written to the env partition by U-Boot and by Linux over `boots`: "U/L".
+fn kib<'a>(boots: impl Iterator<Item = &'a DemoBoot>) -> String {
+    let (u, l) = boots.fold((0, 0), |(u, l), b| {
+        (u + b.writes.uboot_bytes, l + b.writes.linux_bytes)
+    });
+    format!("{}/{}", u.div_ceil(1024), l.div_ceil(1024))
 }
 
 /// The boot policy's variables in the env file (`next_boot`, `zbot_*` but the board's), or
@@ -424,6 +436,8 @@ impl Demo {
         for c in &env {
             println!("    env after: {c}");
         }
+        let writes = boot.env_writes();
+        println!("    env partition written: {writes}");
         let chapter = self.chapters.last_mut().expect("a chapter");
         chapter.boots.push(DemoBoot {
             number: robot.boots(),
@@ -431,6 +445,7 @@ impl Demo {
             ending,
             env,
             uboot_saves,
+            writes,
             inspected,
         });
         chapter.boots.last().unwrap()
@@ -637,19 +652,20 @@ fn demo() {
         DEMO_WATCHDOG.as_secs()
     );
     println!(
-        "{:<27} {:>5} {:>6}  {:<16} {:>7}  ended in",
-        "update", "boots", "trials", "env changed", "saveenv"
+        "{:<27} {:>5} {:>6}  {:<16} {:>7} {:>11}  ended in",
+        "update", "boots", "trials", "env changed", "saveenv", "KiB U/L"
     );
     for c in &d.chapters {
         let last = c.boots.last().unwrap();
         let (written, vars) = c.env_changed();
         println!(
-            "{:<27} {:>5} {:>6}  {:<16} {:>7}  {} ({}), {}",
+            "{:<27} {:>5} {:>6}  {:<16} {:>7} {:>11}  {} ({}), {}",
             c.title,
             c.boots.len(),
             c.trial_boots().map(|n| n.to_string()).unwrap_or("-".into()),
             format!("{written} boots, {vars} vars"),
             c.boots.iter().map(|b| b.uboot_saves).sum::<usize>(),
+            kib(c.boots.iter()),
             last.o.slot.as_deref().unwrap_or("?"),
             last.o.image.as_deref().unwrap_or("?"),
             if last.o.verdict == Some(0) {
@@ -675,16 +691,20 @@ fn demo() {
     }
     let boots: Vec<&DemoBoot> = d.chapters.iter().flat_map(|c| &c.boots).collect();
     println!(
-        "total: {} boots; {} changed /uboot.env ({} variable changes); U-Boot saved it {} times",
+        "total: {} boots; {} changed /uboot.env ({} variable changes); U-Boot saved it {} times; \
+         KiB written to the env partition (U-Boot/Linux) {}",
         boots.len(),
         boots.iter().filter(|b| !b.env.is_empty()).count(),
         boots.iter().map(|b| b.env.len()).sum::<usize>(),
-        boots.iter().map(|b| b.uboot_saves).sum::<usize>()
+        boots.iter().map(|b| b.uboot_saves).sum::<usize>(),
+        kib(boots.iter().copied())
     );
     println!(
         "trials: boots of the new rootfs until a healthy slot. env changed: boots that changed \
          /uboot.env, and\nthe variables they changed (net per boot, measured from the file). \
-         saveenv: U-Boot's saves (console)."
+         saveenv: U-Boot's saves (console).\nKiB U/L: what reached the env partition from \
+         U-Boot / from Linux (QEMU's block layer; Linux's\nincludes the ext4 superblock that \
+         every mount and unmount of /bootenv writes)."
     );
 
     check_good_update(&d.chapters[1], &log);
