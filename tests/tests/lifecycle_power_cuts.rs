@@ -231,8 +231,6 @@ struct Played {
 struct Wear {
     uboot_bytes: u64,
     linux_bytes: u64,
-    /// Linux's writes other than the ext4 superblock's (mount, unmount).
-    linux_env_requests: usize,
 }
 
 /// One robot of the campaign, with the state the checks carry from boot to boot.
@@ -334,7 +332,6 @@ impl Robot<'_> {
         let wear = boot.env_writes();
         self.wear.uboot_bytes += wear.uboot_bytes;
         self.wear.linux_bytes += wear.linux_bytes;
-        self.wear.linux_env_requests += wear.linux_requests - wear.linux_superblock;
         match o.uboot_slot.as_deref() {
             Some(slot) => {
                 if slot != want {
