@@ -141,21 +141,29 @@ printf '%s\n' "${order[@]}" >"$ird/etc/modules.order"
 
 # --- root filesystems --------------------------------------------------------------------------
 slot_size=16M
-# resize2fs as the board gets it: e2fsprogs' dynamically linked program (Buildroot:
-# BR2_PACKAGE_E2FSPROGS_RESIZE2FS) with its shared libraries, here Debian's, at the same paths
-# (ld.so, libc, libext2fs, libe2p, libcom_err: about 2.5 MB). BusyBox has no resize2fs; after
-# `partctl grow staging` it grows the mounted /staging online (scenario 7).
-resize2fs_bin="$(command -v resize2fs)"
-resize2fs_libs=()
-while IFS= read -r lib; do resize2fs_libs+=("$lib"); done < <(
-    ldd "$resize2fs_bin" | sed -n 's/.*=> \(\/[^ ]*\) (0x.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p'
-)
-[ "${#resize2fs_libs[@]}" -ge 2 ] || die "ldd $resize2fs_bin found no shared libraries"
-add_resize2fs() { # add_resize2fs SLOT_DIR
-    local d="$1" lib
-    rm -f "$d/usr/sbin/resize2fs"
-    cp -L "$resize2fs_bin" "$d/usr/sbin/resize2fs"
-    for lib in "${resize2fs_libs[@]}"; do
+# resize2fs and e2fsck as the board gets them: e2fsprogs' dynamically linked programs
+# (Buildroot: BR2_PACKAGE_E2FSPROGS_RESIZE2FS, _E2FSCK) with their shared libraries, here
+# Debian's, at the same paths (ld.so, libc, libext2fs, libe2p, libcom_err, libblkid, libuuid:
+# about 3 MB). BusyBox has neither: resize2fs grows the mounted /staging online after `partctl
+# grow staging` (scenario 7); e2fsck checks the env partition before it is mounted
+# (bootcount/dist/fsck-bootenv).
+e2fs_bins=()
+e2fs_libs=()
+for prog in resize2fs e2fsck; do
+    bin="$(command -v "$prog")" || die "$prog not found (e2fsprogs)"
+    e2fs_bins+=("$bin")
+    while IFS= read -r lib; do e2fs_libs+=("$lib"); done < <(
+        ldd "$bin" | sed -n 's/.*=> \(\/[^ ]*\) (0x.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p'
+    )
+done
+[ "${#e2fs_libs[@]}" -ge 4 ] || die "ldd found no shared libraries for ${e2fs_bins[*]}"
+add_e2fsprogs() { # add_e2fsprogs SLOT_DIR
+    local d="$1" bin lib
+    for bin in "${e2fs_bins[@]}"; do
+        rm -f "$d/usr/sbin/$(basename "$bin")"
+        cp -L "$bin" "$d/usr/sbin/$(basename "$bin")"
+    done
+    for lib in "${e2fs_libs[@]}"; do
         mkdir -p "$d$(dirname "$lib")"
         cp -L "$lib" "$d$lib"
     done
@@ -179,9 +187,10 @@ stage() {
     cp "$bins/bootcount" "$d/usr/bin/bootcount"
     # partctl in every slot: `partctl check /dev/vda` on the running system (scenario 7).
     [ ! -x "$bins/partctl" ] || cp "$bins/partctl" "$d/usr/sbin/partctl"
-    add_resize2fs "$d"
+    add_e2fsprogs "$d"
     cp "$m/layout.toml" "$d/etc/zbot-layout.toml"
     cp "$repo/bootcount/dist/S95bootcount" "$d/etc/init.d/S95bootcount"
+    cp "$repo/bootcount/dist/fsck-bootenv" "$d/etc/init.d/fsck-bootenv"
     cp -a "$repo/bootcount/dist/health.d" "$d/etc/bootcount/"
     cp "$m/rootfs/etc/bootcount/health.d/required.d/90-zbot-test" "$d/etc/bootcount/health.d/required.d/"
     cp "$m/slots.toml" "$d/etc/bootcount/slots.toml"

@@ -659,16 +659,22 @@ impl DiskImage {
 
     /// `e2fsck -fn` on a copy of partition 2: `Ok(())` if clean, else the report.
     pub fn fsck_p2(&self) -> Result<()> {
-        let tmp = tempfile::NamedTempFile::new()?;
-        std::fs::write(tmp.path(), self.p2_bytes()?)?;
-        check(
-            Command::new(Peer::E2fsck.path()?)
-                .arg("-fn")
-                .arg(tmp.path()),
-            "e2fsck of partition 2",
-        )
-        .map(|_| ())
+        fsck_bytes(&self.p2_bytes()?, "partition 2")
     }
+}
+
+/// `e2fsck -fn` (forced, read-only) on a copy of a filesystem's bytes: `Ok(())` if sound, else
+/// the report. `what` names it in the error.
+pub fn fsck_bytes(fs: &[u8], what: &str) -> Result<()> {
+    let tmp = tempfile::NamedTempFile::new()?;
+    std::fs::write(tmp.path(), fs)?;
+    check(
+        Command::new(Peer::E2fsck.path()?)
+            .arg("-fn")
+            .arg(tmp.path()),
+        &format!("e2fsck of {what}"),
+    )
+    .map(|_| ())
 }
 
 fn check_fs_name(name: &str) -> Result<()> {

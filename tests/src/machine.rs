@@ -261,7 +261,8 @@ impl PartFs {
         }
     }
 
-    fn debugfs(&self, write: bool, request: &str) -> Result<String> {
+    /// Run one debugfs request (`-w` when `write`); returns its output.
+    pub fn debugfs(&self, write: bool, request: &str) -> Result<String> {
         let debugfs = find_program("debugfs").ok_or_else(|| {
             HelperError("debugfs not found: run scripts/setup-debian.sh (e2fsprogs)".into())
         })?;
@@ -559,6 +560,18 @@ impl Machine {
     /// The ext4 filesystem of partition `n` (2 env, 3 otafs, 4 rootfs, 5 data, 6 staging).
     pub fn part(&self, n: usize) -> PartFs {
         PartFs::new(&self.disk, self.image.offsets[n - 1])
+    }
+
+    /// `e2fsck -fn` of the env partition between boots: `Ok(())` if the filesystem is sound,
+    /// else e2fsck's report.
+    pub fn env_fs_check(&self) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let (start, end) = (self.image.offsets[1], self.image.offsets[2]);
+        let mut f = std::fs::File::open(&self.disk)?;
+        f.seek(SeekFrom::Start(start))?;
+        let mut fs = vec![0u8; (end - start) as usize];
+        f.read_exact(&mut fs)?;
+        crate::fsck_bytes(&fs, "the env partition")
     }
 
     /// `/uboot.env` on the env partition (`None` if missing).

@@ -203,6 +203,40 @@ fn env_file_deleted_boots_recovery_and_is_repaired() {
     });
 }
 
+/// A power cut inside U-Boot's `saveenv` can leave the env filesystem's bitmaps wrong while
+/// `/uboot.env` is intact (no journal). `fsck-bootenv` (bootcount/dist) finds it with a
+/// read-only check and repairs it before `mount -a`; the boot is otherwise normal, and the
+/// repaired filesystem stays sound after the shutdown.
+#[test]
+fn env_filesystem_damage_is_repaired_before_mount() {
+    let image = MachineImage::shared();
+    let mut robot = Machine::new(image, "env_filesystem_repaired").unwrap();
+    let log = robot.log_path().display().to_string();
+    let env = robot.env_file().unwrap().expect("/uboot.env");
+    let block = robot.part(2).debugfs(false, "bmap /uboot.env 0").unwrap();
+    robot
+        .part(2)
+        .debugfs(true, &format!("freeb {}", block.trim()))
+        .unwrap();
+    assert!(robot.env_fs_check().is_err(), "the damage must show");
+
+    let mut boot = robot.boot().unwrap();
+    let repaired = boot
+        .wait_for("fsck-bootenv: /dev/vda2 repaired", STEP)
+        .unwrap_or_else(|e| panic!("{e}\nlog: {log}"));
+    assert!(repaired.contains("e2fsck exit 1"), "{repaired}");
+    let l = boot.wait_for("zbot-machine: booted slot=", STEP).unwrap();
+    assert!(l.contains("slot=rootfs"), "{l}\nlog: {log}");
+    let verdict = boot.wait_for(VERDICT, STEP).unwrap();
+    assert!(verdict.ends_with("exited with 0"), "{verdict}\nlog: {log}");
+    boot.send_line("poweroff").unwrap();
+    assert_eq!(boot.wait_end(STEP).unwrap(), Ending::PowerOff);
+    robot
+        .env_fs_check()
+        .unwrap_or_else(|e| panic!("still unsound after the repair: {e}\nlog: {log}"));
+    assert_eq!(robot.env_file().unwrap().as_deref(), Some(&env[..]));
+}
+
 #[test]
 #[ignore = "about 25 s of QEMU, same path as env_file_deleted; run with --ignored"]
 fn env_file_corrupt_boots_recovery_and_is_repaired() {

@@ -24,6 +24,8 @@
 //! - a healthy boot with nothing to change leaves the file byte for byte unchanged (1);
 //! - kernel starts on a trial never exceed the attempt U-Boot recorded, nor the limit (3);
 //! - no slot marked bad is booted (5); a recorded rollback always has a reason (6);
+//! - a boot that shut down cleanly leaves the env filesystem sound (`e2fsck -fn` on the host):
+//!   damage an earlier cut left is repaired at boot by `bootcount/dist/fsck-bootenv`;
 //!
 //! and after each cut: the device settles within a bound of boots (4); a bad update that was
 //! tried ends with its rollback reason in `bootcount status` (6).
@@ -51,7 +53,9 @@ use fw_env::codec::uboot_view;
 use fw_env::store::parse_defaults_text;
 use fw_env::Vars;
 use zbot_tests::bootloop::loaded_vars;
-use zbot_tests::machine::{work_dir, Boot, Machine, MachineImage, Outcome, PowerCut, Update};
+use zbot_tests::machine::{
+    work_dir, Boot, Ending, Machine, MachineImage, Outcome, PowerCut, Update,
+};
 use zbot_tests::repo_root;
 
 const STEP: Duration = Duration::from_secs(120);
@@ -246,6 +250,10 @@ struct Robot<'a> {
     boots_checked: usize,
     uboot_saves: usize,
     wear: Wear,
+    /// Boots where fsck-bootenv repaired the env filesystem.
+    fs_repairs: usize,
+    /// Boots after which the host found the env filesystem unsound (cut or killed ones).
+    fs_unsound_boots: usize,
 }
 
 impl Robot<'_> {
@@ -301,9 +309,9 @@ impl Robot<'_> {
                 Err(e) => return Err(self.fail(e.to_string())),
             }
         }
-        boot.wait_end(STEP).map_err(|e| self.fail(e.to_string()))?;
+        let ending = boot.wait_end(STEP).map_err(|e| self.fail(e.to_string()))?;
         let cut = boot.was_cut();
-        let played = self.check(&boot, o, cut, typed, status)?;
+        let played = self.check(&boot, o, ending, cut, typed, status)?;
         Ok(played)
     }
 
@@ -312,6 +320,7 @@ impl Robot<'_> {
         &mut self,
         boot: &Boot,
         o: Outcome,
+        ending: Ending,
         cut: bool,
         typed: bool,
         status: Option<serde_json::Value>,
@@ -386,8 +395,12 @@ impl Robot<'_> {
         }
         let after = boot.env_after();
         let updater_ran = lines.iter().any(|l| l.contains("zbot-update:"));
+        // bootcount/dist/fsck-bootenv repaired the env filesystem before mounting it.
+        let fs_repaired = lines.iter().any(|l| l.contains("fsck-bootenv:"));
+        self.fs_repairs += usize::from(fs_repaired);
         if !cut
             && !typed
+            && !fs_repaired
             && !writes
             && o.verdict == Some(0)
             && !updater_ran
@@ -404,6 +417,20 @@ impl Robot<'_> {
             let reason = v1.get("zbot_rb_reason").is_some_and(|s| !s.is_empty());
             if rb && !reason {
                 return Err(self.fail(format!("boot {n}: a rollback without a reason")));
+            }
+        }
+        // A clean shutdown (init's unmount) leaves the env filesystem sound: nothing Linux
+        // writes, and no damage an earlier cut left (fsck-bootenv repairs it at boot).
+        let fs = self.m.env_fs_check();
+        if fs.is_err() {
+            self.fs_unsound_boots += 1;
+        }
+        if let (Err(e), false, Ending::PowerOff | Ending::Reboot) = (&fs, cut, ending) {
+            if o.uboot_slot.is_some() {
+                return Err(self.fail(format!(
+                    "boot {n}: shut down cleanly ({ending:?}) but the env filesystem is \
+                     unsound: {e}"
+                )));
             }
         }
         let env_after = if after == boot.env_before() {
@@ -438,6 +465,8 @@ struct CutResult {
     boots_checked: usize,
     uboot_saves: usize,
     wear: Wear,
+    fs_repairs: usize,
+    fs_unsound_boots: usize,
 }
 
 /// What the harness does in a healthy story boot `k`.
@@ -463,6 +492,8 @@ fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
         boots_checked: 0,
         uboot_saves: 0,
         wear: Wear::default(),
+        fs_repairs: 0,
+        fs_unsound_boots: 0,
     };
     let u = plan.update;
     r.m.note(&format!(
@@ -588,6 +619,8 @@ fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
         boots_checked: r.boots_checked,
         uboot_saves: r.uboot_saves,
         wear: r.wear,
+        fs_repairs: r.fs_repairs,
+        fs_unsound_boots: r.fs_unsound_boots,
     })
 }
 
@@ -682,12 +715,15 @@ fn report(
     let max_after = ok.iter().map(|c| c.boots_after).max().unwrap_or(0);
     let uboot_kib: u64 = ok.iter().map(|c| c.wear.uboot_bytes).sum::<u64>() / 1024;
     let linux_kib: u64 = ok.iter().map(|c| c.wear.linux_bytes).sum::<u64>() / 1024;
+    let unsound: usize = ok.iter().map(|c| c.fs_unsound_boots).sum();
+    let repairs: usize = ok.iter().map(|c| c.fs_repairs).sum();
     let mut out = format!(
         "power-cut campaign: seed {seed}, {} cuts ({landed} landed, {} ended before the \
          instant), {failed} failed; {boots} boots checked against every invariant; {saves} \
          U-Boot saves; settled within {max_after} boot(s) after a cut; {:.1} min with {jobs} \
          robot(s) at once; written to the env partition: U-Boot {uboot_kib} KiB, Linux \
-         {linux_kib} KiB\n",
+         {linux_kib} KiB; env filesystem left unsound by {unsound} boot(s) (cut or killed), \
+         repaired by fsck-bootenv at {repairs} boot(s)\n",
         results.len(),
         ok.len() - landed,
         took.as_secs_f64() / 60.0
