@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use std::path::Path;
 
 #[test]
 fn check_exit_2_when_it_cannot_check() {
@@ -175,14 +176,17 @@ fn grow_refuses_before_repair_on_a_larger_card() {
         .code,
         0
     );
-    let o = partctl(&[
-        "grow",
-        "staging",
-        img.to_str().unwrap(),
-        "--yes",
-        "--backup",
-        d.path().join("b2").to_str().unwrap(),
-    ]);
+    let grow_staging = |backup: &Path| {
+        partctl(&[
+            "grow",
+            "staging",
+            img.to_str().unwrap(),
+            "--yes",
+            "--backup",
+            backup.to_str().unwrap(),
+        ])
+    };
+    let o = grow_staging(&d.path().join("b2"));
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     let o = partctl(&["check", img.to_str().unwrap(), "--layout", SMALL]);
     assert_eq!(
@@ -194,14 +198,7 @@ fn grow_refuses_before_repair_on_a_larger_card() {
     // writes nothing and leaves no backup file.
     let crc = file_crc(&img);
     let b3 = d.path().join("b3");
-    let o = partctl(&[
-        "grow",
-        "staging",
-        img.to_str().unwrap(),
-        "--yes",
-        "--backup",
-        b3.to_str().unwrap(),
-    ]);
+    let o = grow_staging(&b3);
     assert_eq!(o.code, 0, "already grown: {}{}", o.stdout, o.stderr);
     assert!(
         o.stdout.contains("already ends at LBA") && o.stdout.contains("nothing to write"),
