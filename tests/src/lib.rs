@@ -391,7 +391,7 @@ impl From<std::io::Error> for HelperError {
 /// Result of the helpers.
 pub type Result<T, E = HelperError> = std::result::Result<T, E>;
 
-fn check(cmd: &mut Command, what: &str) -> Result<Output> {
+pub(crate) fn check(cmd: &mut Command, what: &str) -> Result<Output> {
     let out = cmd
         .stdin(Stdio::null())
         .output()

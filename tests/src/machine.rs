@@ -30,30 +30,11 @@ use std::time::{Duration, Instant};
 
 use crate::{find_program, parse_env_vars, repo_root, HelperError, Result};
 
-/// CRC-32 (zlib), as U-Boot stores in front of the environment data.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 /// The variables of a single-copy env image (`crc | data`), or `None` when the CRC is wrong
 /// (U-Boot would use its compiled-in default environment).
 pub fn env_image_vars(image: &[u8]) -> Option<Vec<(String, String)>> {
-    if image.len() < 5 {
-        return None;
-    }
-    let stored = u32::from_le_bytes(image[..4].try_into().expect("4 bytes"));
-    (crc32(&image[4..]) == stored).then(|| parse_env_vars(&image[4..]))
+    let d = fw_env::codec::decode(image, fw_env::Layout::Single).ok()?;
+    Some(parse_env_vars(&d.entries.join(&0u8)))
 }
 
 /// What changed between two env files, one readable line per variable (`name: old -> new`),
@@ -133,18 +114,7 @@ impl Update {
 }
 
 fn run_script(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| HelperError(format!("{what}: cannot run {cmd:?}: {e}")))?;
-    if !out.status.success() {
-        return Err(HelperError(format!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
+    let out = crate::check(cmd, what)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -756,16 +726,17 @@ impl Machine {
                     }
                     let (m, cv) = &*console;
                     let mut c = m.lock().unwrap();
+                    // A finished console line: to the log with its time, and to the waiters.
+                    let push = |c: &mut Console, raw: &[u8]| {
+                        let line = strip_ansi(&String::from_utf8_lossy(raw));
+                        let t = start.elapsed();
+                        let _ =
+                            writeln!(log.lock().unwrap(), "[{:7.3}] {tag}{line}", t.as_secs_f64());
+                        c.lines.push((t, format!("{tag}{line}")));
+                    };
                     if n == 0 {
                         if !buf.is_empty() {
-                            let line = strip_ansi(&String::from_utf8_lossy(&buf));
-                            let t = start.elapsed();
-                            let _ = writeln!(
-                                log.lock().unwrap(),
-                                "[{:7.3}] {tag}{line}",
-                                t.as_secs_f64()
-                            );
-                            c.lines.push((t, format!("{tag}{line}")));
+                            push(&mut c, &buf);
                         }
                         if tag.is_empty() {
                             c.closed = true;
@@ -775,15 +746,8 @@ impl Machine {
                     }
                     for &b in &byte[..n] {
                         if b == b'\n' {
-                            let line = strip_ansi(&String::from_utf8_lossy(&buf));
+                            push(&mut c, &buf);
                             buf.clear();
-                            let t = start.elapsed();
-                            let _ = writeln!(
-                                log.lock().unwrap(),
-                                "[{:7.3}] {tag}{line}",
-                                t.as_secs_f64()
-                            );
-                            c.lines.push((t, format!("{tag}{line}")));
                         } else {
                             buf.push(b);
                         }
@@ -1247,16 +1211,11 @@ mod tests {
     }
 
     #[test]
-    fn crc32_is_zlibs() {
-        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
-    }
-
-    #[test]
     fn env_diff_names_changed_variables() {
         let img = |vars: &str| {
             let mut data = vars.replace(';', "\0").into_bytes();
             data.resize(64, 0);
-            let mut out = crc32(&data).to_le_bytes().to_vec();
+            let mut out = fw_env::codec::crc32(&data).to_le_bytes().to_vec();
             out.extend(data);
             out
         };
