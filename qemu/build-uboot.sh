@@ -278,7 +278,10 @@ tmp_paths="$(mktemp "$paths.XXXXXX")"
 } >"$tmp_paths"
 mv "$tmp_paths" "$paths"
 exec 9>&-
-grep -v '^#' "$paths"
+# sed, not `grep -v`: on a fresh cache whose first build is a target that is never stored
+# (qemu-x86 alone, as qemu/demo.sh does) the file holds only its comment, and grep would
+# exit 1 after a successful build (issue 10).
+sed '/^#/d' "$paths"
 # Builds keyed by a default env's content are printed, never stored: another env means
 # another build, and a stored one would be stale for the next caller.
 [ -z "$qemu_zbot" ] || echo "ZBOT_UBOOT_QEMU_RISCV_ZBOT='$qemu_zbot'"
