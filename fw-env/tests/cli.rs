@@ -236,7 +236,7 @@ fn no_valid_copy_warns_and_writes_from_defaults() {
     let cfg = case.config(&format!("{} 0 0x4000\n", env.display()));
     let cfg = cfg.to_str().unwrap();
     let defaults = case.path("u-boot-initial-env");
-    std::fs::write(&defaults, "next_boot=otafs\nbootdelay=1\n").unwrap();
+    std::fs::write(&defaults, "next_boot=otafs\nbootdelay=1\nbootcmd=boot\n").unwrap();
     let o = case.run(
         "fw_printenv",
         &["-c", cfg, "-f", defaults.to_str().unwrap()],
@@ -246,7 +246,7 @@ fn no_valid_copy_warns_and_writes_from_defaults() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(stdout(&o), "bootdelay=1\nnext_boot=otafs\n");
+    assert_eq!(stdout(&o), "bootcmd=boot\nbootdelay=1\nnext_boot=otafs\n");
     let o = case.run(
         "fw-env",
         &[
@@ -259,9 +259,16 @@ fn no_valid_copy_warns_and_writes_from_defaults() {
             "rootfs",
         ],
     );
-    assert!(o.status.success());
+    assert!(o.status.success(), "{}", stderr(&o));
     let d = read_copy(&env, 0, Layout::Single).unwrap();
-    assert_eq!(d.vars, vars(&[("bootdelay", "1"), ("next_boot", "rootfs")]));
+    assert_eq!(
+        d.vars,
+        vars(&[
+            ("bootcmd", "boot"),
+            ("bootdelay", "1"),
+            ("next_boot", "rootfs")
+        ])
+    );
     let o = case.run("fw-env", &["-c", cfg, "check"]);
     assert_eq!(o.status.code(), Some(0));
 }

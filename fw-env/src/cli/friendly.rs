@@ -330,7 +330,12 @@ fn check(snapshot: &Snapshot, json: bool, io: &mut Io<'_>) -> i32 {
                 format!("BAD CRC (stored {stored:#010x}, computed {computed:#010x}){f}")
             }
             CopyStatus::Missing => "MISSING (file does not exist)".into(),
-            CopyStatus::Short { len } => format!("SHORT (only {len} bytes)"),
+            CopyStatus::Short { len } => {
+                format!("SHORT (the file ends {len} bytes after the offset, before the copy does)")
+            }
+            CopyStatus::PastEnd { file_len } => {
+                format!("PAST THE END (the file is {file_len:#x} bytes, it ends before the offset)")
+            }
         };
         let active = if c.active { "  [active]" } else { "" };
         let _ = writeln!(
@@ -344,11 +349,16 @@ fn check(snapshot: &Snapshot, json: bool, io: &mut Io<'_>) -> i32 {
     }
     match snapshot.source {
         Source::Copy(_) => {}
-        Source::Defaults => {
-            let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; the next write starts from the defaults file");
-        }
+        Source::Defaults => match &snapshot.defaults_problem {
+            None => {
+                let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; the next write starts from the {}", snapshot.defaults_origin.as_deref().unwrap_or("defaults"));
+            }
+            Some(problem) => {
+                let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; the {} is not usable ({problem}), so a write will be refused", snapshot.defaults_origin.as_deref().unwrap_or("defaults"));
+            }
+        },
         Source::Empty => {
-            let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; no defaults file is configured here (--defaults FILE)");
+            let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; no defaults file is configured here (--defaults FILE), so a write will be refused");
         }
     }
     if single_in_place {
