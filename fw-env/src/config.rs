@@ -529,4 +529,102 @@ mod tests {
             Err(ConfigError::SizeMismatch { .. })
         ));
     }
+
+    #[test]
+    fn absurd_numbers_are_errors_naming_the_line() {
+        // (line, what the error says)
+        let rows: &[(&str, &str)] = &[
+            ("/f 0 0xffffffffffffffff", "larger than"),
+            ("/f 0 0x10000000000000000", "out of range"),
+            ("/f 0 0", "too small"),
+            ("/f 0 7", "too small"),
+            ("/f 0x7fffffffffffffff 0x4000", "does not fit"),
+            ("/f 9223372036854775807 0x4000", "does not fit"),
+            ("/f -0x8000000000000000 0x4000", "out of range"),
+            ("/f 0xffffffffffffffff 0x4000", "out of range"),
+            ("/f -0x100 0x4000", "counts back"),
+            ("/f 0 0x4000 0x1ffffffffffffffff", "sector size"),
+            ("/f 0 0x4000 0x200 -1", "sector count"),
+        ];
+        for (line, want) in rows {
+            let e = Config::parse(&format!("# c\n{line}\n"), "/etc/fw_env.config").unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("/etc/fw_env.config:2: ") && msg.contains(want),
+                "{line}: {msg}"
+            );
+        }
+        // Informational sector values may be anything that parses.
+        assert!(Config::parse("/f 0 0x4000 0xffffffffffffffff 0\n", "c").is_ok());
+    }
+
+    #[test]
+    fn overlapping_copies_are_refused() {
+        for (text, overlaps) in [
+            ("/f 0 0x4000\n/f 0 0x4000\n", true),
+            ("/f 0 0x4000\n/f 0x3fff 0x4000\n", true),
+            ("/f -0x8000 0x4000\n/f -0x6000 0x4000\n", true),
+            ("/f 0 0x4000\n/f 0x4000 0x4000\n", false),
+            ("/f 0 0x4000\n/g 0 0x4000\n", false),
+            // different signs: only known once the device's length is (the store checks)
+            ("/f 0 0x4000\n/f -0x4000 0x4000\n", false),
+        ] {
+            let r = Config::parse(text, "cfg");
+            assert_eq!(
+                matches!(r, Err(ConfigError::Overlap { .. })),
+                overlaps,
+                "{text}: {r:?}"
+            );
+        }
+        let e = Config::parse("/f 0 0x4000\n/f 0x2000 0x4000\n", "cfg").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cfg:1 and cfg:2 describe overlapping regions of /f (0x0..0x4000 and 0x2000..0x6000)"),
+            "{e}"
+        );
+        // Configs built in code are checked too.
+        let c = Config::redundant(("/f".into(), 0), ("/f".into(), 0x10), 0x4000);
+        assert!(matches!(c.validate(), Err(ConfigError::Overlap { .. })));
+        assert!(Config::single("/f", 0, 0).validate().is_err());
+        assert!(Config::single("/f", 0, 0x4000).validate().is_ok());
+    }
+
+    #[test]
+    fn a_fifo_as_config_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("cfg");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = Config::load(&fifo).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        let bin = dir.path().join("bin");
+        std::fs::write(&bin, b"\xff\xfe0 0 0x4000").unwrap();
+        let e = Config::load(&bin).unwrap_err();
+        assert!(e.to_string().contains("not text"), "{e}");
+    }
+
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        /// Any line of numbers parses to a config within bounds, or an error naming the line;
+        /// never a panic.
+        #[test]
+        fn any_numbers_parse_or_name_the_line(
+            offset in proptest::prop_oneof![proptest::num::i64::ANY.prop_map(|v| format!("{v}")),
+                                             proptest::num::u64::ANY.prop_map(|v| format!("{v:#x}")),
+                                             proptest::num::i64::ANY.prop_map(|v| format!("-{:#x}", v.unsigned_abs()))],
+            size in proptest::num::u64::ANY,
+            small in 0u64..0x100000,
+            second in proptest::bool::ANY,
+        ) {
+            let size = if second { small } else { size };
+            let text = format!("/f {offset} {size:x}\n/f {offset} {small:x}\n");
+            match Config::parse(&text, "cfg") {
+                Ok(c) => {
+                    prop_assert!(c.validate().is_ok());
+                    prop_assert!(c.copies.iter().all(|c| c.size <= MAX_ENV_SIZE));
+                }
+                Err(e) => prop_assert!(e.to_string().starts_with("cfg"), "{}", e),
+            }
+        }
+    }
 }

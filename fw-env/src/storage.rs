@@ -644,3 +644,55 @@ fn commit_file(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_reported_as_what_they_are() {
+        use nix::errno::Errno;
+        // (errno, words the hint must contain)
+        for (errno, want) in [
+            (Errno::EROFS, "read-only filesystem"),
+            (Errno::ENOSPC, "no space left"),
+            (Errno::EACCES, "permission denied"),
+            (Errno::EPERM, "permission denied"),
+            (Errno::ENOENT, "mounted"),
+            (Errno::EIO, "I/O error"),
+        ] {
+            let e = io::Error::from_raw_os_error(errno as i32);
+            assert!(hint_for(&e).contains(want), "{errno}: {}", hint_for(&e));
+        }
+    }
+
+    #[test]
+    fn no_stale_temporary_file_is_blamed_when_there_is_none() {
+        // A directory that cannot be written: creating the temporary file fails, and the
+        // message is about creating it, not about a stale file.
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("missing-dir");
+        let e = commit_file(&gone.join("uboot.env"), &gone, b"x", None).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("cannot create temporary file"), "{msg}");
+        assert!(
+            !msg.contains("stale") && !msg.contains("interrupted"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn huge_offsets_in_an_env_file_allocate_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = CopyLocation {
+            device: dir.path().join("uboot.env"),
+            offset: i64::MAX - 0x4000,
+            size: 0x4000,
+            sector_size: None,
+            sectors: None,
+            line: 1,
+        };
+        let e = Medium::resolve(&loc).unwrap_err();
+        assert!(matches!(e, StorageError::TooShort { .. }), "{e}");
+    }
+}

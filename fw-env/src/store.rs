@@ -986,4 +986,133 @@ mod tests {
         );
         assert!(!dir.path().join(".uboot.env.fw-env-tmp").exists());
     }
+
+    #[test]
+    fn lock_timeout_values() {
+        let ok = |v: &str| lock_timeout_from(Some(v.into()));
+        assert_eq!(lock_timeout_from(None), Ok(lock::DEFAULT_TIMEOUT));
+        assert_eq!(ok("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(ok("0"), Ok(Duration::ZERO));
+        assert_eq!(ok("3600"), Ok(Duration::from_secs(3600)));
+        // Each used to be ignored (or panicked in Duration::from_secs_f64).
+        for bad in [
+            "", "abc", "-1", "inf", "-inf", "NaN", "1e300", "3600.5", "10s",
+        ] {
+            assert!(ok(bad).is_err(), "{bad:?}");
+        }
+        let e = Store::open(Config::single("/x", 0, 0x400))
+            .with_lock_file(None)
+            .with_lock_timeout(Duration::from_secs(1));
+        assert!(e.lock_timeout().is_ok());
+    }
+
+    #[test]
+    fn layout_mismatches_refuse_read_and_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        let vars: Vars = [("a", "1")].into_iter().collect();
+        let single = codec::encode(&vars, 0x400, Layout::Single, 0).unwrap();
+        let redundant = codec::encode(&vars, 0x400, Layout::Redundant, 3).unwrap();
+        let e = env.display();
+        // (file content, config, what the error says)
+        let rows: Vec<(Vec<u8>, String, &str)> = vec![
+            (
+                single.clone(),
+                format!("{e} 0x400 0x400\n"),
+                "at offset 0x0",
+            ),
+            (
+                [vec![0; 0x400], single.clone()].concat(),
+                format!("{e} 0 0x400\n"),
+                "at offset 0x400",
+            ),
+            (
+                single.clone(),
+                format!("{e} 0 0x400\n{e} 0x400 0x400\n"),
+                "single-copy",
+            ),
+            (
+                redundant.clone(),
+                format!("{e} 0 0x400\n"),
+                "redundant (flags byte",
+            ),
+            (
+                [single.clone(), vec![0; 0x400]].concat(),
+                format!("{e} 0 0x800\n"),
+                "valid with size 0x400",
+            ),
+        ];
+        for (content, cfg, want) in rows {
+            std::fs::write(&env, &content).unwrap();
+            let store = store_for(dir.path(), &cfg).with_defaults(Some(boot_defaults()));
+            let r = store.read().unwrap_err().to_string();
+            assert!(r.contains(want), "{cfg}: {r}");
+            let w = store
+                .apply(&Changes::new().set("b", "2"))
+                .unwrap_err()
+                .to_string();
+            assert!(w.contains(want), "{cfg}: {w}");
+            assert_eq!(
+                std::fs::read(&env).unwrap(),
+                content,
+                "{cfg}: nothing written"
+            );
+        }
+    }
+
+    #[test]
+    fn unusable_defaults_refuse_the_write_and_the_warning_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display()))
+            .with_defaults(Some([("next_boot", "otafs")].into_iter().collect()));
+        let snap = store.read().unwrap();
+        assert!(snap.warning().unwrap().contains("a write will be refused"));
+        let e = store.apply(&Changes::new().set("x", "1")).unwrap_err();
+        assert!(matches!(e, Error::UnusableDefaults { .. }), "{e}");
+        assert!(e.to_string().contains("no bootcmd"), "{e}");
+        assert!(!env.exists());
+        // Required names.
+        let store = store
+            .with_defaults(Some(boot_defaults()))
+            .with_required_defaults(["next_boot"], "the policy");
+        let e = store.apply(&Changes::new().set("x", "1")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no next_boot (needed by the policy)"),
+            "{e}"
+        );
+        assert!(!env.exists());
+    }
+
+    #[test]
+    fn symlinked_env_file_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        std::fs::create_dir(&real_dir).unwrap();
+        let real = real_dir.join("uboot.env");
+        let link = dir.path().join("link.env");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        // The target does not exist yet: a dangling link is refused...
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", link.display()))
+            .with_defaults(Some(boot_defaults()));
+        assert!(store
+            .read()
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        // ...once it exists, writes replace the real file and keep the link.
+        std::fs::write(
+            &real,
+            codec::encode(&boot_defaults(), 0x400, Layout::Single, 0).unwrap(),
+        )
+        .unwrap();
+        store.apply(&Changes::new().set("a", "1")).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let d = codec::decode(&std::fs::read(&real).unwrap(), Layout::Single).unwrap();
+        assert_eq!(d.vars.get("a").as_deref(), Some("1"));
+    }
 }
