@@ -967,3 +967,36 @@ fn offset_past_the_end_of_the_file_is_not_called_a_crc_error() {
     );
     assert!(!stderr(&o).contains("CRC"), "{}", stderr(&o));
 }
+
+#[test]
+fn mkimage_refuses_absurd_sizes_and_special_inputs() {
+    // `-s` sized an allocation unchecked; a FIFO input blocked forever.
+    let case = Case::new();
+    let txt = case.path("env.txt");
+    std::fs::write(&txt, "bootcmd=boot\n").unwrap();
+    let out = case.path("env.bin");
+    let o = run_bounded(
+        &case,
+        "fw-env",
+        &[
+            "mkimage",
+            "-s",
+            "0xffffffffffffffff",
+            txt.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("larger than"), "{}", stderr(&o));
+    let fifo = case.path("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let o = run_bounded(
+        &case,
+        "fw-env",
+        &["mkimage", fifo.to_str().unwrap(), out.to_str().unwrap()],
+        &[],
+    );
+    assert_refused(&o, &["FIFO"], "mkimage from a FIFO");
+    assert!(!out.exists());
+}

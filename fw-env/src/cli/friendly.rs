@@ -103,7 +103,17 @@ fn parse_number(s: &str) -> Result<u64, String> {
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
-    parse_number(s).map(|n| n as usize)
+    // The image is allocated at this size: bounded like a config's env size.
+    let max = crate::config::MAX_ENV_SIZE;
+    parse_number(s).and_then(|n| {
+        if n > max {
+            Err(format!(
+                "{s} is larger than the {max:#x} bytes fw-env accepts"
+            ))
+        } else {
+            Ok(n as usize)
+        }
+    })
 }
 
 fn parse_byte(s: &str) -> Result<u8, String> {
@@ -391,10 +401,8 @@ fn mkimage(
             })?;
         t
     } else {
-        std::fs::read(input).map_err(|source| CliError::ScriptRead {
-            path: input.display().to_string(),
-            source,
-        })?
+        // A regular file only (a FIFO must not hang us), of a bounded size.
+        crate::storage::read_small_file(input, crate::defaults::MAX_DEFAULTS_FILE, "mkimage input")?
     };
     let layout = if redundant {
         Layout::Redundant
@@ -451,6 +459,9 @@ mod tests {
     fn numbers() {
         assert_eq!(parse_size("0x4000"), Ok(0x4000));
         assert_eq!(parse_size("16384"), Ok(16384));
+        // Absurd sizes used to reach the allocation unchecked.
+        assert!(parse_size("0xffffffffffffffff").is_err());
+        assert!(parse_size("0x1000001").is_err());
         assert_eq!(parse_byte("0xff"), Ok(255));
         assert!(parse_byte("256").is_err());
     }
