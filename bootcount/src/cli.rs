@@ -266,16 +266,26 @@ pub fn load_slots(path: Option<&Path>) -> Result<SlotConfig, CliError> {
 }
 
 /// Open the environment the options describe.
+/// A write that starts from the defaults file (no valid copy) is refused unless it defines
+/// `bootcmd` and the policy's variables (`SlotConfig::default_env`: `next_boot`, each slot's
+/// root arguments, `root`), so a lost environment is never replaced by one that cannot boot.
 pub fn open_env(cli: &Cli) -> Result<fw_env::Store, CliError> {
-    fw_env::cli::open_store(cli.config.as_deref(), cli.defaults.as_deref(), None).map_err(|e| {
-        match e {
+    let store = fw_env::cli::open_store(cli.config.as_deref(), cli.defaults.as_deref(), None)
+        .map_err(|e| match e {
             fw_env::cli::dropin::CliError::Env(e) => CliError::Env(e),
             other => CliError::Read {
                 path: cli.config.clone().unwrap_or_default(),
                 source: std::io::Error::other(other.to_string()),
                 hint: "",
             },
-        }
+        })?;
+    // A slot file that cannot be loaded is reported by `run`, which loads it again.
+    Ok(match load_slots(cli.slots.as_deref()) {
+        Ok(cfg) => store.with_required_defaults(
+            cfg.default_env().into_iter().map(|(name, _)| name),
+            "bootcount's boot policy",
+        ),
+        Err(_) => store,
     })
 }
 

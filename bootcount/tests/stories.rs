@@ -63,7 +63,7 @@ impl Dev {
         // U-Boot's compiled-in default environment
         std::fs::write(
             d.path("u-boot-initial-env"),
-            "next_boot=otafs\nrootfs=root=/dev/mmcblk0p4 rootwait rw\notafs=root=/dev/mmcblk0p3 rootwait rw\nroot=root=/dev/mmcblk0p3 rootwait rw\nbootcmd=run boot-zbot\n",
+            "next_boot=otafs\nrootfs=root=/dev/mmcblk0p4 rootwait rw\notafs=root=/dev/mmcblk0p3 rootwait rw\nroot=root=/dev/mmcblk0p3 rootwait rw\nbootcmd=run boot-zbot\nboot-zbot=boot\n",
         )
         .unwrap();
         std::fs::write(
@@ -405,6 +405,31 @@ fn missing_env_without_defaults_refuses_to_write() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!d.path("uboot.env").exists());
+}
+
+#[test]
+fn lost_env_with_defaults_lacking_the_policy_variables_refuses_to_write() {
+    // Issue 10: a defaults file without the policy's variables (or without bootcmd) used to be
+    // accepted, and the first bootcount write stored an environment U-Boot could not boot.
+    let d = Dev::new(false);
+    std::fs::remove_file(d.path("uboot.env")).unwrap();
+    for (text, why) in [
+        (
+            "bootcmd=boot\nnext_boot=otafs\n",
+            "no rootfs, otafs, root (needed by bootcount's boot policy)",
+        ),
+        ("# nothing\n", "defines no variable"),
+    ] {
+        std::fs::write(d.path("u-boot-initial-env"), text).unwrap();
+        let o = d.cmd(&["boot-once", "otafs"], None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(why) && err.contains("u-boot-initial-env"),
+            "{err}"
+        );
+        assert!(!d.path("uboot.env").exists());
+    }
 }
 
 /// One step of a story, run by the device.

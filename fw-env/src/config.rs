@@ -20,6 +20,16 @@ use std::path::{Path, PathBuf};
 /// Where the config is read from when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/fw_env.config";
 
+/// The largest environment copy fw-env accepts (U-Boot's are kilobytes; the board's 192 KiB).
+/// Memory is only ever allocated from a size checked against this and against the device.
+pub const MAX_ENV_SIZE: u64 = 16 << 20;
+
+/// The largest config file read (a config is a few lines).
+pub const MAX_CONFIG_FILE: u64 = 1 << 20;
+
+/// The smallest copy: a header and an empty data area (two NULs) of the redundant layout.
+pub const MIN_ENV_SIZE: u64 = 8;
+
 /// One environment copy's location.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CopyLocation {
@@ -83,6 +93,30 @@ pub enum ConfigError {
         /// Line of the third copy.
         line: usize,
     },
+    /// The file is not a regular file, too large, or not text.
+    #[error(
+        "config {path}: {reason} (give another with -c FILE; the default is {DEFAULT_CONFIG_PATH})"
+    )]
+    Unusable {
+        /// The config path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The two copies overlap: a write of one would destroy the other.
+    #[error("{path}:{first_line} and {path}:{second_line} describe overlapping regions of {device} ({first}); U-Boot's two copies must not share bytes: fix the offsets")]
+    Overlap {
+        /// The config path.
+        path: PathBuf,
+        /// The device.
+        device: PathBuf,
+        /// Both regions, in words.
+        first: String,
+        /// Line of copy 1.
+        first_line: usize,
+        /// Line of copy 2.
+        second_line: usize,
+    },
     /// Redundant copies of different sizes.
     #[error("{path}: the two copies differ in size ({first:#x} and {second:#x}); U-Boot uses one CONFIG_ENV_SIZE for both")]
     SizeMismatch {
@@ -99,9 +133,42 @@ impl Config {
     /// Read and parse a config file.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let unusable = |reason: String| ConfigError::Unusable {
             path: path.to_owned(),
-            source,
+            reason,
+        };
+        // Never block on a FIFO or stream a device: a config is a small regular file.
+        let bytes = match crate::storage::open_checked(path, false) {
+            Ok(Ok((file, meta))) => {
+                use std::io::Read;
+                if meta.len() > MAX_CONFIG_FILE {
+                    return Err(unusable(format!(
+                        "{} bytes, more than a config can be ({MAX_CONFIG_FILE}); is it the right file?",
+                        meta.len()
+                    )));
+                }
+                let mut buf = Vec::new();
+                file.take(MAX_CONFIG_FILE)
+                    .read_to_end(&mut buf)
+                    .map_err(|source| ConfigError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                buf
+            }
+            Ok(Err(kind)) => return Err(unusable(format!("is {kind}, not a regular file"))),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|e| {
+            unusable(format!(
+                "not text (invalid UTF-8 at byte {})",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
         Config::parse(&text, path)
     }
@@ -137,16 +204,50 @@ impl Config {
                     format!("{} columns, at most 5 allowed", cols.len()),
                 ));
             }
-            let offset = parse_c_signed(cols[1])
-                .ok_or_else(|| malformed(line, format!("offset {:?} is not a number", cols[1])))?;
+            let offset = parse_c_signed(cols[1]).ok_or_else(|| {
+                let what = if looks_numeric(cols[1]) {
+                    "is out of range (at most 63 bits)"
+                } else {
+                    "is not a number"
+                };
+                malformed(line, format!("offset {:?} {what}", cols[1]))
+            })?;
             let hex = |name: &str, s: &str| {
-                parse_c_hex(s)
-                    .ok_or_else(|| malformed(line, format!("{name} {s:?} is not a hex number")))
+                parse_c_hex(s).ok_or_else(|| {
+                    let what = if looks_numeric(s) {
+                        "is out of range (at most 64 bits)"
+                    } else {
+                        "is not a hex number"
+                    };
+                    malformed(line, format!("{name} {s:?} {what}"))
+                })
             };
             let size = hex("env size", cols[2])?;
-            if size < 8 {
-                return Err(malformed(line, format!("env size {size:#x} is too small")));
+            if size < MIN_ENV_SIZE {
+                return Err(malformed(
+                    line,
+                    format!("env size {size:#x} is too small (a copy needs at least {MIN_ENV_SIZE:#x} bytes: header and data area)"),
+                ));
             }
+            if size > MAX_ENV_SIZE {
+                return Err(malformed(
+                    line,
+                    format!("env size {size:#x} is larger than the {MAX_ENV_SIZE:#x} bytes fw-env accepts (U-Boot's CONFIG_ENV_SIZE is kilobytes; the board's is 0x30000)"),
+                ));
+            }
+            if offset >= 0 && offset.checked_add(size as i64).is_none() {
+                return Err(malformed(
+                    line,
+                    format!("offset {offset:#x} + env size {size:#x} does not fit in 63 bits"),
+                ));
+            }
+            if offset < 0 && offset.unsigned_abs() < size {
+                return Err(malformed(
+                    line,
+                    format!("offset {offset} counts back {} bytes from the end, less than the env size {size:#x}: the copy would run past the end of the device", offset.unsigned_abs()),
+                ));
+            }
+            // Informational only (no arithmetic is done with them), but still numbers.
             let sector_size = cols.get(3).map(|s| hex("sector size", s)).transpose()?;
             let sectors = cols.get(4).map(|s| hex("sector count", s)).transpose()?;
             copies.push(CopyLocation {
@@ -165,6 +266,18 @@ impl Config {
                 first: a.size,
                 second: b.size,
             }),
+            [a, b] => {
+                if let Some(region) = overlap(a, b) {
+                    return Err(ConfigError::Overlap {
+                        path,
+                        device: a.device.clone(),
+                        first: region,
+                        first_line: a.line,
+                        second_line: b.line,
+                    });
+                }
+                Ok(Config { path, copies })
+            }
             _ => Ok(Config { path, copies }),
         }
     }
@@ -200,6 +313,68 @@ impl Config {
         }
     }
 
+    /// Check a config however it was made (the parser checks as it reads; configs built in
+    /// code are checked here): one or two copies, sizes within bounds and equal, offsets that
+    /// fit, no overlap.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let path = self.path.clone();
+        let malformed = |line: usize, reason: String| ConfigError::Malformed {
+            path: path.clone(),
+            line,
+            reason,
+        };
+        if self.copies.is_empty() {
+            return Err(ConfigError::Empty { path });
+        }
+        if let Some(third) = self.copies.get(2) {
+            return Err(ConfigError::TooManyCopies {
+                path,
+                line: third.line,
+            });
+        }
+        for c in &self.copies {
+            if !(MIN_ENV_SIZE..=MAX_ENV_SIZE).contains(&c.size) {
+                return Err(malformed(
+                    c.line,
+                    format!(
+                        "env size {:#x} is outside {MIN_ENV_SIZE:#x}..={MAX_ENV_SIZE:#x}",
+                        c.size
+                    ),
+                ));
+            }
+            if (c.offset >= 0 && c.offset.checked_add(c.size as i64).is_none())
+                || (c.offset < 0 && c.offset.unsigned_abs() < c.size)
+            {
+                return Err(malformed(
+                    c.line,
+                    format!(
+                        "offset {} and env size {:#x} do not describe a region",
+                        c.offset, c.size
+                    ),
+                ));
+            }
+        }
+        if let [a, b] = self.copies.as_slice() {
+            if a.size != b.size {
+                return Err(ConfigError::SizeMismatch {
+                    path,
+                    first: a.size,
+                    second: b.size,
+                });
+            }
+            if let Some(region) = overlap(a, b) {
+                return Err(ConfigError::Overlap {
+                    path,
+                    device: a.device.clone(),
+                    first: region,
+                    first_line: a.line,
+                    second_line: b.line,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether there are two copies.
     pub fn is_redundant(&self) -> bool {
         self.copies.len() == 2
@@ -209,6 +384,40 @@ impl Config {
     pub fn env_size(&self) -> u64 {
         self.copies[0].size
     }
+}
+
+/// Whether two copies on the same device path share bytes, judged from the config alone
+/// (offsets of the same sign; a positive and a negative offset are compared once the device's
+/// length is known, by the store). Returns the two regions in words.
+pub fn overlap(a: &CopyLocation, b: &CopyLocation) -> Option<String> {
+    if a.device != b.device || (a.offset < 0) != (b.offset < 0) {
+        return None;
+    }
+    let (a0, b0) = (a.offset as i128, b.offset as i128);
+    let (a1, b1) = (a0 + a.size as i128, b0 + b.size as i128);
+    (a0 < b1 && b0 < a1).then(|| {
+        let show = |o: i64, s: u64| {
+            if o < 0 {
+                format!(
+                    "-{:#x}..-{:#x}",
+                    o.unsigned_abs(),
+                    o.unsigned_abs() - s.min(o.unsigned_abs())
+                )
+            } else {
+                format!("{o:#x}..{:#x}", o as u64 + s)
+            }
+        };
+        format!("{} and {}", show(a.offset, a.size), show(b.offset, b.size))
+    })
+}
+
+fn looks_numeric(s: &str) -> bool {
+    let d = s.trim_start_matches(['-', '+']);
+    let d = d
+        .strip_prefix("0x")
+        .or_else(|| d.strip_prefix("0X"))
+        .unwrap_or(d);
+    !d.is_empty() && d.bytes().all(|c| c.is_ascii_hexdigit())
 }
 
 /// Parse like C's `strtoll(s, .., 0)` over the whole string: optional sign, `0x` hex,
@@ -319,5 +528,103 @@ mod tests {
             Config::parse("/a 0 4000\n/b 0 8000\n", "cfg"),
             Err(ConfigError::SizeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn absurd_numbers_are_errors_naming_the_line() {
+        // (line, what the error says)
+        let rows: &[(&str, &str)] = &[
+            ("/f 0 0xffffffffffffffff", "larger than"),
+            ("/f 0 0x10000000000000000", "out of range"),
+            ("/f 0 0", "too small"),
+            ("/f 0 7", "too small"),
+            ("/f 0x7fffffffffffffff 0x4000", "does not fit"),
+            ("/f 9223372036854775807 0x4000", "does not fit"),
+            ("/f -0x8000000000000000 0x4000", "out of range"),
+            ("/f 0xffffffffffffffff 0x4000", "out of range"),
+            ("/f -0x100 0x4000", "counts back"),
+            ("/f 0 0x4000 0x1ffffffffffffffff", "sector size"),
+            ("/f 0 0x4000 0x200 -1", "sector count"),
+        ];
+        for (line, want) in rows {
+            let e = Config::parse(&format!("# c\n{line}\n"), "/etc/fw_env.config").unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("/etc/fw_env.config:2: ") && msg.contains(want),
+                "{line}: {msg}"
+            );
+        }
+        // Informational sector values may be anything that parses.
+        assert!(Config::parse("/f 0 0x4000 0xffffffffffffffff 0\n", "c").is_ok());
+    }
+
+    #[test]
+    fn overlapping_copies_are_refused() {
+        for (text, overlaps) in [
+            ("/f 0 0x4000\n/f 0 0x4000\n", true),
+            ("/f 0 0x4000\n/f 0x3fff 0x4000\n", true),
+            ("/f -0x8000 0x4000\n/f -0x6000 0x4000\n", true),
+            ("/f 0 0x4000\n/f 0x4000 0x4000\n", false),
+            ("/f 0 0x4000\n/g 0 0x4000\n", false),
+            // different signs: only known once the device's length is (the store checks)
+            ("/f 0 0x4000\n/f -0x4000 0x4000\n", false),
+        ] {
+            let r = Config::parse(text, "cfg");
+            assert_eq!(
+                matches!(r, Err(ConfigError::Overlap { .. })),
+                overlaps,
+                "{text}: {r:?}"
+            );
+        }
+        let e = Config::parse("/f 0 0x4000\n/f 0x2000 0x4000\n", "cfg").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cfg:1 and cfg:2 describe overlapping regions of /f (0x0..0x4000 and 0x2000..0x6000)"),
+            "{e}"
+        );
+        // Configs built in code are checked too.
+        let c = Config::redundant(("/f".into(), 0), ("/f".into(), 0x10), 0x4000);
+        assert!(matches!(c.validate(), Err(ConfigError::Overlap { .. })));
+        assert!(Config::single("/f", 0, 0).validate().is_err());
+        assert!(Config::single("/f", 0, 0x4000).validate().is_ok());
+    }
+
+    #[test]
+    fn a_fifo_as_config_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("cfg");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = Config::load(&fifo).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        let bin = dir.path().join("bin");
+        std::fs::write(&bin, b"\xff\xfe0 0 0x4000").unwrap();
+        let e = Config::load(&bin).unwrap_err();
+        assert!(e.to_string().contains("not text"), "{e}");
+    }
+
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        /// Any line of numbers parses to a config within bounds, or an error naming the line;
+        /// never a panic.
+        #[test]
+        fn any_numbers_parse_or_name_the_line(
+            offset in proptest::prop_oneof![proptest::num::i64::ANY.prop_map(|v| format!("{v}")),
+                                             proptest::num::u64::ANY.prop_map(|v| format!("{v:#x}")),
+                                             proptest::num::i64::ANY.prop_map(|v| format!("-{:#x}", v.unsigned_abs()))],
+            size in proptest::num::u64::ANY,
+            small in 0u64..0x100000,
+            second in proptest::bool::ANY,
+        ) {
+            let size = if second { small } else { size };
+            let text = format!("/f {offset} {size:x}\n/f {offset} {small:x}\n");
+            match Config::parse(&text, "cfg") {
+                Ok(c) => {
+                    prop_assert!(c.validate().is_ok());
+                    prop_assert!(c.copies.iter().all(|c| c.size <= MAX_ENV_SIZE));
+                }
+                Err(e) => prop_assert!(e.to_string().starts_with("cfg"), "{}", e),
+            }
+        }
     }
 }

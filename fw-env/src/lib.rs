@@ -7,6 +7,7 @@
 //! - [`redundant`]: which of two copies is current and what flags a write gives;
 //! - [`flags`]: `.flags` type and access rules;
 //! - [`config`]: the `fw_env.config` file;
+//! - [`defaults`]: the default environment file and what makes it usable;
 //! - [`storage`], [`lock`]: files, devices and the shared lock;
 //! - [`store`]: the API the other crates use: read a snapshot, apply changes in one write.
 //!
@@ -23,6 +24,7 @@
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod defaults;
 pub mod fault;
 pub mod flags;
 pub mod lock;
@@ -33,6 +35,7 @@ pub mod vars;
 
 pub use codec::Layout;
 pub use config::{Config, ConfigError, CopyLocation};
+pub use defaults::{Defaults, DefaultsFrom};
 pub use redundant::FlagScheme;
 pub use store::{CopyReport, CopyStatus, Error, Snapshot, Source, Store, WriteReport};
 pub use vars::{Changes, NameError, Vars};

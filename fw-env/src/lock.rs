@@ -33,6 +33,14 @@ pub enum LockError {
         /// How long we waited.
         waited: Duration,
     },
+    /// The lock path is not a regular file (a FIFO would block the open forever).
+    #[error("lock file {path} is not a regular file ({kind}); remove it or set FW_ENV_LOCK_FILE to use another")]
+    NotRegular {
+        /// Lock file path.
+        path: PathBuf,
+        /// What it is.
+        kind: String,
+    },
     /// `flock` itself failed.
     #[error("cannot lock {path}: {source}")]
     Flock {
@@ -49,18 +57,55 @@ pub struct EnvLock {
     _lock: Flock<File>,
 }
 
+fn not_regular(path: &Path, ft: &std::fs::FileType) -> LockError {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    };
+    LockError::NotRegular {
+        path: path.to_owned(),
+        kind: kind.to_owned(),
+    }
+}
+
 /// Take the exclusive lock on `path`, retrying until `timeout`.
 pub fn acquire(path: &Path, timeout: Duration) -> Result<EnvLock, LockError> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(not_regular(path, &meta.file_type()));
+        }
+    }
+    // O_NONBLOCK: a FIFO at the lock path must not block the open (the timeout could not
+    // bound that wait); what was opened is then checked to be a regular file.
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o666)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)
         .map_err(|source| LockError::Open {
             path: path.to_owned(),
             source,
         })?;
+    let ft = file
+        .metadata()
+        .map_err(|source| LockError::Open {
+            path: path.to_owned(),
+            source,
+        })?
+        .file_type();
+    if !ft.is_file() {
+        return Err(not_regular(path, &ft));
+    }
     let start = Instant::now();
     let mut file = file;
     // Poll rather than block, so the timeout needs no signals or threads. The C tools wait

@@ -50,7 +50,7 @@ pub enum StorageError {
         hint: &'static str,
     },
     /// The device ends before the environment does.
-    #[error("{path} is {len} bytes, shorter than offset {offset:#x} + env size {size:#x}: check the device and offset in the config (line {line})")]
+    #[error("{path} is {len:#x} bytes, shorter than offset {offset:#x} + env size {size:#x}: the copy would end past the end of the device; check the device, offset and size in the config (line {line})")]
     TooShort {
         /// File or device.
         path: PathBuf,
@@ -64,7 +64,7 @@ pub enum StorageError {
         line: usize,
     },
     /// A negative offset reaches before the start of the device.
-    #[error("{path}: offset {offset} counts back past the start of a {len}-byte device (config line {line})")]
+    #[error("{path}: offset {offset} counts back past the start of a {len:#x}-byte device or file (config line {line}); check the device and offset in the config")]
     NegativeOffset {
         /// File or device.
         path: PathBuf,
@@ -75,31 +75,176 @@ pub enum StorageError {
         /// Config line.
         line: usize,
     },
-    /// Neither a regular file nor a block device.
-    #[error("{path} is neither a regular file nor a block device; point the config at the env file or device")]
+    /// Neither a regular file nor a block device (a FIFO, socket, directory, character
+    /// device...): refused before anything could block on it.
+    #[error("{path} is {kind}, not an environment file or block device; point the config at the env file (e.g. /bootenv/uboot.env) or the block device")]
     Unsupported {
         /// The path.
         path: PathBuf,
+        /// What it is ("a FIFO", "a directory", ...).
+        kind: &'static str,
+    },
+    /// A file that must be a regular file is not (a FIFO, a device, a directory...).
+    #[error("{path} is {kind}, not a regular file; give the {what} as a regular file")]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+        /// What it was to be read as ("config file", "defaults file").
+        what: &'static str,
+    },
+    /// A symbolic link whose target does not exist.
+    #[error("{path} is a symbolic link to {target}, which does not exist; fix the link or point the config at the real env file")]
+    DanglingSymlink {
+        /// The link.
+        path: PathBuf,
+        /// Where it points.
+        target: PathBuf,
+    },
+    /// An env file with several hard links: replacing it by rename would leave the other names
+    /// with the old environment (U-Boot may read through either).
+    #[error("{path} has {links} hard links: a write replaces the file by rename, so the other names would keep the old environment; remove the extra links (`find / -xdev -samefile {path}` lists them) or use a symbolic link")]
+    HardLinked {
+        /// The env file.
+        path: PathBuf,
+        /// Its link count.
+        links: u64,
+    },
+    /// A file is larger than fw-env accepts for what it is.
+    #[error(
+        "{path} is {len} bytes, more than the {max} bytes a {what} may have; is it the right file?"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// The limit.
+        max: u64,
+        /// What the file is for.
+        what: &'static str,
+    },
+    /// A configured offset plus size does not fit in 64 bits.
+    #[error("{path}: offset {offset:#x} + env size {size:#x} overflows (config line {line})")]
+    Overflow {
+        /// File or device.
+        path: PathBuf,
+        /// Resolved offset.
+        offset: u64,
+        /// Copy size.
+        size: u64,
+        /// Config line.
+        line: usize,
     },
 }
 
 fn hint_for(e: &io::Error) -> &'static str {
-    match e.kind() {
-        io::ErrorKind::PermissionDenied => {
-            " (permission denied: run as root, or check the file's mode)"
+    use nix::errno::Errno;
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::EROFS) => " (read-only filesystem: remount it read-write, e.g. `mount -o remount,rw /bootenv`)",
+        Some(Errno::ENOSPC) => {
+            " (no space left on the filesystem: the new copy is written beside the old one, so the env partition needs room for both)"
         }
-        io::ErrorKind::NotFound => {
+        Some(Errno::EDQUOT) => " (disk quota exceeded)",
+        Some(Errno::EACCES) | Some(Errno::EPERM) => {
+            " (permission denied: run as root, or check the mode of the file and its directory)"
+        }
+        Some(Errno::ENOENT) => {
             " (is the env partition mounted? the board mounts it at /bootenv)"
         }
-        _ => match e.raw_os_error() {
-            Some(libc_erofs) if libc_erofs == nix::errno::Errno::EROFS as i32 => {
-                " (read-only filesystem: remount it read-write)"
-            }
-            Some(enospc) if enospc == nix::errno::Errno::ENOSPC as i32 => {
-                " (no space left to write the new copy beside the old one)"
-            }
-            _ => "",
-        },
+        Some(Errno::EIO) => " (I/O error: the card or device may be failing)",
+        _ => "",
+    }
+}
+
+/// What a file type is, in words, for refusals.
+fn kind_of(ft: &std::fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device (MTD/character devices are not supported)"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_file() {
+        "a regular file"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    }
+}
+
+/// Open `path` for reading without ever blocking: `O_NONBLOCK`, so a FIFO cannot hang the
+/// open, then `fstat` to check what was opened really is a regular file (or, with
+/// `allow_block`, a block device). Returns the file and its metadata.
+pub fn open_checked(
+    path: &Path,
+    allow_block: bool,
+) -> io::Result<Result<(File, std::fs::Metadata), &'static str>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let ft = meta.file_type();
+    if ft.is_file() || (allow_block && ft.is_block_device()) {
+        Ok(Ok((file, meta)))
+    } else {
+        Ok(Err(kind_of(&ft)))
+    }
+}
+
+/// Read a small regular text-like file (a config, a defaults file, a script) safely: refuse
+/// FIFOs, devices and directories before they can block or stream forever, and files larger
+/// than `max` bytes. `what` names the file's role in errors.
+pub fn read_small_file(path: &Path, max: u64, what: &'static str) -> Result<Vec<u8>, StorageError> {
+    use std::io::Read;
+    let (file, meta) = match open_checked(path, false) {
+        Ok(Ok(x)) => x,
+        Ok(Err(kind)) => {
+            return Err(StorageError::NotRegular {
+                path: path.to_owned(),
+                kind,
+                what,
+            })
+        }
+        Err(e) => return Err(io_err(what_op(what), path)(e)),
+    };
+    if meta.len() > max {
+        return Err(StorageError::TooLarge {
+            path: path.to_owned(),
+            len: meta.len(),
+            max,
+            what,
+        });
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows while we read it.
+    file.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err(what_op(what), path))?;
+    if buf.len() as u64 > max {
+        return Err(StorageError::TooLarge {
+            path: path.to_owned(),
+            len: buf.len() as u64,
+            max,
+            what,
+        });
+    }
+    Ok(buf)
+}
+
+fn what_op(what: &'static str) -> &'static str {
+    match what {
+        "config file" => "cannot read config file",
+        "defaults file" => "cannot read defaults file",
+        "script" => "cannot read script",
+        _ => "cannot read",
     }
 }
 
@@ -143,31 +288,57 @@ pub struct Medium {
     line: usize,
 }
 
-fn device_len(file: &File, path: &Path) -> Result<(u64, bool), StorageError> {
-    let meta = file.metadata().map_err(io_err("cannot stat", path))?;
-    let ft = meta.file_type();
-    if ft.is_file() {
-        Ok((meta.len(), false))
-    } else if ft.is_block_device() {
-        let mut f = file;
-        let len =
-            io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(io_err("cannot size", path))?;
-        Ok((len, true))
-    } else {
-        Err(StorageError::Unsupported {
-            path: path.to_owned(),
-        })
+/// The largest end (offset + size) of a copy in an environment file written by replace: the
+/// whole file is held in memory, so it must stay small whatever the config says.
+pub const REPLACE_MAX_END: u64 = 2 * crate::config::MAX_ENV_SIZE;
+
+/// Resolve symbolic links in a configured path, so that a write replaces the real file (a
+/// rename over a symlink would replace the link and leave U-Boot's file untouched) and the
+/// directory synced is the real one. A missing file is resolved through its directory.
+pub fn real_path(path: &Path) -> Result<PathBuf, StorageError> {
+    match std::fs::canonicalize(path) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Ok(m) = std::fs::symlink_metadata(path) {
+                if m.file_type().is_symlink() {
+                    return Err(StorageError::DanglingSymlink {
+                        path: path.to_owned(),
+                        target: std::fs::read_link(path).unwrap_or_default(),
+                    });
+                }
+            }
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            match (std::fs::canonicalize(dir), path.file_name()) {
+                (Ok(d), Some(name)) => Ok(d.join(name)),
+                // The directory is missing too: keep the path, the open reports it.
+                _ => Ok(path.to_owned()),
+            }
+        }
+        Err(e) => Err(io_err("cannot resolve the path", path)(e)),
     }
 }
 
+fn block_len(file: &File, path: &Path) -> Result<u64, StorageError> {
+    let mut f = file;
+    io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(io_err("cannot size", path))
+}
+
 impl Medium {
-    /// Resolve a configured location: open it to learn its kind and length.
+    /// Resolve a configured location: resolve symbolic links, check what the path is without
+    /// blocking on it, and learn its length.
     pub fn resolve(loc: &CopyLocation) -> Result<Medium, StorageError> {
-        let path = &loc.device;
-        let (len, is_block) = match File::open(path) {
-            Ok(f) => device_len(&f, path)?,
+        let path = real_path(&loc.device)?;
+        let (len, is_block) = match open_checked(&path, true) {
+            Ok(Ok((f, meta))) if meta.file_type().is_block_device() => {
+                (block_len(&f, &path)?, true)
+            }
+            Ok(Ok((_, meta))) => (meta.len(), false),
+            Ok(Err(kind)) => return Err(StorageError::Unsupported { path, kind }),
             Err(e) if e.kind() == io::ErrorKind::NotFound && loc.offset >= 0 => (0, false),
-            Err(e) => return Err(io_err("cannot open", path)(e)),
+            Err(e) => return Err(io_err("cannot open", &path)(e)),
         };
         let offset = if loc.offset < 0 {
             len.checked_sub(loc.offset.unsigned_abs())
@@ -180,14 +351,22 @@ impl Medium {
         } else {
             loc.offset as u64
         };
+        let end = offset.checked_add(loc.size).ok_or(StorageError::Overflow {
+            path: path.clone(),
+            offset,
+            size: loc.size,
+            line: loc.line,
+        })?;
         let mode = if !is_block && len <= REPLACE_MAX_FILE {
             WriteMode::Replace
         } else {
             WriteMode::InPlace
         };
-        if mode == WriteMode::InPlace && len < offset + loc.size {
+        if (mode == WriteMode::InPlace && len < end)
+            || (mode == WriteMode::Replace && end > REPLACE_MAX_END.max(len))
+        {
             return Err(StorageError::TooShort {
-                path: path.clone(),
+                path,
                 len,
                 offset,
                 size: loc.size,
@@ -195,7 +374,7 @@ impl Medium {
             });
         }
         Ok(Medium {
-            path: path.clone(),
+            path,
             offset,
             size: loc.size,
             mode,
@@ -209,34 +388,52 @@ impl Medium {
         self.line
     }
 
+    /// Whether the copy's offset lies at or past the end of an existing, non-empty file.
+    pub fn past_end(&self) -> bool {
+        self.len > 0 && self.offset >= self.len
+    }
+
+    fn open(&self) -> Result<Option<(File, u64)>, StorageError> {
+        match open_checked(&self.path, true) {
+            Ok(Ok((f, meta))) if meta.file_type().is_block_device() => {
+                let len = block_len(&f, &self.path)?;
+                Ok(Some((f, len)))
+            }
+            Ok(Ok((f, meta))) => Ok(Some((f, meta.len()))),
+            Ok(Err(kind)) => Err(StorageError::Unsupported {
+                path: self.path.clone(),
+                kind,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.mode == WriteMode::Replace => {
+                Ok(None)
+            }
+            Err(e) => Err(io_err("cannot open", &self.path)(e)),
+        }
+    }
+
     /// Read the copy.
     pub fn read(&self) -> Result<Found, StorageError> {
-        let file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && self.mode == WriteMode::Replace => {
-                return Ok(Found::Missing)
-            }
-            Err(e) => return Err(io_err("cannot open", &self.path)(e)),
+        let Some((file, len)) = self.open()? else {
+            return Ok(Found::Missing);
         };
-        let available = self.len.saturating_sub(self.offset).min(self.size);
+        // Never more than the configured size (capped by the config), nor past the end.
+        let available = len.saturating_sub(self.offset).min(self.size);
         let mut buf = vec![0u8; available as usize];
         file.read_exact_at(&mut buf, self.offset)
             .map_err(io_err("cannot read", &self.path))?;
-        if (available) < self.size {
+        if available < self.size {
             Ok(Found::Short(buf))
         } else {
             Ok(Found::Bytes(buf))
         }
     }
 
-    /// Read `len` bytes at `offset` of the medium, for diagnosing a size mismatch. Returns
-    /// `None` where the medium is shorter.
+    /// Read up to `len` bytes at `offset` of the medium (fewer where it ends), for diagnosing
+    /// a config that does not match what is stored. `None` if it cannot be read.
     pub fn read_at(&self, offset: u64, len: u64) -> Option<Vec<u8>> {
-        let file = File::open(&self.path).ok()?;
-        if offset + len > self.len {
-            return None;
-        }
-        let mut buf = vec![0u8; len as usize];
+        let (file, total) = self.open().ok()??;
+        let len = total.saturating_sub(offset).min(len);
+        let mut buf = vec![0u8; usize::try_from(len).ok()?];
         file.read_exact_at(&mut buf, offset).ok()?;
         Some(buf)
     }
@@ -259,10 +456,22 @@ pub fn write(medium: &Medium, patch: &Patch<'_>) -> Result<(), StorageError> {
 }
 
 fn write_in_place(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
+    // O_NONBLOCK: if the path became a FIFO since it was resolved, the open must not hang.
     let file = OpenOptions::new()
         .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)
         .map_err(io_err("cannot open for writing", path))?;
+    let ft = file
+        .metadata()
+        .map_err(io_err("cannot stat", path))?
+        .file_type();
+    if !(ft.is_file() || ft.is_block_device()) {
+        return Err(StorageError::Unsupported {
+            path: path.to_owned(),
+            kind: kind_of(&ft),
+        });
+    }
     for &(offset, bytes) in &patch.ranges {
         if fault::tear("copy-half-written") {
             // A card commits whole sectors: tear after the first one.
@@ -280,22 +489,71 @@ fn write_in_place(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Replace a whole file atomically with its old content patched.
-fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
-    let dir = match path.parent() {
+/// Read the current content of an environment file about to be replaced (or nothing if it
+/// does not exist), refusing what a rename must not replace: a special file, a file with
+/// other hard links, a file grown too large to hold in memory.
+fn current_file(
+    path: &Path,
+    max: u64,
+) -> Result<Option<(Vec<u8>, std::fs::Metadata)>, StorageError> {
+    use std::io::Read;
+    let (file, meta) = match open_checked(path, false) {
+        Ok(Ok(x)) => x,
+        Ok(Err(kind)) => {
+            return Err(StorageError::Unsupported {
+                path: path.to_owned(),
+                kind,
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("cannot open", path)(e)),
+    };
+    if meta.nlink() > 1 {
+        return Err(StorageError::HardLinked {
+            path: path.to_owned(),
+            links: meta.nlink(),
+        });
+    }
+    if meta.len() > max {
+        return Err(StorageError::TooLarge {
+            path: path.to_owned(),
+            len: meta.len(),
+            max,
+            what: "file replaced as a whole",
+        });
+    }
+    let mut content = Vec::with_capacity(meta.len() as usize);
+    file.take(max)
+        .read_to_end(&mut content)
+        .map_err(io_err("cannot read", path))?;
+    Ok(Some((content, meta)))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
-    };
-    let (mut content, meta) = match std::fs::read(path) {
-        Ok(c) => (
-            c,
-            Some(std::fs::metadata(path).map_err(io_err("cannot stat", path))?),
-        ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), None),
-        Err(e) => return Err(io_err("cannot read", path)(e)),
+    }
+}
+
+/// Replace a whole file atomically with its old content patched.
+fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
+    let dir = parent_dir(path);
+    let (mut content, meta) = match current_file(path, REPLACE_MAX_END)? {
+        Some((c, m)) => (c, Some(m)),
+        None => (Vec::new(), None),
     };
     for &(offset, bytes) in &patch.ranges {
-        let end = offset as usize + bytes.len();
+        // Medium::resolve bounded offset + size by REPLACE_MAX_END.
+        let end = offset
+            .checked_add(bytes.len() as u64)
+            .filter(|&e| e <= REPLACE_MAX_END)
+            .ok_or(StorageError::TooLarge {
+                path: path.to_owned(),
+                len: offset.saturating_add(bytes.len() as u64),
+                max: REPLACE_MAX_END,
+                what: "file replaced as a whole",
+            })? as usize;
         if content.len() < end {
             content.resize(end, 0);
         }
@@ -306,14 +564,25 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
 
 /// Replace the whole file at `path` with `content`, atomically and durably (for outputs that
 /// are a complete new file, like `fw-env mkimage`'s): the old file, if any, stays intact until
-/// the new one is complete, and its mode and owner are kept.
+/// the new one is complete, and its mode and owner are kept. A symbolic link is written
+/// through (its target is replaced); a file with other hard links is refused.
 pub fn replace_whole(path: &Path, content: &[u8]) -> Result<(), StorageError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
+    let path = real_path(path)?;
+    let dir = parent_dir(&path);
+    // The old content is not needed (max 0 would refuse it): check with a bound of its own.
+    let meta = match open_checked(&path, false) {
+        Ok(Ok((_, m))) if m.nlink() > 1 => {
+            return Err(StorageError::HardLinked {
+                path,
+                links: m.nlink(),
+            })
+        }
+        Ok(Ok((_, m))) => Some(m),
+        Ok(Err(kind)) => return Err(StorageError::Unsupported { path, kind }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err("cannot open", &path)(e)),
     };
-    let meta = std::fs::metadata(path).ok();
-    commit_file(path, &dir, content, meta.as_ref())
+    commit_file(&path, &dir, content, meta.as_ref())
 }
 
 /// Temporary file in `dir`, fsync, old mode and owner, rename over `path`, fsync `dir`.
@@ -330,10 +599,13 @@ fn commit_file(
     // One fixed name: writers are serialised by the lock, and a temporary file left by a crash
     // is replaced by the next write instead of piling up on a 256 KiB partition.
     let temp = dir.join(format!(".{name}.fw-env-tmp"));
-    match std::fs::remove_file(&temp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("cannot remove stale temporary file", &temp)(e)),
+    // Only a temporary file that exists is stale: on a read-only filesystem unlink fails with
+    // EROFS whether or not the file exists, and that must not be blamed on a stale file.
+    if std::fs::symlink_metadata(&temp).is_ok() {
+        std::fs::remove_file(&temp).map_err(io_err(
+            "cannot remove the temporary file left by an interrupted write",
+            &temp,
+        ))?;
     }
     let mode = meta
         .as_ref()
@@ -371,4 +643,56 @@ fn commit_file(
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_reported_as_what_they_are() {
+        use nix::errno::Errno;
+        // (errno, words the hint must contain)
+        for (errno, want) in [
+            (Errno::EROFS, "read-only filesystem"),
+            (Errno::ENOSPC, "no space left"),
+            (Errno::EACCES, "permission denied"),
+            (Errno::EPERM, "permission denied"),
+            (Errno::ENOENT, "mounted"),
+            (Errno::EIO, "I/O error"),
+        ] {
+            let e = io::Error::from_raw_os_error(errno as i32);
+            assert!(hint_for(&e).contains(want), "{errno}: {}", hint_for(&e));
+        }
+    }
+
+    #[test]
+    fn no_stale_temporary_file_is_blamed_when_there_is_none() {
+        // A directory that cannot be written: creating the temporary file fails, and the
+        // message is about creating it, not about a stale file.
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("missing-dir");
+        let e = commit_file(&gone.join("uboot.env"), &gone, b"x", None).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("cannot create temporary file"), "{msg}");
+        assert!(
+            !msg.contains("stale") && !msg.contains("interrupted"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn huge_offsets_in_an_env_file_allocate_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = CopyLocation {
+            device: dir.path().join("uboot.env"),
+            offset: i64::MAX - 0x4000,
+            size: 0x4000,
+            sector_size: None,
+            sectors: None,
+            line: 1,
+        };
+        let e = Medium::resolve(&loc).unwrap_err();
+        assert!(matches!(e, StorageError::TooShort { .. }), "{e}");
+    }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::codec::{self, DecodeError, EncodeError, Layout};
 use crate::config::{Config, ConfigError};
+use crate::defaults::{Defaults, DefaultsFrom};
 use crate::flags::{self, FlagsError};
 use crate::lock::{self, LockError};
 use crate::redundant::{self, Choice, FlagScheme};
@@ -21,6 +22,8 @@ use crate::vars::{Changes, NameError, Vars};
 pub const LOCK_FILE_VAR: &str = "FW_ENV_LOCK_FILE";
 /// Environment variable giving the lock timeout in seconds.
 pub const LOCK_TIMEOUT_VAR: &str = "FW_ENV_LOCK_TIMEOUT";
+/// The longest lock timeout accepted, in seconds.
+pub const MAX_LOCK_TIMEOUT_SECS: f64 = 3600.0;
 
 /// Anything that can go wrong reading or writing an environment.
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +57,43 @@ pub enum Error {
     },
     /// No copy is valid and no defaults are configured: a write would leave U-Boot an
     /// environment holding only the new variables (no `bootcmd`), so it is refused.
-    #[error("no valid environment in {devices} and no default environment configured: refusing to write one that holds only the new variables (U-Boot would boot without bootcmd); give the board's defaults with -f/--defaults FILE (u-boot-initial-env)")]
+    #[error("no valid environment in {devices} and no default environment configured: refusing to write one that holds only the new variables (U-Boot would stop at its prompt without bootcmd); give the board's defaults with -f/--defaults FILE or install them as /etc/u-boot-initial-env (u-boot-initial-env text, as U-Boot's build writes it)")]
     NoDefaults {
         /// The configured copies.
         devices: String,
+    },
+    /// No copy is valid and the defaults a write would start from cannot boot.
+    #[error("no valid environment in {devices}, and the {origin} cannot replace it: {reasons}; refusing to write an environment U-Boot could not boot. Fix that file (it must describe U-Boot's whole default environment) or give the right one with -f/--defaults FILE")]
+    UnusableDefaults {
+        /// The configured copies.
+        devices: String,
+        /// Where the defaults came from.
+        origin: String,
+        /// What is wrong with them.
+        reasons: String,
+    },
+    /// The lock timeout variable is not a usable number of seconds.
+    #[error("{LOCK_TIMEOUT_VAR}={value:?}: {reason}; give seconds from 0 to {MAX_LOCK_TIMEOUT_SECS}, e.g. {LOCK_TIMEOUT_VAR}=10, or unset it (default 10)")]
+    LockTimeout {
+        /// The value found.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An environment is stored where the config does not expect it (another layout, offset or
+    /// size); writing what the config says would destroy it.
+    #[error("{device}: found {found}, but {config}:{line} says {expected}; fix the config (writing now would destroy that environment)")]
+    LayoutMismatch {
+        /// The file or device.
+        device: PathBuf,
+        /// What was found, in words.
+        found: String,
+        /// What the config says, in words.
+        expected: String,
+        /// The config file.
+        config: PathBuf,
+        /// Its line.
+        line: usize,
     },
     /// The stored environment is valid at another size than the config says.
     #[error("{device}: the environment there is valid with size {found:#x}, but {config}:{line} says {configured:#x}; fix the env size column (writing now would destroy it)")]
@@ -103,6 +139,11 @@ pub enum CopyStatus {
     Short {
         /// Bytes present from the offset.
         len: usize,
+    },
+    /// The file ends at or before the copy's offset: nothing of the copy is there.
+    PastEnd {
+        /// Length of the file.
+        file_len: u64,
     },
 }
 
@@ -150,6 +191,10 @@ pub struct Snapshot {
     pub layout: Layout,
     /// The entries of the copy in use as stored, in stored order (defaults: sorted).
     pub entries: Vec<Vec<u8>>,
+    /// Where the defaults came from, when they are in use.
+    pub defaults_origin: Option<String>,
+    /// Why the defaults in use could not be written (a write is then refused).
+    pub defaults_problem: Option<String>,
 }
 
 impl Snapshot {
@@ -166,13 +211,32 @@ impl Snapshot {
             .map(|c| c.device.display().to_string())
             .collect::<Vec<_>>()
             .join(" and ");
-        match self.source {
-            Source::Copy(_) => None,
-            Source::Defaults => Some(format!(
-                "Warning: no valid environment in {where_} (bad CRC or missing); using the default environment"
+        let origin = self
+            .defaults_origin
+            .as_deref()
+            .unwrap_or("default environment");
+        let why = self
+            .copies
+            .iter()
+            .map(|c| match c.status {
+                CopyStatus::Valid { .. } => "valid",
+                CopyStatus::BadCrc { .. } => "bad CRC",
+                CopyStatus::Missing => "missing",
+                CopyStatus::Short { .. } => "shorter than a copy",
+                CopyStatus::PastEnd { .. } => "ends before the configured offset",
+            })
+            .collect::<Vec<_>>()
+            .join(" / ");
+        match (&self.source, &self.defaults_problem) {
+            (Source::Copy(_), _) => None,
+            (Source::Defaults, None) => Some(format!(
+                "Warning: no valid environment in {where_} ({why}); using the {origin}"
             )),
-            Source::Empty => Some(format!(
-                "Warning: no valid environment in {where_} (bad CRC or missing) and no defaults file; a write starts from an empty environment"
+            (Source::Defaults, Some(problem)) => Some(format!(
+                "Warning: no valid environment in {where_} ({why}); showing the {origin}, but it is not usable ({problem}): a write will be refused"
+            )),
+            (Source::Empty, _) => Some(format!(
+                "Warning: no valid environment in {where_} ({why}) and no defaults file: U-Boot boots its compiled-in defaults; a write will be refused until the defaults are given (-f FILE or /etc/u-boot-initial-env)"
             )),
         }
     }
@@ -208,8 +272,43 @@ pub struct Store {
     config: Config,
     scheme: FlagScheme,
     lock_path: Option<PathBuf>,
-    lock_timeout: Duration,
-    defaults: Option<Vars>,
+    lock_timeout: Result<Duration, (String, &'static str)>,
+    defaults: Option<Defaults>,
+    required: Vec<String>,
+    required_by: String,
+}
+
+/// Read the lock timeout from `$FW_ENV_LOCK_TIMEOUT`: unset is the default; anything that is not
+/// a number of seconds from 0 to [`MAX_LOCK_TIMEOUT_SECS`] is an error, not ignored.
+pub fn lock_timeout_from_env() -> Result<Duration, Error> {
+    lock_timeout_from(std::env::var_os(LOCK_TIMEOUT_VAR))
+        .map_err(|(value, reason)| Error::LockTimeout { value, reason })
+}
+
+fn lock_timeout_from(
+    value: Option<std::ffi::OsString>,
+) -> Result<Duration, (String, &'static str)> {
+    let Some(raw) = value else {
+        return Ok(lock::DEFAULT_TIMEOUT);
+    };
+    let shown = raw.to_string_lossy().into_owned();
+    let Some(text) = raw.to_str() else {
+        return Err((shown, "not text"));
+    };
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| (shown.clone(), "not a number of seconds"))?;
+    if !secs.is_finite() {
+        return Err((shown, "not a finite number"));
+    }
+    if secs < 0.0 {
+        return Err((shown, "negative"));
+    }
+    if secs > MAX_LOCK_TIMEOUT_SECS {
+        return Err((shown, "longer than an hour"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 impl Store {
@@ -219,23 +318,31 @@ impl Store {
         let lock_path = std::env::var_os(LOCK_FILE_VAR)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(lock::DEFAULT_LOCK_PATH));
-        let lock_timeout = std::env::var(LOCK_TIMEOUT_VAR)
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .map(Duration::from_secs_f64)
-            .unwrap_or(lock::DEFAULT_TIMEOUT);
+        // An unusable $FW_ENV_LOCK_TIMEOUT is reported by the first operation (and by
+        // `from_config_file` at once).
+        let lock_timeout = lock_timeout_from(std::env::var_os(LOCK_TIMEOUT_VAR));
         Store {
             config,
             scheme: FlagScheme::Counter,
             lock_path: Some(lock_path),
             lock_timeout,
             defaults: None,
+            required: Vec::new(),
+            required_by: String::new(),
         }
     }
 
     /// Read the config file at `path` and open what it describes.
     pub fn from_config_file(path: impl AsRef<Path>) -> Result<Store, Error> {
-        Ok(Store::open(Config::load(path)?))
+        let store = Store::open(Config::load(path)?);
+        store.lock_timeout()?;
+        Ok(store)
+    }
+
+    fn lock_timeout(&self) -> Result<Duration, Error> {
+        self.lock_timeout
+            .clone()
+            .map_err(|(value, reason)| Error::LockTimeout { value, reason })
     }
 
     /// Use another lock file, or none (`None`: only for single-process tools and tests).
@@ -246,14 +353,34 @@ impl Store {
 
     /// How long to wait for the lock.
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Store {
-        self.lock_timeout = timeout;
+        self.lock_timeout = Ok(timeout);
         self
     }
 
     /// The environment used when no copy is valid (U-Boot's compiled-in default environment,
-    /// as `u-boot-initial-env` text describes it).
+    /// as `u-boot-initial-env` text describes it), built in code. A write starting from it is
+    /// refused unless it is usable (see [`crate::defaults`]).
     pub fn with_defaults(mut self, defaults: Option<Vars>) -> Store {
+        self.defaults = defaults.map(Defaults::from_vars);
+        self
+    }
+
+    /// The default environment read from a file ([`crate::store::load_defaults`]), which
+    /// messages name with how it was chosen.
+    pub fn with_defaults_file(mut self, defaults: Option<Defaults>) -> Store {
         self.defaults = defaults;
+        self
+    }
+
+    /// Variables the defaults must define for a write to start from them, besides `bootcmd`
+    /// (`bootcount` requires its policy's variables); `by` names who needs them in messages.
+    pub fn with_required_defaults<S: Into<String>>(
+        mut self,
+        names: impl IntoIterator<Item = S>,
+        by: &str,
+    ) -> Store {
+        self.required = names.into_iter().map(Into::into).collect();
+        self.required_by = by.to_owned();
         self
     }
 
@@ -270,7 +397,14 @@ impl Store {
 
     /// The defaults in use, if any.
     pub fn defaults(&self) -> Option<&Vars> {
-        self.defaults.as_ref()
+        self.defaults.as_ref().map(|d| &d.vars)
+    }
+
+    /// Why a write starting from the defaults would be refused (`None`: no defaults, or usable).
+    pub fn defaults_problem(&self) -> Option<String> {
+        self.defaults
+            .as_ref()
+            .and_then(|d| d.unusable(&self.required, &self.required_by))
     }
 
     fn layout(&self) -> Layout {
@@ -283,7 +417,7 @@ impl Store {
 
     fn lock(&self) -> Result<Option<lock::EnvLock>, Error> {
         match &self.lock_path {
-            Some(p) => Ok(Some(lock::acquire(p, self.lock_timeout)?)),
+            Some(p) => Ok(Some(lock::acquire(p, self.lock_timeout()?)?)),
             None => Ok(None),
         }
     }
@@ -295,6 +429,7 @@ impl Store {
     }
 
     fn read_unlocked(&self) -> Result<(Snapshot, Vec<Medium>), Error> {
+        self.config.validate()?;
         let layout = self.layout();
         let mut media = Vec::new();
         let mut reports = Vec::new();
@@ -304,6 +439,12 @@ impl Store {
             let medium = Medium::resolve(loc)?;
             let (status, vars) = match medium.read()? {
                 Found::Missing => (CopyStatus::Missing, None),
+                Found::Short(_) if medium.past_end() => (
+                    CopyStatus::PastEnd {
+                        file_len: medium.len,
+                    },
+                    None,
+                ),
                 Found::Short(b) => (CopyStatus::Short { len: b.len() }, None),
                 Found::Bytes(b) => match codec::decode(&b, layout) {
                     Ok(d) => {
@@ -341,6 +482,7 @@ impl Store {
             decoded.push(vars);
             media.push(medium);
         }
+        self.check_overlap(&media)?;
         let state = |i: usize| match reports.get(i).map(|r: &CopyReport| &r.status) {
             Some(CopyStatus::Valid { flags, .. }) => Some(flags.unwrap_or(0)),
             _ => None,
@@ -367,14 +509,18 @@ impl Store {
                 )
             }
             None => {
-                self.check_size_mismatch(&media, layout)?;
+                self.check_layout_mismatch(&media, layout)?;
                 let (vars, source) = match &self.defaults {
-                    Some(d) => (d.clone(), Source::Defaults),
+                    Some(d) => (d.vars.clone(), Source::Defaults),
                     None => (Vars::new(), Source::Empty),
                 };
                 let e = vars.iter().map(|(k, v)| [k, b"=", v].concat()).collect();
                 (vars, source, e)
             }
+        };
+        let (defaults_origin, defaults_problem) = match (&source, &self.defaults) {
+            (Source::Defaults, Some(d)) => (Some(d.origin()), self.defaults_problem()),
+            _ => (None, None),
         };
         Ok((
             Snapshot {
@@ -383,32 +529,125 @@ impl Store {
                 copies: reports,
                 layout,
                 entries,
+                defaults_origin,
+                defaults_problem,
             },
             media,
         ))
     }
 
-    /// With no valid copy, look for an environment that is valid at another common size:
-    /// a config whose size column is wrong must not lead to a write that destroys it.
-    fn check_size_mismatch(&self, media: &[Medium], layout: Layout) -> Result<(), Error> {
-        for (medium, loc) in media.iter().zip(&self.config.copies) {
-            let mut candidates: Vec<u64> = (10..=20).map(|p| 1u64 << p).collect();
-            if medium.mode == WriteMode::Replace && medium.len > medium.offset {
-                candidates.push(medium.len - medium.offset);
-            }
-            for size in candidates {
-                if size == medium.size || size < layout.header_len() as u64 + 2 {
-                    continue;
+    /// Two copies must not share bytes, judged on the resolved files (symbolic links
+    /// followed) and offsets (negative ones counted from the end).
+    fn check_overlap(&self, media: &[Medium]) -> Result<(), Error> {
+        if let [a, b] = media {
+            if a.path == b.path && a.offset < b.offset + b.size && b.offset < a.offset + a.size {
+                return Err(ConfigError::Overlap {
+                    path: self.config.path.clone(),
+                    device: a.path.clone(),
+                    first: format!(
+                        "{:#x}..{:#x} and {:#x}..{:#x}",
+                        a.offset,
+                        a.offset + a.size,
+                        b.offset,
+                        b.offset + b.size
+                    ),
+                    first_line: a.line(),
+                    second_line: b.line(),
                 }
-                if let Some(bytes) = medium.read_at(medium.offset, size) {
-                    if codec::decode(&bytes, layout).is_ok() {
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// With no valid copy where the config says, look (cheaply: bounded reads, a few CRCs) for
+    /// a valid environment where the config does not expect one: another size at the same
+    /// offset, the other layout (a single-copy environment under a redundant config or the
+    /// reverse), or another offset of the same file (0, or a multiple of the size). A config
+    /// mistake must not lead to a write that destroys it.
+    fn check_layout_mismatch(&self, media: &[Medium], layout: Layout) -> Result<(), Error> {
+        let other = match layout {
+            Layout::Single => Layout::Redundant,
+            Layout::Redundant => Layout::Single,
+        };
+        let describe = |l: Layout| match l {
+            Layout::Single => "single-copy",
+            Layout::Redundant => "redundant (flags byte after the CRC)",
+        };
+        let configured = match layout {
+            Layout::Single => "one copy (non-redundant)",
+            Layout::Redundant => "two copies (redundant)",
+        };
+        let valid = |bytes: &[u8], l: Layout| {
+            bytes.len() >= l.header_len() + 2 && codec::decode(bytes, l).is_ok()
+        };
+        for (medium, loc) in media.iter().zip(&self.config.copies) {
+            let mismatch = |found: String, expected: String| Error::LayoutMismatch {
+                device: medium.path.clone(),
+                found,
+                expected,
+                config: self.config.path.clone(),
+                line: loc.line,
+            };
+            let size = medium.size;
+            // Sizes U-Boot boards use, the board's 0x30000, and what the file's length implies.
+            let mut sizes: Vec<u64> = (10..=20).map(|p| 1u64 << p).collect();
+            sizes.extend([0x3000, 0x6000, 0x18000, 0x30000, 0x60000]);
+            if medium.mode == WriteMode::Replace && medium.len > medium.offset {
+                sizes.push(medium.len - medium.offset);
+            }
+            sizes.retain(|&s| s != size && s <= crate::config::MAX_ENV_SIZE);
+            sizes.sort_unstable();
+            sizes.dedup();
+            let window = sizes.last().copied().unwrap_or(0).max(size);
+            if let Some(bytes) = medium.read_at(medium.offset, window) {
+                if bytes.len() as u64 >= size && valid(&bytes[..size as usize], other) {
+                    return Err(mismatch(
+                        format!("a valid {} environment of size {size:#x}", describe(other)),
+                        configured.to_string(),
+                    ));
+                }
+                for &s in &sizes {
+                    let Some(b) = bytes.get(..s as usize) else {
+                        break;
+                    };
+                    if valid(b, layout) {
                         return Err(Error::SizeMismatch {
                             device: medium.path.clone(),
-                            configured: medium.size,
-                            found: size,
+                            configured: size,
+                            found: s,
                             config: self.config.path.clone(),
                             line: loc.line,
                         });
+                    }
+                    if valid(b, other) {
+                        return Err(mismatch(
+                            format!("a valid {} environment of size {s:#x}", describe(other)),
+                            format!("{configured} of size {size:#x}"),
+                        ));
+                    }
+                }
+            }
+            // Other offsets of the same file or device: 0, and (small files) multiples of the
+            // size, except where the config puts a copy.
+            let mut offsets = vec![0u64];
+            if medium.mode == WriteMode::Replace {
+                offsets.extend((1..=8).map(|k| k * size));
+            }
+            offsets.retain(|&o| {
+                o.checked_add(size).is_some_and(|end| end <= medium.len)
+                    && !media.iter().any(|m| m.path == medium.path && m.offset == o)
+            });
+            for o in offsets {
+                let Some(b) = medium.read_at(o, size) else {
+                    continue;
+                };
+                for l in [layout, other] {
+                    if b.len() as u64 == size && valid(&b, l) {
+                        return Err(mismatch(
+                            format!("a valid {} environment at offset {o:#x}", describe(l)),
+                            format!("offset {:#x}", medium.offset),
+                        ));
                     }
                 }
             }
@@ -448,7 +687,7 @@ impl Store {
         let mut vars = snapshot.vars.clone();
         for (name, value) in changes.iter() {
             crate::vars::check_name(name.as_bytes())?;
-            let default = self.defaults.as_ref().and_then(|d| d.get(name));
+            let default = self.defaults.as_ref().and_then(|d| d.vars.get(name));
             flags::check_change(&vars, name, value, default.as_deref())?;
             let mut one = Changes::new();
             one.push(name, value.map(str::to_owned));
@@ -462,15 +701,25 @@ impl Store {
                 used: vars.encoded_len(),
             });
         }
+        let devices = || {
+            snapshot
+                .copies
+                .iter()
+                .map(|c| c.device.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
         if snapshot.source == Source::Empty {
-            return Err(Error::NoDefaults {
-                devices: snapshot
-                    .copies
-                    .iter()
-                    .map(|c| c.device.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" and "),
-            });
+            return Err(Error::NoDefaults { devices: devices() });
+        }
+        if snapshot.source == Source::Defaults {
+            if let (Some(d), Some(reasons)) = (&self.defaults, self.defaults_problem()) {
+                return Err(Error::UnusableDefaults {
+                    devices: devices(),
+                    origin: d.origin(),
+                    reasons,
+                });
+            }
         }
         let layout = snapshot.layout;
         let size = self.config.env_size();
@@ -544,25 +793,22 @@ impl Store {
 
 /// Parse defaults text (`u-boot-initial-env`, the format `mkenvimage` reads) into variables.
 pub fn parse_defaults_text(text: &[u8]) -> Vars {
-    let size = text.len() + 16;
-    let image = codec::mkimage_from_text(text, size, Layout::Single, 0).expect("sized to fit");
-    codec::parse_data(&image[codec::CRC_SIZE..]).0
+    crate::defaults::parse_text(text)
 }
 
-/// Read a defaults file.
-pub fn load_defaults(path: &Path) -> Result<Vars, StorageError> {
-    let text = std::fs::read(path).map_err(|source| StorageError::Io {
-        op: "cannot read defaults file",
-        path: path.to_owned(),
-        source,
-        hint: "",
-    })?;
-    Ok(parse_defaults_text(&text))
+/// Read a defaults file named on the command line (see [`Defaults::load`]).
+pub fn load_defaults(path: &Path) -> Result<Defaults, StorageError> {
+    Defaults::load(path, DefaultsFrom::Option)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The smallest usable defaults: a boot command.
+    fn boot_defaults() -> Vars {
+        [("bootcmd", "boot")].into_iter().collect()
+    }
 
     fn store_for(dir: &Path, text: &str) -> Store {
         let cfg = Config::parse(text, dir.join("fw_env.config")).unwrap();
@@ -573,7 +819,9 @@ mod tests {
     fn missing_file_reads_as_defaults_and_first_write_creates_it() {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");
-        let defaults: Vars = [("next_boot", "otafs")].into_iter().collect();
+        let defaults: Vars = [("next_boot", "otafs"), ("bootcmd", "boot")]
+            .into_iter()
+            .collect();
         let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display()))
             .with_defaults(Some(defaults.clone()));
         let snap = store.read().unwrap();
@@ -598,7 +846,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");
         let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display()))
-            .with_defaults(Some(Vars::new()));
+            .with_defaults(Some(boot_defaults()));
         store.apply(&Changes::new().set("a", "1")).unwrap();
         let before = std::fs::metadata(&env).unwrap().modified().unwrap();
         let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&env).unwrap());
@@ -620,7 +868,7 @@ mod tests {
             dir.path(),
             &format!("{0} 0x100000 0x400\n{0} 0x100400 0x400\n", img.display()),
         )
-        .with_defaults(Some(Vars::new()));
+        .with_defaults(Some(boot_defaults()));
         let r1 = store.apply(&Changes::new().set("a", "1")).unwrap();
         assert_eq!((r1.copy, r1.flags), (Some(0), Some(1)));
         let r2 = store.apply(&Changes::new().set("a", "2")).unwrap();
@@ -644,7 +892,7 @@ mod tests {
             dir.path(),
             &format!("{0} 0x100000 0x400\n{0} 0x100400 0x400\n", img.display()),
         )
-        .with_defaults(Some(Vars::new()))
+        .with_defaults(Some(boot_defaults()))
         .with_flag_scheme(FlagScheme::Boolean);
         let flags = || {
             let b = std::fs::read(&img).unwrap();
@@ -685,7 +933,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("uboot.env");
         let store = store_for(dir.path(), &format!("{} 0 0x40\n", env.display()))
-            .with_defaults(Some(Vars::new()));
+            .with_defaults(Some(boot_defaults()));
         store.apply(&Changes::new().set("a", "1")).unwrap();
         let before = std::fs::read(&env).unwrap();
         let e = store
@@ -726,7 +974,7 @@ mod tests {
         std::fs::write(&env, &content).unwrap();
         std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o640)).unwrap();
         let store = store_for(dir.path(), &format!("{} 0x100 0x80\n", env.display()))
-            .with_defaults(Some(Vars::new()));
+            .with_defaults(Some(boot_defaults()));
         store.apply(&Changes::new().set("a", "1")).unwrap();
         let after = std::fs::read(&env).unwrap();
         assert_eq!(after.len(), content.len());
@@ -737,5 +985,134 @@ mod tests {
             0o640
         );
         assert!(!dir.path().join(".uboot.env.fw-env-tmp").exists());
+    }
+
+    #[test]
+    fn lock_timeout_values() {
+        let ok = |v: &str| lock_timeout_from(Some(v.into()));
+        assert_eq!(lock_timeout_from(None), Ok(lock::DEFAULT_TIMEOUT));
+        assert_eq!(ok("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(ok("0"), Ok(Duration::ZERO));
+        assert_eq!(ok("3600"), Ok(Duration::from_secs(3600)));
+        // Each used to be ignored (or panicked in Duration::from_secs_f64).
+        for bad in [
+            "", "abc", "-1", "inf", "-inf", "NaN", "1e300", "3600.5", "10s",
+        ] {
+            assert!(ok(bad).is_err(), "{bad:?}");
+        }
+        let e = Store::open(Config::single("/x", 0, 0x400))
+            .with_lock_file(None)
+            .with_lock_timeout(Duration::from_secs(1));
+        assert!(e.lock_timeout().is_ok());
+    }
+
+    #[test]
+    fn layout_mismatches_refuse_read_and_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        let vars: Vars = [("a", "1")].into_iter().collect();
+        let single = codec::encode(&vars, 0x400, Layout::Single, 0).unwrap();
+        let redundant = codec::encode(&vars, 0x400, Layout::Redundant, 3).unwrap();
+        let e = env.display();
+        // (file content, config, what the error says)
+        let rows: Vec<(Vec<u8>, String, &str)> = vec![
+            (
+                single.clone(),
+                format!("{e} 0x400 0x400\n"),
+                "at offset 0x0",
+            ),
+            (
+                [vec![0; 0x400], single.clone()].concat(),
+                format!("{e} 0 0x400\n"),
+                "at offset 0x400",
+            ),
+            (
+                single.clone(),
+                format!("{e} 0 0x400\n{e} 0x400 0x400\n"),
+                "single-copy",
+            ),
+            (
+                redundant.clone(),
+                format!("{e} 0 0x400\n"),
+                "redundant (flags byte",
+            ),
+            (
+                [single.clone(), vec![0; 0x400]].concat(),
+                format!("{e} 0 0x800\n"),
+                "valid with size 0x400",
+            ),
+        ];
+        for (content, cfg, want) in rows {
+            std::fs::write(&env, &content).unwrap();
+            let store = store_for(dir.path(), &cfg).with_defaults(Some(boot_defaults()));
+            let r = store.read().unwrap_err().to_string();
+            assert!(r.contains(want), "{cfg}: {r}");
+            let w = store
+                .apply(&Changes::new().set("b", "2"))
+                .unwrap_err()
+                .to_string();
+            assert!(w.contains(want), "{cfg}: {w}");
+            assert_eq!(
+                std::fs::read(&env).unwrap(),
+                content,
+                "{cfg}: nothing written"
+            );
+        }
+    }
+
+    #[test]
+    fn unusable_defaults_refuse_the_write_and_the_warning_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("uboot.env");
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", env.display()))
+            .with_defaults(Some([("next_boot", "otafs")].into_iter().collect()));
+        let snap = store.read().unwrap();
+        assert!(snap.warning().unwrap().contains("a write will be refused"));
+        let e = store.apply(&Changes::new().set("x", "1")).unwrap_err();
+        assert!(matches!(e, Error::UnusableDefaults { .. }), "{e}");
+        assert!(e.to_string().contains("no bootcmd"), "{e}");
+        assert!(!env.exists());
+        // Required names.
+        let store = store
+            .with_defaults(Some(boot_defaults()))
+            .with_required_defaults(["next_boot"], "the policy");
+        let e = store.apply(&Changes::new().set("x", "1")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no next_boot (needed by the policy)"),
+            "{e}"
+        );
+        assert!(!env.exists());
+    }
+
+    #[test]
+    fn symlinked_env_file_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        std::fs::create_dir(&real_dir).unwrap();
+        let real = real_dir.join("uboot.env");
+        let link = dir.path().join("link.env");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        // The target does not exist yet: a dangling link is refused...
+        let store = store_for(dir.path(), &format!("{} 0 0x400\n", link.display()))
+            .with_defaults(Some(boot_defaults()));
+        assert!(store
+            .read()
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        // ...once it exists, writes replace the real file and keep the link.
+        std::fs::write(
+            &real,
+            codec::encode(&boot_defaults(), 0x400, Layout::Single, 0).unwrap(),
+        )
+        .unwrap();
+        store.apply(&Changes::new().set("a", "1")).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let d = codec::decode(&std::fs::read(&real).unwrap(), Layout::Single).unwrap();
+        assert_eq!(d.vars.get("a").as_deref(), Some("1"));
     }
 }

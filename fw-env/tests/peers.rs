@@ -25,7 +25,8 @@ enum Tool {
 const TOOLS: [Tool; 3] = [Tool::Ours, Tool::Libubootenv, Tool::UbootTools];
 
 /// The defaults text given to tools that take one (ours: --defaults/-f; libubootenv: -f).
-const DEFAULTS: &str = "bootdelay=1\nnext_boot=otafs\n";
+/// It has a `bootcmd`: fw-env refuses to write from defaults U-Boot could not boot with.
+const DEFAULTS: &str = "bootcmd=boot\nbootdelay=1\nnext_boot=otafs\n";
 
 struct Setup {
     case: Case,

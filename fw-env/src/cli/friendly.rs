@@ -103,7 +103,17 @@ fn parse_number(s: &str) -> Result<u64, String> {
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
-    parse_number(s).map(|n| n as usize)
+    // The image is allocated at this size: bounded like a config's env size.
+    let max = crate::config::MAX_ENV_SIZE;
+    parse_number(s).and_then(|n| {
+        if n > max {
+            Err(format!(
+                "{s} is larger than the {max:#x} bytes fw-env accepts"
+            ))
+        } else {
+            Ok(n as usize)
+        }
+    })
 }
 
 fn parse_byte(s: &str) -> Result<u8, String> {
@@ -330,7 +340,12 @@ fn check(snapshot: &Snapshot, json: bool, io: &mut Io<'_>) -> i32 {
                 format!("BAD CRC (stored {stored:#010x}, computed {computed:#010x}){f}")
             }
             CopyStatus::Missing => "MISSING (file does not exist)".into(),
-            CopyStatus::Short { len } => format!("SHORT (only {len} bytes)"),
+            CopyStatus::Short { len } => {
+                format!("SHORT (the file ends {len} bytes after the offset, before the copy does)")
+            }
+            CopyStatus::PastEnd { file_len } => {
+                format!("PAST THE END (the file is {file_len:#x} bytes, it ends before the offset)")
+            }
         };
         let active = if c.active { "  [active]" } else { "" };
         let _ = writeln!(
@@ -344,11 +359,16 @@ fn check(snapshot: &Snapshot, json: bool, io: &mut Io<'_>) -> i32 {
     }
     match snapshot.source {
         Source::Copy(_) => {}
-        Source::Defaults => {
-            let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; the next write starts from the defaults file");
-        }
+        Source::Defaults => match &snapshot.defaults_problem {
+            None => {
+                let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; the next write starts from the {}", snapshot.defaults_origin.as_deref().unwrap_or("defaults"));
+            }
+            Some(problem) => {
+                let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; the {} is not usable ({problem}), so a write will be refused", snapshot.defaults_origin.as_deref().unwrap_or("defaults"));
+            }
+        },
         Source::Empty => {
-            let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; no defaults file is configured here (--defaults FILE)");
+            let _ = writeln!(io.stdout, "no valid copy: U-Boot boots its default environment; no defaults file is configured here (--defaults FILE), so a write will be refused");
         }
     }
     if single_in_place {
@@ -381,10 +401,8 @@ fn mkimage(
             })?;
         t
     } else {
-        std::fs::read(input).map_err(|source| CliError::ScriptRead {
-            path: input.display().to_string(),
-            source,
-        })?
+        // A regular file only (a FIFO must not hang us), of a bounded size.
+        crate::storage::read_small_file(input, crate::defaults::MAX_DEFAULTS_FILE, "mkimage input")?
     };
     let layout = if redundant {
         Layout::Redundant
@@ -441,6 +459,9 @@ mod tests {
     fn numbers() {
         assert_eq!(parse_size("0x4000"), Ok(0x4000));
         assert_eq!(parse_size("16384"), Ok(16384));
+        // Absurd sizes used to reach the allocation unchecked.
+        assert!(parse_size("0xffffffffffffffff").is_err());
+        assert!(parse_size("0x1000001").is_err());
         assert_eq!(parse_byte("0xff"), Ok(255));
         assert!(parse_byte("256").is_err());
     }

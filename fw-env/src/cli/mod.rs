@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::DEFAULT_CONFIG_PATH;
+use crate::defaults::DefaultsFrom;
 use crate::store::{self, Snapshot, Store};
 
 /// Where the default environment is read from when no `-f`/`--defaults` is given and the file
@@ -37,12 +38,13 @@ pub fn open_store(
     let mut s = Store::from_config_file(config)?;
     let defaults = match defaults {
         Some(p) => Some(store::load_defaults(p)?),
-        None if Path::new(DEFAULT_DEFAULTS_PATH).exists() => {
-            Some(store::load_defaults(Path::new(DEFAULT_DEFAULTS_PATH))?)
-        }
+        // symlink_metadata: a dangling link is reported by the load, not taken for "absent".
+        None if std::fs::symlink_metadata(DEFAULT_DEFAULTS_PATH).is_ok() => Some(
+            crate::Defaults::load(Path::new(DEFAULT_DEFAULTS_PATH), DefaultsFrom::DefaultPath)?,
+        ),
         None => None,
     };
-    s = s.with_defaults(defaults);
+    s = s.with_defaults_file(defaults);
     if let Some(l) = lock_file {
         s = s.with_lock_file(Some(l));
     }
