@@ -18,6 +18,10 @@ use std::process::{Command, Output, Stdio};
 enum Who {
     Ours,
     Lib,
+    /// Ours with `FW_ENV_DROPIN=uboot-tools`.
+    OursUboot,
+    /// U-Boot's tools/env (`qemu/build-uboot.sh tools`).
+    Uboot,
 }
 
 fn raw(b: &[u8]) -> OsString {
@@ -38,10 +42,14 @@ const START: &[(&str, &str)] = &[
 
 impl Pair {
     fn new(pairs: &[(&str, &str)]) -> Pair {
+        Self::from_image(image(pairs, Layout::Single, 0))
+    }
+
+    fn from_image(bytes: Vec<u8>) -> Pair {
         let case = Case::new();
-        for who in ["ours", "lib"] {
+        for who in ["ours", "lib", "ours-u", "uboot"] {
             let env = case.path(&format!("{who}.env"));
-            std::fs::write(&env, image(pairs, Layout::Single, 0)).unwrap();
+            std::fs::write(&env, &bytes).unwrap();
             std::fs::write(
                 case.path(&format!("{who}.cfg")),
                 format!("{} 0x0 0x4000\n", env.display()),
@@ -55,6 +63,8 @@ impl Pair {
         match who {
             Who::Ours => "ours",
             Who::Lib => "lib",
+            Who::OursUboot => "ours-u",
+            Who::Uboot => "uboot",
         }
     }
 
@@ -64,7 +74,26 @@ impl Pair {
 
     fn cmd(&self, who: Who, tool: &str) -> Command {
         let mut c = match who {
-            Who::Ours => self.case.cmd(tool),
+            Who::Ours => {
+                let mut c = self.case.cmd(tool);
+                c.env_remove("FW_ENV_DROPIN");
+                c
+            }
+            Who::OursUboot => {
+                let mut c = self.case.cmd(tool);
+                c.env("FW_ENV_DROPIN", "uboot-tools");
+                c
+            }
+            Who::Uboot => {
+                let peer = if tool == "fw_printenv" {
+                    Peer::UbootPrintenv
+                } else {
+                    Peer::UbootSetenv
+                };
+                let mut c = Command::new(peer.require());
+                c.stdin(Stdio::null());
+                c
+            }
             Who::Lib => {
                 let peer = if tool == "fw_printenv" {
                     Peer::LibubootenvPrintenv
@@ -76,8 +105,7 @@ impl Pair {
                 c
             }
         };
-        c.env_remove("FW_ENV_DROPIN")
-            .arg("-c")
+        c.arg("-c")
             .arg(self.case.path(&format!("{}.cfg", Self::tag(who))));
         c
     }
@@ -110,11 +138,22 @@ impl Pair {
             .collect()
     }
 
-    /// Run the same command on both; assert the same stdout, the same success and the same
-    /// variables afterwards. Returns our output.
+    /// Run the same command on ours and libubootenv's; assert the same stdout, the same
+    /// success and the same variables afterwards. Returns our output.
     fn same(&self, tool: &str, args: &[OsString], stdin: Option<&[u8]>) -> Output {
-        let ours = self.run(Who::Ours, tool, args, stdin);
-        let lib = self.run(Who::Lib, tool, args, stdin);
+        self.same_as(Who::Ours, Who::Lib, tool, args, stdin)
+    }
+
+    fn same_as(
+        &self,
+        us: Who,
+        peer: Who,
+        tool: &str,
+        args: &[OsString],
+        stdin: Option<&[u8]>,
+    ) -> Output {
+        let ours = self.run(us, tool, args, stdin);
+        let lib = self.run(peer, tool, args, stdin);
         let shown = format!("{tool} {args:?}");
         assert_eq!(
             String::from_utf8_lossy(&ours.stdout),
@@ -133,8 +172,8 @@ impl Pair {
             stderr(&lib)
         );
         assert_eq!(
-            self.vars(Who::Ours),
-            self.vars(Who::Lib),
+            self.vars(us),
+            self.vars(peer),
             "{shown}: variables differ afterwards"
         );
         ours
@@ -362,6 +401,44 @@ fn script_lines_one_tool_would_drop_are_refused_by_line() {
         );
         assert_eq!(std::fs::read(&env).unwrap(), before, "{text:?} wrote");
     }
+}
+
+/// `FW_ENV_DROPIN=uboot-tools` side by side with U-Boot's tools/env on the points where it
+/// differs from libubootenv.
+#[test]
+fn uboot_tools_style_matches_uboot_tools() {
+    // Storage order that is not sorted: mkenvimage keeps its input order.
+    let text = b"foo=bar\nBOOT_ORDER=A B\nbootcmd=run x\nBOOT_A_LEFT=3\n";
+    let p =
+        Pair::from_image(fw_env::codec::mkimage_from_text(text, SIZE, Layout::Single, 0).unwrap());
+    let same = |tool: &str, args: Vec<OsString>, stdin: Option<&[u8]>| {
+        p.same_as(Who::OursUboot, Who::Uboot, tool, &args, stdin)
+    };
+    let o = same("fw_printenv", vec![], None);
+    assert!(
+        stdout(&o).starts_with("foo=bar\nBOOT_ORDER=A B\n"),
+        "storage order"
+    );
+    let o = same("fw_printenv", os(&["foo", "MISSING"]), None);
+    assert_eq!(o.status.code(), Some(1));
+    same("fw_printenv", os(&["-n", "MISSING"]), None);
+    same(
+        "fw_setenv",
+        os(&["bootargs", "console=ttyS0", "quiet"]),
+        None,
+    );
+    same("fw_setenv", os(&["foo", ""]), None);
+    same(
+        "fw_setenv",
+        vec![raw(b"n\xff"), raw(b"v\xfe"), raw(b"w\x80")],
+        None,
+    );
+    same("fw_printenv", vec![raw(b"n\xff")], None);
+    same(
+        "fw_setenv",
+        os(&["-s", "-"]),
+        Some(b"# c\n  k   v  w\nBOOT_A_LEFT\nx=1\nb\xff \xfe\n"),
+    );
 }
 
 /// `FW_ENV_DROPIN=uboot-tools`: U-Boot's tools/env behaviour, kept on request.
