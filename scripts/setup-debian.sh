@@ -15,8 +15,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 PACKAGES=(
-    # peers for fw-env
-    libubootenv-tool u-boot-tools
+    # peers for fw-env; rauc (1.8) runs its U-Boot backend on our fw_printenv/fw_setenv and
+    # on libubootenv's (fw-env/tests/rauc.rs), over a private dbus-daemon; unshare (util-linux)
+    # gives it a private /etc/fw_env.config
+    libubootenv-tool u-boot-tools rauc dbus-daemon util-linux
     # U-Boot build dependencies
     build-essential bison flex libssl-dev bc swig python3-dev python3-setuptools
     libgnutls28-dev uuid-dev device-tree-compiler dpkg-dev

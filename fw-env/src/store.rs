@@ -685,12 +685,18 @@ impl Store {
         changes: &Changes,
     ) -> Result<WriteReport, Error> {
         let mut vars = snapshot.vars.clone();
-        for (name, value) in changes.iter() {
-            crate::vars::check_name(name.as_bytes())?;
-            let default = self.defaults.as_ref().and_then(|d| d.vars.get(name));
-            flags::check_change(&vars, name, value, default.as_deref())?;
+        for (name, value) in changes.iter_bytes() {
+            crate::vars::check_name(name)?;
+            // `.flags` rules are text; a name or value that is not UTF-8 is checked as its
+            // lossy text (it matches no rule, or fails the rule's type) and stored exactly.
+            let (text, value_text) = (
+                String::from_utf8_lossy(name),
+                value.map(String::from_utf8_lossy),
+            );
+            let default = self.defaults.as_ref().and_then(|d| d.vars.get(&text));
+            flags::check_change(&vars, &text, value_text.as_deref(), default.as_deref())?;
             let mut one = Changes::new();
-            one.push(name, value.map(str::to_owned));
+            one.push_bytes(name, value.map(<[u8]>::to_vec));
             vars.apply(&one)?;
         }
         if snapshot.is_valid() && vars == snapshot.vars {

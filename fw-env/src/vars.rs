@@ -131,13 +131,17 @@ impl Vars {
             + 1
     }
 
-    /// Apply a set of changes in order.
+    /// Apply a set of changes in order. A value set with [`Changes::set_exact`] is stored as
+    /// given, an empty one included; [`Changes::set`] with an empty value unsets.
     pub fn apply(&mut self, changes: &Changes) -> Result<(), NameError> {
-        for (name, value) in changes.iter() {
+        for (name, value) in changes.iter_bytes() {
+            check_name(name)?;
             match value {
-                Some(v) => self.set(name.as_bytes().to_vec(), v.as_bytes().to_vec())?,
+                Some(v) => {
+                    self.map.insert(name.to_vec(), v.to_vec());
+                }
                 None => {
-                    self.map.remove(name.as_bytes());
+                    self.map.remove(name);
                 }
             }
         }
@@ -156,10 +160,14 @@ impl<K: Into<Vec<u8>>, V: Into<Vec<u8>>> FromIterator<(K, V)> for Vars {
 }
 
 /// A set of changes applied as one write: each name is set to a value or unset (`None`).
-/// Later entries for the same name win.
+/// Later entries for the same name win. Names and values are bytes (the drop-in
+/// `fw_setenv` stores arguments that are not UTF-8 exactly, as the C tools do); the `&str`
+/// methods are the everyday interface.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
-    entries: Vec<(String, Option<String>)>,
+    /// `Some(empty)` only comes from [`Changes::set_exact`]: every other way of giving an
+    /// empty value unsets.
+    entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Changes {
@@ -170,24 +178,53 @@ impl Changes {
 
     /// Set `name` to `value` (an empty value unsets, as in U-Boot).
     pub fn set(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.entries.push((name.into(), Some(value.into())));
+        self.push(name, Some(value.into()));
         self
     }
 
     /// Unset `name`.
     pub fn unset(mut self, name: impl Into<String>) -> Self {
-        self.entries.push((name.into(), None));
+        self.push(name, None);
         self
     }
 
-    /// Add a change in place.
+    /// Add a change in place (an empty value unsets).
     pub fn push(&mut self, name: impl Into<String>, value: Option<String>) {
+        self.push_bytes(
+            name.into().into_bytes(),
+            value.filter(|v| !v.is_empty()).map(String::into_bytes),
+        );
+    }
+
+    /// Set `name` to exactly `value`, any bytes, **an empty value included** (stored as
+    /// `name=`, as libubootenv's `fw_setenv NAME ""` does).
+    pub fn set_exact(&mut self, name: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.entries.push((name.into(), Some(value.into())));
+    }
+
+    /// Add a change in place, as bytes; `Some(b"")` stores an empty value (see
+    /// [`Changes::set_exact`]), `None` unsets.
+    pub fn push_bytes(&mut self, name: impl Into<Vec<u8>>, value: Option<Vec<u8>>) {
         self.entries.push((name.into(), value));
     }
 
-    /// The changes in order.
+    /// The changes in order, as text. Every change made through the `&str` methods is
+    /// text; **panics** on an entry that is not UTF-8 (only [`Changes::set_exact`] and
+    /// [`Changes::push_bytes`] make those): use [`Changes::iter_bytes`] where they can occur.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+        fn text(b: &[u8]) -> &str {
+            std::str::from_utf8(b).expect("Changes::iter on bytes that are not UTF-8")
+        }
+        self.entries
+            .iter()
+            .map(|(k, v)| (text(k), v.as_deref().map(text)))
+    }
+
+    /// The changes in order, exactly.
+    pub fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.entries
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
 
     /// Whether there is nothing to change.
@@ -258,5 +295,26 @@ mod tests {
         .unwrap();
         assert_eq!(v.get("x"), None);
         assert_eq!(v.get("y").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn exact_changes_keep_bytes_and_empty_values() {
+        let mut c = Changes::new();
+        c.set_exact(b"n\xff".to_vec(), b"v\xfe".to_vec());
+        c.set_exact("e", "");
+        c.push("gone", Some(String::new()));
+        let mut v = vars_of(&[("gone", "1")]);
+        v.apply(&c).unwrap();
+        assert_eq!(v.get_bytes(b"n\xff"), Some(&b"v\xfe"[..]));
+        assert_eq!(
+            v.get_bytes(b"e"),
+            Some(&b""[..]),
+            "set_exact keeps an empty value"
+        );
+        assert!(!v.contains("gone"), "push with an empty value unsets");
+    }
+
+    fn vars_of(pairs: &[(&str, &str)]) -> Vars {
+        pairs.iter().map(|(k, v)| (*k, *v)).collect()
     }
 }

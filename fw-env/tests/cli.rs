@@ -52,13 +52,33 @@ fn printenv_output_and_exit_codes() {
         "next_boot=otafs\notafs=root=/dev/mmcblk0p3 rootwait rw\nrootfs=root=/dev/mmcblk0p4 rootwait rw\n"
     );
     assert_eq!(o.status.code(), Some(0));
+    // libubootenv (the default): a missing variable is `NAME=`, exit 0.
     let o = case.run("fw_printenv", &["-c", &cfg, "next_boot", "missing"]);
+    assert_eq!(stdout(&o), "next_boot=otafs\nmissing=\n");
+    assert_eq!(stderr(&o), "");
+    assert_eq!(o.status.code(), Some(0));
+    let o = case.run("fw_printenv", &["-n", "next_boot", "-c", &cfg]);
+    assert_eq!(stdout(&o), "otafs\n");
+    let o = case.run("fw_printenv", &["-c", &cfg, "-n", "next_boot", "missing"]);
+    assert_eq!(
+        (stdout(&o).as_str(), o.status.code()),
+        ("otafs\n\n", Some(0))
+    );
+    let o = case.run("fw_printenv", &["-c", &cfg, "-n"]);
+    assert_eq!(o.status.code(), Some(1), "-n alone would be ignored");
+    // U-Boot's tools/env, on request.
+    let uboot = |args: &[&str]| {
+        case.cmd("fw_printenv")
+            .env("FW_ENV_DROPIN", "uboot-tools")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = uboot(&["-c", &cfg, "next_boot", "missing"]);
     assert_eq!(stdout(&o), "next_boot=otafs\n");
     assert_eq!(stderr(&o), "## Error: \"missing\" not defined\n");
     assert_eq!(o.status.code(), Some(1));
-    let o = case.run("fw_printenv", &["-n", "next_boot", "-c", &cfg]);
-    assert_eq!(stdout(&o), "otafs\n");
-    let o = case.run("fw_printenv", &["-c", &cfg, "-n", "a", "b"]);
+    let o = uboot(&["-c", &cfg, "-n", "a", "b"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("requires exactly one argument"));
     let o = case.run("fw_printenv", &["--bogus"]);
@@ -71,12 +91,20 @@ fn printenv_output_and_exit_codes() {
 }
 
 #[test]
-fn setenv_joins_values_and_deletes() {
+fn setenv_pairs_or_joins_values_and_deletes() {
     let case = Case::new();
     let (env, cfg) = board(&case);
+    // libubootenv (the default): name/value pairs, an empty value is stored.
     let o = case.run(
         "fw_setenv",
-        &["-c", &cfg, "bootargs", "console=ttyS0,115200", "quiet"],
+        &[
+            "-c",
+            &cfg,
+            "bootargs",
+            "console=ttyS0,115200 quiet",
+            "empty",
+            "",
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let o = case.run("fw_setenv", &["-c", &cfg, "next_boot"]);
@@ -86,7 +114,29 @@ fn setenv_joins_values_and_deletes() {
         d.vars.get("bootargs").as_deref(),
         Some("console=ttyS0,115200 quiet")
     );
+    assert_eq!(d.vars.get_bytes(b"empty"), Some(&b""[..]), "kept as empty=");
     assert!(!d.vars.contains("next_boot"));
+    // U-Boot's tools/env: values joined, an empty value deletes.
+    let o = case
+        .cmd("fw_setenv")
+        .env("FW_ENV_DROPIN", "uboot-tools")
+        .args(["-c", &cfg, "bootargs", "console=ttyS0", "quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = case
+        .cmd("fw_setenv")
+        .env("FW_ENV_DROPIN", "uboot-tools")
+        .args(["-c", &cfg, "empty", ""])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = read_copy(&env, 0, Layout::Single).unwrap();
+    assert_eq!(
+        d.vars.get("bootargs").as_deref(),
+        Some("console=ttyS0 quiet")
+    );
+    assert!(!d.vars.contains("empty"));
 }
 
 #[test]
@@ -96,7 +146,7 @@ fn script_sets_everything_in_one_write() {
     let script = case.path("script.txt");
     std::fs::write(
         &script,
-        "# update\nnext_boot rootfs\nupgrade_available=1\notafs\n",
+        "# update\nnext_boot=rootfs\nupgrade_available=1\notafs=\n",
     )
     .unwrap();
     let ino_before = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&env).unwrap());
@@ -123,7 +173,7 @@ fn script_sets_everything_in_one_write() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"from_stdin yes\n")
+        .write_all(b"from_stdin=yes\n")
         .unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(
@@ -389,7 +439,7 @@ fn bad_input_is_refused_and_nothing_changes() {
     unchanged("env size mismatch");
 
     let script = case.path("bad-script");
-    std::fs::write(&script, "a 1\n=oops\n").unwrap();
+    std::fs::write(&script, "a=1\n=oops\n").unwrap();
     let o = case.run("fw_setenv", &["-c", &cfg, "-s", script.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad-script:2"), "{}", stderr(&o));

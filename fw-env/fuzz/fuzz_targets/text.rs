@@ -28,7 +28,15 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(n, codec::raw_entries(&img[codec::CRC_SIZE..]).len());
         }
     }
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = fw_env::cli::dropin::parse_script(&("fuzz".to_owned(), text.to_owned()));
+    use fw_env::cli::dropin::{parse_script, Script, Style};
+    let script = Script {
+        name: "fuzz".to_owned(),
+        text: data.to_vec(),
+    };
+    for style in [Style::Libubootenv, Style::UbootTools] {
+        if let Ok(changes) = parse_script(style, &script) {
+            let mut vars = fw_env::Vars::new();
+            assert!(vars.apply(&changes).is_ok(), "a parsed script applies");
+        }
     }
 });

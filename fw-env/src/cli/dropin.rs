@@ -1,8 +1,15 @@
 //! `fw_printenv` and `fw_setenv`: one program, dispatching on the name it was run as, a
-//! drop-in for U-Boot's `tools/env` and libubootenv's tools. Where the two differ we follow
-//! U-Boot where that is safer; every difference is in the table in `docs/fw-env.md`.
+//! drop-in for libubootenv's tools (the board's `/usr/bin/fw_setenv`, what SWUpdate and
+//! RAUC's U-Boot backend are used with) and U-Boot's `tools/env`. Where the two C tools
+//! differ we follow libubootenv; `FW_ENV_DROPIN=uboot-tools` selects U-Boot's behaviour.
+//! Where both are silent about something they ignore (options, arguments, script lines) we
+//! refuse it. Every difference is in the table in `docs/fw-env.md`.
+//!
+//! Names, values, paths and script lines are bytes, from the command line to the disk and
+//! back: a value that is not UTF-8 is stored and printed exactly, as the C tools do.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::getopt::{self, OptSpec};
@@ -43,11 +50,6 @@ const SPECS: &[OptSpec] = &[
         takes_arg: true,
     },
     OptSpec {
-        short: 'a',
-        long: "aes",
-        takes_arg: true,
-    },
-    OptSpec {
         short: 'h',
         long: "help",
         takes_arg: false,
@@ -82,6 +84,36 @@ pub fn tool_for(argv0: &Path) -> Option<Tool> {
     }
 }
 
+/// The environment variable choosing whose behaviour the drop-in follows where libubootenv
+/// and U-Boot's `tools/env` differ: unset, empty or `libubootenv` (the default), or
+/// `uboot-tools`. Any other value is an error, never a silent default.
+pub const STYLE_VAR: &str = "FW_ENV_DROPIN";
+
+/// Whose behaviour to follow where the two C tools differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// libubootenv 0.3.2 (the default): sorted output, `NAME=` for a missing variable
+    /// (exit 0), `fw_setenv N1 V1 N2 V2` pairs, an empty value stored, `key=value` scripts.
+    Libubootenv,
+    /// U-Boot 2023.01 `tools/env`: storage order, missing variable is an error, values
+    /// joined with spaces, an empty value deletes, `key value` scripts.
+    UbootTools,
+}
+
+impl Style {
+    /// The style named by [`STYLE_VAR`]'s value.
+    pub fn from_var(value: Option<&std::ffi::OsStr>) -> Result<Style, String> {
+        match value.map(OsStrExt::as_bytes) {
+            None | Some(b"") | Some(b"libubootenv") => Ok(Style::Libubootenv),
+            Some(b"uboot-tools") => Ok(Style::UbootTools),
+            Some(other) => Err(format!(
+                "{STYLE_VAR}={:?} is not a drop-in style: use libubootenv (the default) or uboot-tools",
+                String::from_utf8_lossy(other)
+            )),
+        }
+    }
+}
+
 fn usage(tool: Tool) -> String {
     let common = format!(
         " -h, --help             print this help\n \
@@ -91,34 +123,54 @@ fn usage(tool: Tool) -> String {
          (default /etc/u-boot-initial-env, if present)\n \
          -l, --lock DIR         directory of the lock file (default /var/lock)\n"
     );
+    let style = format!(
+        "\nWhere libubootenv and U-Boot's tools/env differ this follows libubootenv;\n\
+         {STYLE_VAR}=uboot-tools follows U-Boot's tools/env (shown in [brackets]).\n"
+    );
     match tool {
         Tool::Print => format!(
             "Usage: fw_printenv [OPTIONS]... [VARIABLE]...\nPrint variables from the U-Boot environment\n\n{common} \
-             -n, --noheader         print only the value (exactly one VARIABLE)\n"
+             -n, --noheader         print only the values [exactly one VARIABLE]\n\n\
+             A missing VARIABLE prints VARIABLE= and exit 0 [an error, exit 1].\n{style}"
         ),
         Tool::Set => format!(
-            "Usage: fw_setenv [OPTIONS]... VARIABLE [VALUE]...\n\
+            "Usage: fw_setenv [OPTIONS]... NAME [VALUE] [NAME [VALUE]]...\n\
              Modify variables in the U-Boot environment (one atomic write)\n\n{common} \
              -s, --script FILE      set variables from FILE ('-' for stdin), all in one write\n\n\
              Examples:\n  fw_setenv foo bar        set foo to \"bar\"\n  \
-             fw_setenv foo a b        set foo to \"a b\" (values are joined with spaces)\n  \
+             fw_setenv a 1 b 2        set a to \"1\" and b to \"2\" [a to \"1 b 2\"]\n  \
+             fw_setenv foo \"\"         set foo to the empty value [delete foo]\n  \
              fw_setenv foo            delete foo\n\n\
              Script syntax (one variable per line):\n  \
-             key value                U-Boot's form: the first blank ends the key\n  \
-             key=value                libubootenv's form\n  \
-             key                      delete key\n  \
-             # comment, and empty lines, are skipped\n"
+             key=value                set key [also: key value]\n  \
+             key=                     delete key [also: key]\n  \
+             # comment, and empty lines, are skipped; any other line is refused\n{style}"
         ),
     }
 }
 
-/// Run the drop-in tool `tool` with `args` (argv without argv\[0\]). Returns the exit code:
-/// 0 on success, 1 on any failure, as both C tools do.
+/// Run the drop-in tool `tool` with `args` (argv without argv\[0\]), in the style
+/// [`STYLE_VAR`] names. Returns the exit code: 0 on success, 1 on any failure.
 pub fn run(tool: Tool, args: &[OsString], io: &mut Io<'_>) -> i32 {
-    let name = match tool {
+    match Style::from_var(std::env::var_os(STYLE_VAR).as_deref()) {
+        Ok(style) => run_with(tool, style, args, io),
+        Err(e) => {
+            let _ = writeln!(io.stderr, "{}: {e}", tool_name(tool));
+            1
+        }
+    }
+}
+
+fn tool_name(tool: Tool) -> &'static str {
+    match tool {
         Tool::Print => "fw_printenv",
         Tool::Set => "fw_setenv",
-    };
+    }
+}
+
+/// [`run`] in a given style.
+pub fn run_with(tool: Tool, style: Style, args: &[OsString], io: &mut Io<'_>) -> i32 {
+    let name = tool_name(tool);
     let (opts, operands) = match getopt::parse(args, SPECS) {
         Ok(p) => p,
         Err(e) => {
@@ -132,13 +184,28 @@ pub fn run(tool: Tool, args: &[OsString], io: &mut Io<'_>) -> i32 {
     let mut noheader = false;
     let mut script: Option<OsString> = None;
     for o in opts {
-        match o.letter {
-            'c' => config = o.arg.map(PathBuf::from),
-            'f' => defenv = o.arg.map(PathBuf::from),
-            'l' => lock_dir = o.arg.map(PathBuf::from),
-            'n' if tool == Tool::Print => noheader = true,
-            's' if tool == Tool::Set => script = o.arg,
-            'a' => {}
+        // An option that takes a file, given twice: the C tools keep the last one and drop
+        // the other silently; which one was meant is a guess.
+        let once = |given: bool| {
+            if given {
+                Err(format!(
+                    "{name}: option -{} given twice: give it once\n{}",
+                    o.letter,
+                    usage(tool)
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let checked = match o.letter {
+            'c' => once(config.is_some()).map(|()| config = o.arg.map(PathBuf::from)),
+            'f' => once(defenv.is_some()).map(|()| defenv = o.arg.map(PathBuf::from)),
+            'l' => once(lock_dir.is_some()).map(|()| lock_dir = o.arg.map(PathBuf::from)),
+            's' if tool == Tool::Set => once(script.is_some()).map(|()| script = o.arg),
+            'n' if tool == Tool::Print => {
+                noheader = true;
+                Ok(())
+            }
             'h' => {
                 let _ = write!(io.stdout, "{}", usage(tool));
                 return 0;
@@ -147,37 +214,61 @@ pub fn run(tool: Tool, args: &[OsString], io: &mut Io<'_>) -> i32 {
                 let _ = writeln!(io.stdout, "{name} (fw-env) {}", env!("CARGO_PKG_VERSION"));
                 return 0;
             }
-            other => {
-                let _ = writeln!(
-                    io.stderr,
-                    "{name}: invalid option -- '{other}'\n{}",
-                    usage(tool)
-                );
-                return 1;
-            }
+            other => Err(format!(
+                "{name}: option -{other} is not an option of {name}\n{}",
+                usage(tool)
+            )),
+        };
+        if let Err(e) = checked {
+            let _ = writeln!(io.stderr, "{e}");
+            return 1;
         }
     }
-    if tool == Tool::Print && noheader && operands.len() != 1 {
+    if tool == Tool::Print && noheader {
+        let wrong = match style {
+            Style::Libubootenv => operands.is_empty(),
+            Style::UbootTools => operands.len() != 1,
+        };
+        if wrong {
+            let _ = writeln!(
+                io.stderr,
+                "## Error: `-n'/`--noheader' option requires {} argument",
+                match style {
+                    Style::Libubootenv => "at least one",
+                    Style::UbootTools => "exactly one",
+                }
+            );
+            return 1;
+        }
+    }
+    if script.is_some() && !operands.is_empty() {
         let _ = writeln!(
             io.stderr,
-            "## Error: `-n'/`--noheader' option requires exactly one argument"
+            "{name}: -s FILE takes no NAME or VALUE arguments (got {}): put them in the script; nothing was written",
+            operands
+                .iter()
+                .map(|o| format!("{:?}", o))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         return 1;
     }
     let lock_file = lock_dir.map(|d| d.join("fw_printenv.lock"));
     let result = (|| -> Result<i32, CliError> {
+        // Arguments and the script are checked before the environment is opened.
+        let changes = match (tool, &script) {
+            (Tool::Print, _) => None,
+            (Tool::Set, Some(path)) => Some(parse_script(style, &read_script(path, io)?)?),
+            (Tool::Set, None) => Some(changes_from_args(style, &operands)?),
+        };
         let store = open_store(config.as_deref(), defenv.as_deref(), lock_file)?;
-        match tool {
-            Tool::Print => {
+        match changes {
+            None => {
                 let snapshot = store.read()?;
                 print_warning(&snapshot, io);
-                Ok(print(&snapshot, &operands, noheader, io))
+                Ok(print(style, &snapshot, &operands, noheader, io))
             }
-            Tool::Set => {
-                let changes = match &script {
-                    Some(path) => parse_script(&read_script(path, io)?)?,
-                    None => changes_from_args(&operands)?,
-                };
+            Some(changes) => {
                 let (_, _report) = store.update(|snapshot| {
                     print_warning(snapshot, io);
                     Ok::<_, Error>((changes, ()))
@@ -205,7 +296,7 @@ pub enum CliError {
     #[error("## Error: variable name missing")]
     NameMissing,
     /// A bad variable name.
-    #[error("## Error: illegal variable name {name:?}: {reason}")]
+    #[error("## Error: illegal variable name {name:?}: {reason}; nothing was written")]
     BadName {
         /// The name.
         name: String,
@@ -243,120 +334,205 @@ pub enum CliError {
     Storage(#[from] crate::storage::StorageError),
 }
 
-fn print(snapshot: &Snapshot, names: &[OsString], noheader: bool, io: &mut Io<'_>) -> i32 {
+fn print_line(io: &mut Io<'_>, parts: &[&[u8]]) {
+    for p in parts {
+        let _ = io.stdout.write_all(p);
+    }
+    let _ = io.stdout.write_all(b"\n");
+}
+
+fn print(
+    style: Style,
+    snapshot: &Snapshot,
+    names: &[OsString],
+    noheader: bool,
+    io: &mut Io<'_>,
+) -> i32 {
     if names.is_empty() && snapshot.source == Source::Empty {
         let _ = writeln!(io.stderr, "fw_printenv: no default environment to show: give the board's with -f FILE (u-boot-initial-env)");
         return 1;
     }
     if names.is_empty() {
-        for entry in &snapshot.entries {
-            let _ = io.stdout.write_all(entry);
-            let _ = io.stdout.write_all(b"\n");
+        match style {
+            // libubootenv lists its sorted variable list, which holds `.flags` apart.
+            Style::Libubootenv => {
+                for (name, value) in snapshot.vars.iter() {
+                    if name != crate::flags::FLAGS_VAR.as_bytes() {
+                        print_line(io, &[name, b"=", value]);
+                    }
+                }
+            }
+            Style::UbootTools => {
+                for entry in &snapshot.entries {
+                    print_line(io, &[entry]);
+                }
+            }
         }
         return 0;
     }
     let mut code = 0;
     for name in names {
-        let n = name.to_string_lossy();
-        match snapshot.vars.get_bytes(n.as_bytes()) {
-            Some(value) if noheader => {
-                let _ = io.stdout.write_all(value);
-                let _ = io.stdout.write_all(b"\n");
-            }
-            Some(value) => {
-                let _ = io.stdout.write_all(n.as_bytes());
-                let _ = io.stdout.write_all(b"=");
-                let _ = io.stdout.write_all(value);
-                let _ = io.stdout.write_all(b"\n");
-            }
-            None => {
-                let _ = writeln!(io.stderr, "## Error: \"{n}\" not defined");
+        let n = name.as_bytes();
+        let value = match (snapshot.vars.get_bytes(n), style) {
+            (Some(v), _) => v,
+            (None, Style::Libubootenv) => b"",
+            (None, Style::UbootTools) => {
+                let _ = writeln!(
+                    io.stderr,
+                    "## Error: \"{}\" not defined",
+                    String::from_utf8_lossy(n)
+                );
                 code = 1;
+                continue;
             }
+        };
+        if noheader {
+            print_line(io, &[value]);
+        } else {
+            print_line(io, &[n, b"=", value]);
         }
     }
     code
 }
 
-fn checked_name(name: &str) -> Result<(), CliError> {
-    check_name(name.as_bytes()).map_err(|e| CliError::BadName {
-        name: name.to_owned(),
+fn checked_name(name: &[u8]) -> Result<(), CliError> {
+    check_name(name).map_err(|e| CliError::BadName {
+        name: String::from_utf8_lossy(name).into_owned(),
         reason: e.to_string(),
     })
 }
 
-/// `fw_setenv NAME [VALUE...]`: the values joined with single spaces, as U-Boot's tool does;
-/// no value deletes.
-pub fn changes_from_args(operands: &[OsString]) -> Result<Changes, CliError> {
-    let (name, values) = operands.split_first().ok_or(CliError::NameMissing)?;
-    let name = name.to_string_lossy().into_owned();
-    checked_name(&name)?;
-    let value = values
-        .iter()
-        .map(|v| v.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
+/// The changes `fw_setenv NAME [VALUE]...` asks for, as bytes exactly.
+///
+/// libubootenv: name/value pairs (`fw_setenv a 1 b 2`); a value is stored as given, an empty
+/// one included (`NAME=`); a last name without a value deletes it; no arguments change
+/// nothing. U-Boot's tools: one name, the values joined with single spaces; no value or an
+/// empty one deletes; no name is an error. Any bad name refuses the whole command.
+pub fn changes_from_args(style: Style, operands: &[OsString]) -> Result<Changes, CliError> {
     let mut changes = Changes::new();
-    changes.push(name, (!value.is_empty()).then_some(value));
+    match style {
+        Style::Libubootenv => {
+            for pair in operands.chunks(2) {
+                let name = pair[0].as_bytes();
+                checked_name(name)?;
+                match pair.get(1) {
+                    Some(value) => changes.set_exact(name, value.as_bytes()),
+                    None => changes.push_bytes(name, None),
+                }
+            }
+        }
+        Style::UbootTools => {
+            let (name, values) = operands.split_first().ok_or(CliError::NameMissing)?;
+            checked_name(name.as_bytes())?;
+            let value = values
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect::<Vec<_>>()
+                .join(&b' ');
+            changes.push_bytes(name.as_bytes(), (!value.is_empty()).then_some(value));
+        }
+    }
     Ok(changes)
 }
 
-fn read_script(path: &OsString, io: &mut Io<'_>) -> Result<(String, String), CliError> {
+/// A script's name for messages and its bytes.
+pub struct Script {
+    /// The path as given, or `<stdin>`.
+    pub name: String,
+    /// The contents.
+    pub text: Vec<u8>,
+}
+
+fn read_script(path: &OsString, io: &mut Io<'_>) -> Result<Script, CliError> {
     let shown = path.to_string_lossy().into_owned();
-    let mut text = String::new();
+    let mut text = Vec::new();
     let res = if path == "-" {
-        io.stdin.read_to_string(&mut text).map(|_| ())
+        io.stdin.read_to_end(&mut text).map(|_| ())
     } else {
-        std::fs::read_to_string(path).map(|t| text = t)
+        std::fs::read(path).map(|t| text = t)
     };
     res.map_err(|source| CliError::ScriptRead {
         path: shown.clone(),
         source,
     })?;
-    Ok((
-        if path == "-" {
-            "<stdin>".to_owned()
-        } else {
-            shown
-        },
-        text,
-    ))
+    let name = if path == "-" {
+        "<stdin>".to_owned()
+    } else {
+        shown
+    };
+    Ok(Script { name, text })
 }
 
-/// Parse a `-s` script. Each line is U-Boot's `key value` (the first blank ends the key;
-/// blanks after it are skipped; no value deletes), or libubootenv's `key=value`, recognised
-/// when the first word contains `=` (a name U-Boot would refuse). `#` lines and empty lines are
-/// skipped. Any bad line fails the whole script: nothing is written (U-Boot's tool writes the
-/// lines before the bad one).
-pub fn parse_script((script, text): &(String, String)) -> Result<Changes, CliError> {
+fn is_blank(b: &u8) -> bool {
+    *b == b' ' || *b == b'\t'
+}
+
+/// Parse a `-s` script into one set of changes (one write). Lines are bytes, kept exactly
+/// (values that are not UTF-8 included); a line ends at `\n`, and `\r`s before it are
+/// dropped; a last line without `\n` counts; empty lines and lines starting with `#` are
+/// skipped. Any bad line fails the whole script, naming file and line: nothing is written.
+///
+/// libubootenv's form (the default): `key=value` sets, `key=` deletes; the value is what
+/// follows the first `=`, blanks included. A line without `=` (which libubootenv ignores and
+/// U-Boot's tools apply) and a line starting with a blank (libubootenv makes the blanks part
+/// of the name, U-Boot's tools drop them) are refused: one of the two tools would do
+/// something else with them.
+///
+/// U-Boot's form (`FW_ENV_DROPIN=uboot-tools`): leading blanks skipped, the key ends at the
+/// first blank or `=`, blanks after it skipped, the rest is the value; no value deletes.
+pub fn parse_script(style: Style, script: &Script) -> Result<Changes, CliError> {
     let mut changes = Changes::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let trimmed = line.trim_start_matches([' ', '\t']);
-        if trimmed.is_empty() {
-            continue;
-        }
-        let word_end = trimmed.find([' ', '\t']).unwrap_or(trimmed.len());
-        let (name, value) = if let Some(eq) = trimmed[..word_end].find('=') {
-            (
-                &trimmed[..eq],
-                trimmed[eq + 1..].trim_start_matches([' ', '\t']),
-            )
-        } else {
-            (
-                &trimmed[..word_end],
-                trimmed[word_end..].trim_start_matches([' ', '\t']),
-            )
-        };
-        check_name(name.as_bytes()).map_err(|e| CliError::Script {
-            script: script.clone(),
+    let mut lines: Vec<&[u8]> = script.text.split(|&b| b == b'\n').collect();
+    if script.text.ends_with(b"\n") {
+        lines.pop();
+    }
+    for (index, raw) in lines.into_iter().enumerate() {
+        let bad = |reason: String| CliError::Script {
+            script: script.name.clone(),
             line: index + 1,
-            reason: e.to_string(),
-        })?;
-        changes.push(name, (!value.is_empty()).then(|| value.to_owned()));
+            reason,
+        };
+        let mut line = raw;
+        while let Some(l) = line.strip_suffix(b"\r") {
+            line = l;
+        }
+        if line.is_empty() || line[0] == b'#' {
+            continue;
+        }
+        if line.contains(&0) {
+            return Err(bad("a NUL byte cannot be stored in a variable".into()));
+        }
+        let (name, value): (&[u8], &[u8]) = match style {
+            Style::Libubootenv => {
+                if is_blank(&line[0]) {
+                    return Err(bad(
+                        "the line starts with a blank, which libubootenv keeps in the name and U-Boot's tools drop: remove it".into(),
+                    ));
+                }
+                let Some(eq) = line.iter().position(|&b| b == b'=') else {
+                    return Err(bad(format!(
+                        "{:?} has no '=': write NAME=VALUE to set, NAME= to delete (libubootenv ignores such a line, U-Boot's tools apply it)",
+                        String::from_utf8_lossy(line)
+                    )));
+                };
+                (&line[..eq], &line[eq + 1..])
+            }
+            Style::UbootTools => {
+                let start = line.iter().position(|b| !is_blank(b));
+                let Some(start) = start else { continue };
+                let trimmed = &line[start..];
+                let end = trimmed
+                    .iter()
+                    .position(|b| is_blank(b) || *b == b'=')
+                    .unwrap_or(trimmed.len());
+                let rest = &trimmed[end..];
+                let rest = rest.strip_prefix(b"=").unwrap_or(rest);
+                let skip = rest.iter().position(|b| !is_blank(b)).unwrap_or(rest.len());
+                (&trimmed[..end], &rest[skip..])
+            }
+        };
+        check_name(name).map_err(|e| bad(e.to_string()))?;
+        changes.push_bytes(name, (!value.is_empty()).then(|| value.to_vec()));
     }
     Ok(changes)
 }
@@ -365,12 +541,22 @@ pub fn parse_script((script, text): &(String, String)) -> Result<Changes, CliErr
 mod tests {
     use super::*;
 
-    fn script(t: &str) -> Vec<(String, Option<String>)> {
-        parse_script(&("s".into(), t.into()))
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.map(str::to_owned)))
-            .collect()
+    fn script(style: Style, t: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        parse_script(
+            style,
+            &Script {
+                name: "s".into(),
+                text: t.to_vec(),
+            },
+        )
+        .unwrap()
+        .iter_bytes()
+        .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+        .collect()
+    }
+
+    fn pair(k: &[u8], v: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
+        (k.to_vec(), v.map(<[u8]>::to_vec))
     }
 
     #[test]
@@ -384,38 +570,113 @@ mod tests {
     }
 
     #[test]
-    fn script_forms() {
+    fn style_variable() {
+        assert_eq!(Style::from_var(None), Ok(Style::Libubootenv));
         assert_eq!(
-            script("# c\n\nnetdev   eth0\nfoo  a b   c\nbar\n  kv= x y\r\nbaz=\n"),
+            Style::from_var(Some("uboot-tools".as_ref())),
+            Ok(Style::UbootTools)
+        );
+        assert!(Style::from_var(Some("uboot".as_ref())).is_err());
+    }
+
+    #[test]
+    fn script_forms_libubootenv() {
+        assert_eq!(
+            script(
+                Style::Libubootenv,
+                b"# c\n\nnetdev=eth0\nkv= x y\r\nbaz=\nx==1\nraw=\xff\xfe\nlast=1"
+            ),
             vec![
-                ("netdev".into(), Some("eth0".into())),
-                ("foo".into(), Some("a b   c".into())),
-                ("bar".into(), None),
-                ("kv".into(), Some("x y".into())),
-                ("baz".into(), None),
+                pair(b"netdev", Some(b"eth0")),
+                pair(b"kv", Some(b" x y")),
+                pair(b"baz", None),
+                pair(b"x", Some(b"=1")),
+                pair(b"raw", Some(b"\xff\xfe")),
+                pair(b"last", Some(b"1")),
+            ]
+        );
+    }
+
+    #[test]
+    fn script_forms_uboot_tools() {
+        assert_eq!(
+            script(
+                Style::UbootTools,
+                b"# c\n\nnetdev   eth0\nfoo  a b   c\nbar\n  kv= x y\r\nbaz=\nn\xff v\xfe\n"
+            ),
+            vec![
+                pair(b"netdev", Some(b"eth0")),
+                pair(b"foo", Some(b"a b   c")),
+                pair(b"bar", None),
+                pair(b"kv", Some(b"x y")),
+                pair(b"baz", None),
+                pair(b"n\xff", Some(b"v\xfe")),
             ]
         );
     }
 
     #[test]
     fn script_bad_line_names_line() {
-        let e = parse_script(&("s.txt".into(), "a 1\n=x\n".into())).unwrap_err();
-        assert!(e.to_string().starts_with("s.txt:2:"), "{e}");
+        for (style, text, line) in [
+            (Style::UbootTools, &b"a 1\n=x\n"[..], 2),
+            (Style::Libubootenv, b"a=1\n=x\n", 2),
+            (Style::Libubootenv, b"a=1\nb 2\n", 2),
+            (Style::Libubootenv, b"a=1\n\n  c=2\n", 3),
+            (Style::Libubootenv, b"a=\x001\n", 1),
+        ] {
+            let e = parse_script(
+                style,
+                &Script {
+                    name: "s.txt".into(),
+                    text: text.to_vec(),
+                },
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!("s.txt:{line}:")),
+                "{style:?} {text:?}: {e}"
+            );
+        }
     }
 
     #[test]
-    fn args_are_joined_like_uboot() {
-        let c = changes_from_args(&[
-            "bootargs".into(),
-            "console=ttyS0".into(),
-            "root=/dev/x".into(),
-        ])
-        .unwrap();
+    fn args_in_both_styles() {
+        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        let got = |style, v: &[&str]| {
+            changes_from_args(style, &os(v)).map(|c| {
+                c.iter()
+                    .map(|(k, v)| (k.to_owned(), v.map(str::to_owned)))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let some = |k: &str, v: &str| (k.to_owned(), Some(v.to_owned()));
         assert_eq!(
-            c.iter().next(),
-            Some(("bootargs", Some("console=ttyS0 root=/dev/x")))
+            got(
+                Style::UbootTools,
+                &["bootargs", "console=ttyS0", "root=/dev/x"]
+            )
+            .unwrap(),
+            vec![some("bootargs", "console=ttyS0 root=/dev/x")]
         );
-        assert!(changes_from_args(&["a=b".into()]).is_err());
-        assert!(matches!(changes_from_args(&[]), Err(CliError::NameMissing)));
+        assert_eq!(
+            got(Style::UbootTools, &["e", ""]).unwrap(),
+            vec![("e".to_owned(), None)]
+        );
+        assert_eq!(
+            got(Style::Libubootenv, &["a", "1", "b", "2", "c"]).unwrap(),
+            vec![some("a", "1"), some("b", "2"), ("c".to_owned(), None)]
+        );
+        assert_eq!(
+            got(Style::Libubootenv, &["e", ""]).unwrap(),
+            vec![some("e", "")],
+            "libubootenv stores an empty value"
+        );
+        assert!(got(Style::Libubootenv, &[]).unwrap().is_empty());
+        assert!(got(Style::Libubootenv, &["a", "1", "b=c", "2"]).is_err());
+        assert!(got(Style::UbootTools, &["a=b"]).is_err());
+        assert!(matches!(
+            changes_from_args(Style::UbootTools, &[]),
+            Err(CliError::NameMissing)
+        ));
     }
 }
