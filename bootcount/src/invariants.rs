@@ -151,7 +151,7 @@ proptest! {
         let d = bootloader_step(&cfg, &vars);
         prop_assert_eq!(d.slot, to);
         prop_assert_eq!(d.changes.len(), 1);
-        prop_assert_eq!(d.changes.iter().next().unwrap(), (names::TRIES, Some("1")));
+        prop_assert_eq!(d.changes.iter_bytes().next().unwrap(), (names::TRIES.as_bytes(), Some(&b"1"[..])));
         apply(&mut vars, &d.changes);
         let out = apply_op(&cfg, &vars, Some(Booted { slot: to, legacy: false }), &Op::MarkGood).unwrap();
         prop_assert!(!out.changes.is_empty());

@@ -208,16 +208,16 @@ impl Changes {
         self.entries.push((name.into(), value));
     }
 
-    /// The changes in order, as text. Every change made through the `&str` methods is
-    /// text; **panics** on an entry that is not UTF-8 (only [`Changes::set_exact`] and
-    /// [`Changes::push_bytes`] make those): use [`Changes::iter_bytes`] where they can occur.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
-        fn text(b: &[u8]) -> &str {
-            std::str::from_utf8(b).expect("Changes::iter on bytes that are not UTF-8")
-        }
-        self.entries
-            .iter()
-            .map(|(k, v)| (text(k), v.as_deref().map(text)))
+    /// The changes in order, as text for people and reports: a name or value that is not
+    /// UTF-8 (only [`Changes::set_exact`] and [`Changes::push_bytes`] make those) is shown
+    /// lossily here and stored exactly by a write ([`Changes::iter_bytes`]).
+    pub fn iter(&self) -> impl Iterator<Item = (Cow<'_, str>, Option<Cow<'_, str>>)> {
+        self.entries.iter().map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k),
+                v.as_deref().map(String::from_utf8_lossy),
+            )
+        })
     }
 
     /// The changes in order, exactly.

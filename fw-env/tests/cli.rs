@@ -963,7 +963,13 @@ fn special_files_are_refused_without_hanging() {
             name,
         );
     }
-    let _ = env;
+    // fw_setenv -s: a FIFO or a device as the script
+    let before = std::fs::read(&env).unwrap();
+    for (script, want) in [(f, "FIFO"), ("/dev/zero", "character device")] {
+        let o = run_bounded(&case, "fw_setenv", &["-c", &cfg, "-s", script], &[]);
+        assert_refused(&o, &[want, "script", script], script);
+        assert_eq!(std::fs::read(&env).unwrap(), before, "nothing written");
+    }
 }
 
 #[test]

@@ -444,23 +444,37 @@ pub struct Script {
 }
 
 fn read_script(path: &OsString, io: &mut Io<'_>) -> Result<Script, CliError> {
-    let shown = path.to_string_lossy().into_owned();
-    let mut text = Vec::new();
-    let res = if path == "-" {
-        io.stdin.read_to_end(&mut text).map(|_| ())
-    } else {
-        std::fs::read(path).map(|t| text = t)
-    };
-    res.map_err(|source| CliError::ScriptRead {
-        path: shown.clone(),
-        source,
-    })?;
-    let name = if path == "-" {
-        "<stdin>".to_owned()
-    } else {
-        shown
-    };
-    Ok(Script { name, text })
+    use std::io::Read as _;
+    // Bounded like every text fw-env reads: a script larger than any environment cannot fit.
+    let max = crate::defaults::MAX_DEFAULTS_FILE;
+    if path == "-" {
+        let mut text = Vec::new();
+        io.stdin
+            .take(max + 1)
+            .read_to_end(&mut text)
+            .map_err(|source| CliError::ScriptRead {
+                path: "<stdin>".to_owned(),
+                source,
+            })?;
+        if text.len() as u64 > max {
+            return Err(CliError::ScriptRead {
+                path: "<stdin>".to_owned(),
+                source: std::io::Error::other(format!(
+                    "more than {max} bytes: larger than any environment"
+                )),
+            });
+        }
+        return Ok(Script {
+            name: "<stdin>".to_owned(),
+            text,
+        });
+    }
+    // A regular file only: a FIFO or a device must not block or stream for ever.
+    let text = crate::storage::read_small_file(Path::new(path), max, "script")?;
+    Ok(Script {
+        name: path.to_string_lossy().into_owned(),
+        text,
+    })
 }
 
 fn is_blank(b: &u8) -> bool {
