@@ -576,3 +576,105 @@ fn unhealthy_recovery_is_reported_but_never_abandoned() {
     assert!(!d.rebooted(), "rebooting recovery into recovery would loop");
     assert_eq!(d.image(), before);
 }
+
+/// Regression (issue 10): a required check whose program is missing from the new image (a
+/// dangling symlink) used to be skipped, and the trial was committed.
+#[test]
+fn a_required_check_that_cannot_run_rolls_the_trial_back() {
+    both(|d| {
+        d.ok(&["boot-once", "otafs"]);
+        d.boot();
+        d.ok(&["install-target"]);
+        d.ok(&["trial", "rootfs"]);
+        assert_eq!(d.boot().0, "rootfs");
+        let dir = d.checks(true);
+        std::os::unix::fs::symlink("/usr/bin/zbot-app-check", dir.join("required.d/20-app"))
+            .unwrap();
+        let _ = std::fs::remove_file(d.path("rebooted"));
+        let o = d.cmd(
+            &[
+                "health",
+                "run",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--timeout",
+                "5",
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("a required check could not run, which counts as a failure"),
+            "{err}"
+        );
+        assert!(d.rebooted());
+        assert_eq!(d.boot(), ("otafs".to_string(), false));
+        assert_eq!(
+            d.status()["last_rollback"]["reason"],
+            "health: required check 20-app could not run (dangling symlink to /usr/bin/zbot-app-check)"
+        );
+    });
+}
+
+#[test]
+fn health_timeouts_out_of_range_are_usage_errors() {
+    let d = Dev::new(false);
+    let dir = d.checks(true);
+    for bad in ["0", "-5", "nan", "inf", "1e30", "99999"] {
+        let before = d.image();
+        let o = d.cmd(
+            &[
+                "health",
+                "run",
+                "--dir",
+                dir.to_str().unwrap(),
+                &format!("--timeout={bad}"),
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(2), "--timeout {bad}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("at most 3600"));
+        assert_eq!(d.image(), before);
+    }
+}
+
+#[test]
+fn a_missing_health_directory_is_loud() {
+    let d = Dev::new(false);
+    let o = d.cmd(&["health", "run", "--dir", "/nonexistent/health.d"], None);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("warning: no health directory /nonexistent/health.d: no checks were run"));
+}
+
+#[test]
+fn absurd_limits_are_usage_errors() {
+    let d = Dev::new(false);
+    for bad in ["0", "10", "300", "-1", "99999999999999999999", "3.5"] {
+        let before = d.image();
+        let o = d.cmd(&["trial", "rootfs", &format!("--limit={bad}")], None);
+        assert_eq!(o.status.code(), Some(2), "--limit {bad}");
+        assert_eq!(d.image(), before);
+    }
+}
+
+/// An empty `BOOTCOUNT_REBOOT_CMD` used to run `sh -c ""`, which "succeeds" without rebooting.
+#[test]
+fn an_empty_reboot_command_is_an_error_not_a_silent_success() {
+    let d = Dev::new(false);
+    let o = Command::new(env!("CARGO_BIN_EXE_bootcount"))
+        .arg("-c")
+        .arg(d.path("fw_env.config"))
+        .arg("-f")
+        .arg(d.path("u-boot-initial-env"))
+        .arg("--cmdline")
+        .arg(d.path("cmdline"))
+        .args(["boot-once", "otafs", "--reboot"])
+        .env("FW_ENV_LOCK_FILE", d.path("lock"))
+        .env("BOOTCOUNT_REBOOT_CMD", " ")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("BOOTCOUNT_REBOOT_CMD is set but empty"));
+}
