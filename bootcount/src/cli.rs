@@ -324,10 +324,12 @@ pub fn system_reboot() -> Result<(), CliError> {
 }
 
 fn read_cmdline(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|source| CliError::Read {
-        path: path.to_owned(),
-        source,
-        hint: " (the kernel command line: give another with --cmdline FILE)",
+    crate::files::read_small_text(path, crate::files::MAX_CONFIG_BYTES).map_err(|source| {
+        CliError::Read {
+            path: path.to_owned(),
+            source,
+            hint: " (the kernel command line: give another with --cmdline FILE)",
+        }
     })
 }
 

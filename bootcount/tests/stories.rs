@@ -678,3 +678,66 @@ fn an_empty_reboot_command_is_an_error_not_a_silent_success() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("BOOTCOUNT_REBOOT_CMD is set but empty"));
 }
+
+/// Regression (issue 10): a FIFO given as a file to read used to block the command forever.
+#[test]
+fn fifos_are_refused_before_any_blocking_open() {
+    let d = Dev::new(false);
+    let fifo = d.path("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    for args in [
+        vec!["--slots", fifo.to_str().unwrap(), "status"],
+        vec!["--cmdline", fifo.to_str().unwrap(), "status"],
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bootcount"));
+        c.arg("-c")
+            .arg(d.path("fw_env.config"))
+            .arg("-f")
+            .arg(d.path("u-boot-initial-env"))
+            .args(&args)
+            .env("FW_ENV_LOCK_FILE", d.path("lock"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if !args.contains(&"--cmdline") {
+            c.arg("--cmdline").arg(d.path("cmdline"));
+        }
+        let mut child = c.spawn().unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("bootcount {args:?} hangs on a FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "{}: it is a FIFO, not a regular file",
+                fifo.display()
+            )),
+            "{err}"
+        );
+    }
+}
+
+/// Regression (issue 10): a slot file putting a primary slot on otafs's partition made
+/// `install-target` in otafs print the running system's own device.
+#[test]
+fn a_slot_file_with_two_slots_on_one_partition_is_refused_at_load() {
+    let d = Dev::new(false);
+    let slots = d.path("slots.toml");
+    std::fs::write(
+        &slots,
+        bootcount::slots::BUILTIN_TOML
+            .replace("device = \"/dev/mmcblk0p4\"", "device = \"/dev/mmcblk0p3\""),
+    )
+    .unwrap();
+    let err = d.fails(&["--slots", slots.to_str().unwrap(), "install-target"]);
+    assert!(
+        err.contains(&format!("slot file {}: line 5: slot 1 (\"rootfs\"): boots root=/dev/mmcblk0p4 but installs into device = \"/dev/mmcblk0p3\"", slots.display())),
+        "{err}"
+    );
+}
