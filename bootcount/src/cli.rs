@@ -168,6 +168,10 @@ pub enum CliError {
         /// What to do.
         hint: &'static str,
     },
+    /// Opening the environment failed for another reason than the environment itself (the
+    /// message names the file).
+    #[error("{0}")]
+    Open(String),
     /// The reboot command failed.
     #[error("reboot command {cmd:?} failed: {why}")]
     Reboot {
@@ -271,11 +275,9 @@ pub fn open_env(cli: &Cli) -> Result<fw_env::Store, CliError> {
     fw_env::cli::open_store(cli.config.as_deref(), cli.defaults.as_deref(), None).map_err(|e| {
         match e {
             fw_env::cli::dropin::CliError::Env(e) => CliError::Env(e),
-            other => CliError::Read {
-                path: cli.config.clone().unwrap_or_default(),
-                source: std::io::Error::other(other.to_string()),
-                hint: "",
-            },
+            // Not the config file's fault (e.g. the defaults file): the message names its file;
+            // wrapping it in the config path (empty when -c was not given) blamed the wrong one.
+            other => CliError::Open(other.to_string()),
         }
     })
 }

@@ -741,3 +741,17 @@ fn a_slot_file_with_two_slots_on_one_partition_is_refused_at_load() {
         "{err}"
     );
 }
+
+/// A missing defaults file used to be reported as "cannot read <config path>: ..." (an empty
+/// path without -c): the message must name the file that is missing.
+#[test]
+fn errors_name_the_file_at_fault() {
+    let d = Dev::new(false);
+    let missing = d.path("no-such-defaults");
+    let err = d.fails(&["-f", missing.to_str().unwrap(), "status"]);
+    assert!(
+        err.contains(&format!("defaults file {}", missing.display())),
+        "{err}"
+    );
+    assert!(!err.contains("fw_env.config"), "{err}");
+}

@@ -460,7 +460,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let (mut f, n) = open_rw(&target)?;
             if n != b.disk_bytes {
                 return Err(CliError::Msg(format!(
-                    "{} is {n} bytes but the backup was taken from a {}-byte card",
+                    "{} is {n} bytes but the backup was taken from a {}-byte card: restore it to the card it was taken from",
                     target.display(),
                     b.disk_bytes
                 )));
