@@ -70,8 +70,9 @@ pub enum Cmd {
         /// Rebuild from / compare with this layout.
         #[arg(long)]
         layout: Option<PathBuf>,
-        /// Show the plan and the resulting check, write nothing.
-        #[arg(long)]
+        /// Show the plan and the resulting check, write nothing (`--yes` and `--backup`, which
+        /// would be ignored, are refused with it).
+        #[arg(long, conflicts_with_all = ["yes", "backup"])]
         dry_run: bool,
         /// Write without asking.
         #[arg(long)]
@@ -93,8 +94,9 @@ pub enum Cmd {
         name: String,
         /// Block device or image file.
         target: PathBuf,
-        /// Show the plan only.
-        #[arg(long)]
+        /// Show the plan only (`--yes` and `--backup`, which would be ignored, are refused
+        /// with it).
+        #[arg(long, conflicts_with_all = ["yes", "backup"])]
         dry_run: bool,
         /// Write without asking.
         #[arg(long)]

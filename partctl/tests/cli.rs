@@ -491,3 +491,24 @@ fn restore_refuses_sectors_past_the_card() {
         assert_eq!(file_crc(&img), file_crc(golden()));
     }
 }
+
+/// Options that would be ignored are usage errors: `--dry-run` writes nothing, so `--yes` and
+/// `--backup` beside it mean the user expected something else.
+#[test]
+fn dry_run_with_options_it_would_ignore_is_a_usage_error() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    let i = img.to_str().unwrap();
+    for args in [
+        vec!["repair", i, "--dry-run", "--yes"],
+        vec!["repair", i, "--dry-run", "--backup", "b.bin"],
+        vec!["grow", "staging", i, "--dry-run", "--yes"],
+        vec!["grow", "staging", i, "--dry-run", "--backup", "b.bin"],
+    ] {
+        let o = partctl(&args);
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains("cannot be used with"), "{}", o.stderr);
+    }
+    assert_eq!(file_crc(&img), file_crc(golden()));
+}
