@@ -84,7 +84,7 @@ pub enum Command {
         /// Slot name
         slot: String,
         /// Attempts before giving up (1..9) [default: zbot_bootlimit or the slot file's]
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=9))]
         limit: Option<u8>,
         /// Reboot afterwards
         #[arg(long)]
@@ -129,9 +129,10 @@ pub enum HealthCommand {
         /// Directory holding required.d/ and wanted.d/
         #[arg(long, default_value = DEFAULT_HEALTH_DIR)]
         dir: PathBuf,
-        /// Seconds each check may run before it is killed
-        #[arg(long, default_value_t = 60.0)]
-        timeout: f64,
+        /// Seconds each check may run before it and its process group are killed (more than
+        /// 0, at most 3600)
+        #[arg(long, default_value = "60", value_parser = health::parse_timeout)]
+        timeout: Duration,
         /// Do not reboot after marking bad
         #[arg(long)]
         no_reboot: bool,
@@ -167,6 +168,10 @@ pub enum CliError {
         /// What to do.
         hint: &'static str,
     },
+    /// Opening the environment failed for another reason than the environment itself (the
+    /// message names the file).
+    #[error("{0}")]
+    Open(String),
     /// The reboot command failed.
     #[error("reboot command {cmd:?} failed: {why}")]
     Reboot {
@@ -273,11 +278,9 @@ pub fn open_env(cli: &Cli) -> Result<fw_env::Store, CliError> {
     let store = fw_env::cli::open_store(cli.config.as_deref(), cli.defaults.as_deref(), None)
         .map_err(|e| match e {
             fw_env::cli::dropin::CliError::Env(e) => CliError::Env(e),
-            other => CliError::Read {
-                path: cli.config.clone().unwrap_or_default(),
-                source: std::io::Error::other(other.to_string()),
-                hint: "",
-            },
+            // Not the config file's fault (e.g. the defaults file): the message names its file;
+            // wrapping it in the config path (empty when -c was not given) blamed the wrong one.
+            other => CliError::Open(other.to_string()),
         })?;
     // A slot file that cannot be loaded is reported by `run`, which loads it again.
     Ok(match load_slots(cli.slots.as_deref()) {
@@ -299,9 +302,22 @@ pub struct Ctx<'a> {
     pub reboot: &'a mut dyn FnMut() -> Result<(), CliError>,
 }
 
-/// Reboot with `$BOOTCOUNT_REBOOT_CMD` or `reboot`.
+/// Reboot with `$BOOTCOUNT_REBOOT_CMD` or `reboot`. A variable that is set but empty (or
+/// only blanks) is refused rather than run: `sh -c ""` succeeds without rebooting.
 pub fn system_reboot() -> Result<(), CliError> {
-    let cmd = std::env::var(REBOOT_VAR).unwrap_or_else(|_| "reboot".to_string());
+    let cmd = match std::env::var_os(REBOOT_VAR) {
+        None => std::ffi::OsString::from("reboot"),
+        Some(v) => v,
+    };
+    let shown = cmd.to_string_lossy().into_owned();
+    if shown.trim().is_empty() {
+        return Err(CliError::Reboot {
+            cmd: shown,
+            why: format!(
+                "${REBOOT_VAR} is set but empty: unset it (to use `reboot`) or give a command"
+            ),
+        });
+    }
     let status = std::process::Command::new("sh")
         .arg("-c")
         .arg(&cmd)
@@ -309,21 +325,23 @@ pub fn system_reboot() -> Result<(), CliError> {
     match status {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(CliError::Reboot {
-            cmd,
+            cmd: shown,
             why: s.to_string(),
         }),
         Err(e) => Err(CliError::Reboot {
-            cmd,
+            cmd: shown,
             why: e.to_string(),
         }),
     }
 }
 
 fn read_cmdline(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|source| CliError::Read {
-        path: path.to_owned(),
-        source,
-        hint: " (the kernel command line: give another with --cmdline FILE)",
+    crate::files::read_small_text(path, crate::files::MAX_CONFIG_BYTES).map_err(|source| {
+        CliError::Read {
+            path: path.to_owned(),
+            source,
+            hint: " (the kernel command line: give another with --cmdline FILE)",
+        }
     })
 }
 
@@ -580,7 +598,7 @@ fn health_run(
     cfg: &SlotConfig,
     cmdline: &Path,
     dir: &Path,
-    timeout: f64,
+    timeout: Duration,
     no_reboot: bool,
     no_commit: bool,
 ) -> Result<i32, CliError> {
@@ -588,13 +606,15 @@ fn health_run(
     let r = env.read()?;
     warn(ctx, &r);
     let booted = booted_of(cfg, &r, cmdline)?.ok_or(OpError::BootedUnknown)?;
-    let timeout = Duration::from_secs_f64(timeout.max(0.0));
     let verdict = {
         let out = &mut *ctx.out;
         health::run_checks(dir, timeout, |c| {
             let _ = writeln!(out, "bootcount: {}", c.describe());
         })
     };
+    for n in &verdict.notes {
+        let _ = writeln!(ctx.err, "bootcount: warning: {n}");
+    }
     if verdict.healthy() {
         let message = if no_commit {
             "checks passed (commit left to `bootcount mark-good --if-trial`)".to_string()
@@ -611,8 +631,13 @@ fn health_run(
         let reason = verdict.reason().expect("unhealthy has a reason");
         let _ = writeln!(
             ctx.err,
-            "bootcount: {} is unhealthy: {reason}",
-            cfg.name(booted.slot)
+            "bootcount: {} is unhealthy{}: {reason}",
+            cfg.name(booted.slot),
+            if verdict.could_not_check() {
+                " (a required check could not run, which counts as a failure)"
+            } else {
+                ""
+            }
         );
         run_op(ctx, env, cfg, cmdline, Op::MarkBad { reason })?;
         if !no_reboot {

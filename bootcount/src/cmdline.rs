@@ -15,7 +15,7 @@ pub struct UnknownBootedSlot {
 }
 
 /// Split a kernel command line into parameters (double quotes group, as the kernel does).
-fn params(cmdline: &str) -> Vec<String> {
+pub(crate) fn params(cmdline: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cmdline;
 pub mod engine;
+pub mod files;
 pub mod health;
 #[cfg(test)]
 mod invariants;

@@ -601,3 +601,182 @@ fn unhealthy_recovery_is_reported_but_never_abandoned() {
     assert!(!d.rebooted(), "rebooting recovery into recovery would loop");
     assert_eq!(d.image(), before);
 }
+
+/// Regression (issue 10): a required check whose program is missing from the new image (a
+/// dangling symlink) used to be skipped, and the trial was committed.
+#[test]
+fn a_required_check_that_cannot_run_rolls_the_trial_back() {
+    both(|d| {
+        d.ok(&["boot-once", "otafs"]);
+        d.boot();
+        d.ok(&["install-target"]);
+        d.ok(&["trial", "rootfs"]);
+        assert_eq!(d.boot().0, "rootfs");
+        let dir = d.checks(true);
+        std::os::unix::fs::symlink("/usr/bin/zbot-app-check", dir.join("required.d/20-app"))
+            .unwrap();
+        let _ = std::fs::remove_file(d.path("rebooted"));
+        let o = d.cmd(
+            &[
+                "health",
+                "run",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--timeout",
+                "5",
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("a required check could not run, which counts as a failure"),
+            "{err}"
+        );
+        assert!(d.rebooted());
+        assert_eq!(d.boot(), ("otafs".to_string(), false));
+        assert_eq!(
+            d.status()["last_rollback"]["reason"],
+            "health: required check 20-app could not run (dangling symlink to /usr/bin/zbot-app-check)"
+        );
+    });
+}
+
+#[test]
+fn health_timeouts_out_of_range_are_usage_errors() {
+    let d = Dev::new(false);
+    let dir = d.checks(true);
+    for bad in ["0", "-5", "nan", "inf", "1e30", "99999"] {
+        let before = d.image();
+        let o = d.cmd(
+            &[
+                "health",
+                "run",
+                "--dir",
+                dir.to_str().unwrap(),
+                &format!("--timeout={bad}"),
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(2), "--timeout {bad}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("at most 3600"));
+        assert_eq!(d.image(), before);
+    }
+}
+
+#[test]
+fn a_missing_health_directory_is_loud() {
+    let d = Dev::new(false);
+    let o = d.cmd(&["health", "run", "--dir", "/nonexistent/health.d"], None);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("warning: no health directory /nonexistent/health.d: no checks were run"));
+}
+
+#[test]
+fn absurd_limits_are_usage_errors() {
+    let d = Dev::new(false);
+    for bad in ["0", "10", "300", "-1", "99999999999999999999", "3.5"] {
+        let before = d.image();
+        let o = d.cmd(&["trial", "rootfs", &format!("--limit={bad}")], None);
+        assert_eq!(o.status.code(), Some(2), "--limit {bad}");
+        assert_eq!(d.image(), before);
+    }
+}
+
+/// An empty `BOOTCOUNT_REBOOT_CMD` used to run `sh -c ""`, which "succeeds" without rebooting.
+#[test]
+fn an_empty_reboot_command_is_an_error_not_a_silent_success() {
+    let d = Dev::new(false);
+    let o = Command::new(env!("CARGO_BIN_EXE_bootcount"))
+        .arg("-c")
+        .arg(d.path("fw_env.config"))
+        .arg("-f")
+        .arg(d.path("u-boot-initial-env"))
+        .arg("--cmdline")
+        .arg(d.path("cmdline"))
+        .args(["boot-once", "otafs", "--reboot"])
+        .env("FW_ENV_LOCK_FILE", d.path("lock"))
+        .env("BOOTCOUNT_REBOOT_CMD", " ")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("BOOTCOUNT_REBOOT_CMD is set but empty"));
+}
+
+/// Regression (issue 10): a FIFO given as a file to read used to block the command forever.
+#[test]
+fn fifos_are_refused_before_any_blocking_open() {
+    let d = Dev::new(false);
+    let fifo = d.path("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    for args in [
+        vec!["--slots", fifo.to_str().unwrap(), "status"],
+        vec!["--cmdline", fifo.to_str().unwrap(), "status"],
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bootcount"));
+        c.arg("-c")
+            .arg(d.path("fw_env.config"))
+            .arg("-f")
+            .arg(d.path("u-boot-initial-env"))
+            .args(&args)
+            .env("FW_ENV_LOCK_FILE", d.path("lock"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if !args.contains(&"--cmdline") {
+            c.arg("--cmdline").arg(d.path("cmdline"));
+        }
+        let mut child = c.spawn().unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("bootcount {args:?} hangs on a FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "{}: it is a FIFO, not a regular file",
+                fifo.display()
+            )),
+            "{err}"
+        );
+    }
+}
+
+/// Regression (issue 10): a slot file putting a primary slot on otafs's partition made
+/// `install-target` in otafs print the running system's own device.
+#[test]
+fn a_slot_file_with_two_slots_on_one_partition_is_refused_at_load() {
+    let d = Dev::new(false);
+    let slots = d.path("slots.toml");
+    std::fs::write(
+        &slots,
+        bootcount::slots::BUILTIN_TOML
+            .replace("device = \"/dev/mmcblk0p4\"", "device = \"/dev/mmcblk0p3\""),
+    )
+    .unwrap();
+    let err = d.fails(&["--slots", slots.to_str().unwrap(), "install-target"]);
+    assert!(
+        err.contains(&format!("slot file {}: line 5: slot 1 (\"rootfs\"): boots root=/dev/mmcblk0p4 but installs into device = \"/dev/mmcblk0p3\"", slots.display())),
+        "{err}"
+    );
+}
+
+/// A missing defaults file used to be reported as "cannot read <config path>: ..." (an empty
+/// path without -c): the message must name the file that is missing.
+#[test]
+fn errors_name_the_file_at_fault() {
+    let d = Dev::new(false);
+    let missing = d.path("no-such-defaults");
+    let err = d.fails(&["-f", missing.to_str().unwrap(), "status"]);
+    assert!(
+        err.contains(&format!("defaults file {}", missing.display())),
+        "{err}"
+    );
+    assert!(!err.contains("fw_env.config"), "{err}");
+}

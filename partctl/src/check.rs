@@ -37,11 +37,24 @@ pub enum Severity {
     Warning,
 }
 
-/// The kind of problem: a stable code (`--json` prints it in kebab-case).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[allow(missing_docs)]
-pub enum Kind {
+macro_rules! kinds {
+    ($($k:ident),* $(,)?) => {
+        /// The kind of problem: a stable code (`--json` prints it in kebab-case).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        #[allow(missing_docs)]
+        pub enum Kind {
+            $($k),*
+        }
+
+        impl Kind {
+            /// Every kind, in declaration order (the exit-code test iterates over it).
+            pub const ALL: &'static [Kind] = &[$(Kind::$k),*];
+        }
+    };
+}
+
+kinds!(
     MbrNoSignature,
     MbrNoProtective,
     MbrProtectiveCount,
@@ -78,6 +91,68 @@ pub enum Kind {
     BeyondMmcMinors,
     CardSmallerThanLayout,
     LayoutMismatch,
+);
+
+impl Kind {
+    /// The one severity of each kind. The rule: a finding whose fix is `partctl repair` (or any
+    /// write) is an error, so `check` exits 1 for it; a warning is only for what needs no
+    /// action or cannot be fixed without moving data (its fix never says `partctl repair`).
+    pub fn severity(self) -> Severity {
+        use Kind::*;
+        match self {
+            // Legal and harmless: the boot ROM, U-Boot and Linux accept them, and no rewrite of
+            // the tables changes them (alignment and entry numbers are the partitions' own).
+            Misaligned | BeyondMmcMinors => Severity::Warning,
+            // Legal for a hybrid MBR (gdisk lets the user choose its size): nothing to do.
+            MbrProtectiveSize => Severity::Warning,
+            // Everything else is something a reader trips over and `repair` (or re-creating
+            // the card) fixes; `header-revision`: sgdisk and gdisk treat a header whose
+            // revision is not 1.0 as invalid.
+            MbrNoSignature
+            | MbrNoProtective
+            | MbrProtectiveCount
+            | MbrProtectiveNotAtLba1
+            | MbrProtectiveBootable
+            | MbrBadBootIndicator
+            | MbrBootFlagMisplaced
+            | MbrHybridMissing
+            | MbrHybridSlot
+            | MbrHybridType
+            | MbrHybridMismatch
+            | HeaderMissing
+            | HeaderSize
+            | HeaderCrc
+            | HeaderRevision
+            | MyLba
+            | AlternateLba
+            | UsableRange
+            | EntrySize
+            | EntryCount
+            | EntriesLba
+            | ArrayUnreadable
+            | ArrayCrc
+            | NoGpt
+            | CopiesDiffer
+            | BackupNotAtEnd
+            | CardSmaller
+            | StartAfterEnd
+            | Overlap
+            | OutsideUsable
+            | InTableArea
+            | CardSmallerThanLayout
+            | LayoutMismatch => Severity::Error,
+        }
+    }
+}
+
+/// `check`'s exit code for a list of findings: 1 if any is an error, else 0.
+pub fn exit_code_for(problems: &[Problem]) -> u8 {
+    u8::from(problems.iter().any(|p| p.severity == Severity::Error))
+}
+
+/// Whether a fix text tells the user to write the tables (which a warning must never do).
+pub fn fix_recommends_repair(fix: &str) -> bool {
+    fix.contains("partctl repair")
 }
 
 /// One finding.
@@ -148,36 +223,36 @@ impl Report {
     }
     /// 0 sound, 1 problems.
     pub fn exit_code(&self) -> u8 {
-        if self.is_sound() {
-            0
-        } else {
-            1
-        }
+        exit_code_for(&self.problems)
     }
 }
 
 const REPAIR: &str = "run `partctl repair`";
 
-fn err(kind: Kind, copy: Option<Which>, lba: Option<u64>, message: String, fix: &str) -> Problem {
+/// A finding of `kind`, with the kind's severity ([`Kind::severity`]).
+fn finding(
+    kind: Kind,
+    copy: Option<Which>,
+    lba: Option<u64>,
+    message: String,
+    fix: &str,
+) -> Problem {
+    let severity = kind.severity();
+    debug_assert!(
+        severity == Severity::Error || !fix_recommends_repair(fix),
+        "warning {kind:?} recommends a repair: {fix}"
+    );
     Problem {
         kind,
         copy,
-        severity: Severity::Error,
+        severity,
         lba,
         message,
         fix: fix.to_string(),
     }
 }
-fn warn(kind: Kind, copy: Option<Which>, lba: Option<u64>, message: String, fix: &str) -> Problem {
-    Problem {
-        kind,
-        copy,
-        severity: Severity::Warning,
-        lba,
-        message,
-        fix: fix.to_string(),
-    }
-}
+use finding as err;
+use finding as warn;
 
 /// Strict validity of one copy (what a repair may copy from): everything the kernel checks
 /// plus header size exactly 92, entry count >= 128, and the array CRC.
@@ -755,7 +830,7 @@ fn check_mbr(
                     "MBR 0xEE entry covers {} sectors (partctl writes {want})",
                     ee[0].1.size
                 ),
-                "run `partctl repair` to normalise",
+                "nothing needed: the boot ROM, U-Boot and Linux accept it (a repair made for another reason rewrites it)",
             ));
         }
     }
@@ -856,6 +931,49 @@ fn check_layout(
 
 #[cfg(test)]
 mod tests {
+    /// Issue 10: every kind has one severity, and that severity alone decides the exit code:
+    /// an error (everything whose fix is a repair) exits 1, a warning (nothing to repair)
+    /// exits 0, and no warning may recommend `partctl repair`.
+    #[test]
+    fn every_kind_maps_to_one_exit_code() {
+        use super::*;
+        assert_eq!(Kind::ALL.len(), 36, "a kind was added: decide its severity");
+        for &k in Kind::ALL {
+            let sev = k.severity();
+            let fix = match sev {
+                Severity::Error => REPAIR,
+                Severity::Warning => "nothing needed",
+            };
+            let p = finding(k, None, Some(1), "m".into(), fix);
+            assert_eq!(p.severity, sev);
+            let code = exit_code_for(std::slice::from_ref(&p));
+            assert_eq!(code, u8::from(sev == Severity::Error), "{k:?}");
+            // a warning beside an error does not hide the error, and vice versa
+            let e = finding(Kind::NoGpt, None, None, "m".into(), REPAIR);
+            assert_eq!(exit_code_for(&[p.clone(), e]), 1);
+        }
+        let warnings: Vec<Kind> = Kind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.severity() == Severity::Warning)
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                Kind::MbrProtectiveSize,
+                Kind::Misaligned,
+                Kind::BeyondMmcMinors
+            ]
+        );
+        assert_eq!(Kind::HeaderRevision.severity(), Severity::Error);
+    }
+
+    #[test]
+    #[should_panic(expected = "recommends a repair")]
+    fn a_warning_that_recommends_repair_cannot_be_built() {
+        super::finding(Kind::Misaligned, None, None, "m".into(), super::REPAIR);
+    }
+
     use super::*;
     use crate::gpt::GptImage;
     use crate::guid::{types, Guid};

@@ -10,7 +10,7 @@ use crate::emit::{emit, EmitKind};
 use crate::kernel::{KernelTable, KernelView};
 use crate::layout::Layout;
 use crate::repair::{self, Backup, Plan};
-use crate::{blockdev, create, SECTOR};
+use crate::{blockdev, create, files, SECTOR};
 use clap::{Parser, Subcommand};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -70,8 +70,9 @@ pub enum Cmd {
         /// Rebuild from / compare with this layout.
         #[arg(long)]
         layout: Option<PathBuf>,
-        /// Show the plan and the resulting check, write nothing.
-        #[arg(long)]
+        /// Show the plan and the resulting check, write nothing (`--yes` and `--backup`, which
+        /// would be ignored, are refused with it).
+        #[arg(long, conflicts_with_all = ["yes", "backup"])]
         dry_run: bool,
         /// Write without asking.
         #[arg(long)]
@@ -93,8 +94,9 @@ pub enum Cmd {
         name: String,
         /// Block device or image file.
         target: PathBuf,
-        /// Show the plan only.
-        #[arg(long)]
+        /// Show the plan only (`--yes` and `--backup`, which would be ignored, are refused
+        /// with it).
+        #[arg(long, conflicts_with_all = ["yes", "backup"])]
         dry_run: bool,
         /// Write without asking.
         #[arg(long)]
@@ -102,10 +104,44 @@ pub enum Cmd {
         /// Backup file for the old sectors.
         #[arg(long)]
         backup: Option<PathBuf>,
-        /// Align the new end down to this many sectors (default 2048 = 1 MiB).
-        #[arg(long, default_value_t = 2048)]
+        /// Align the new end down to this many 512-byte sectors: a power of two from 1 to
+        /// 2097152 (1 GiB); default 2048 = 1 MiB.
+        #[arg(long, default_value = "2048", value_parser = parse_align)]
         align: u64,
     },
+}
+
+/// `grow --align`: sectors, a power of two in 1..=2^21 (1 GiB). 0 used to be taken as 1
+/// silently; a value that is not a power of two, or larger than any sane erase unit, is
+/// a mistake worth stopping for.
+pub fn parse_align(s: &str) -> Result<u64, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of sectors"))?;
+    if v == 0 || !v.is_power_of_two() || v > 1 << 21 {
+        return Err(format!(
+            "{v} sectors: the alignment must be a power of two from 1 to 2097152 sectors (1 GiB), e.g. 2048 (1 MiB) or 8192 (4 MiB)"
+        ));
+    }
+    Ok(v)
+}
+
+/// `create --size`: bytes (`1G`, `64M`, ...), a multiple of 512, at most 128 TiB.
+pub fn parse_card_size(s: &str) -> Result<u64, CliError> {
+    let v = crate::layout::Size::parse(s)
+        .ok_or_else(|| {
+            CliError::Msg(format!(
+                "bad --size {s:?}: use e.g. 1G, 512M or a number of bytes"
+            ))
+        })?
+        .0;
+    if v % SECTOR != 0 || v == 0 || v > files::MAX_CARD_BYTES {
+        return Err(CliError::Msg(format!(
+            "--size {s}: {v} bytes is not a card size (a positive multiple of 512, at most 128 TiB)"
+        )));
+    }
+    Ok(v)
 }
 
 /// A failure that stops the command (exit 2).
@@ -121,19 +157,25 @@ fn msg<E: std::fmt::Display>(ctx: impl std::fmt::Display) -> impl FnOnce(E) -> C
 }
 
 fn open_ro(p: &Path) -> Result<(File, u64), CliError> {
-    let f = File::open(p).map_err(msg(p.display()))?;
+    let f = files::open_target(p, false).map_err(|e| CliError::Msg(no_dup(p, e)))?;
     let n = blockdev::size_bytes(&f).map_err(msg(format!("{}: size", p.display())))?;
     Ok((f, n))
 }
 
 fn open_rw(p: &Path) -> Result<(File, u64), CliError> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .map_err(msg(p.display()))?;
+    let f = files::open_target(p, true).map_err(|e| CliError::Msg(no_dup(p, e)))?;
     let n = blockdev::size_bytes(&f).map_err(msg(format!("{}: size", p.display())))?;
     Ok((f, n))
+}
+
+/// An error message naming `p` once (the refusals of [`files`] name it already).
+fn no_dup(p: &Path, e: std::io::Error) -> String {
+    let s = e.to_string();
+    if s.contains(&p.display().to_string()) {
+        s
+    } else {
+        format!("{}: {s}", p.display())
+    }
 }
 
 fn load_layout(p: &Option<PathBuf>) -> Result<Option<Layout>, CliError> {
@@ -304,13 +346,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
             let input =
                 input.unwrap_or_else(|| layout.parent().map(Path::to_path_buf).unwrap_or_default());
-            let size = size
-                .map(|s| {
-                    crate::layout::Size::parse(&s)
-                        .map(|s| s.0)
-                        .ok_or_else(|| CliError::Msg(format!("bad --size {s:?}")))
-                })
-                .transpose()?;
+            let size = size.map(|s| parse_card_size(&s)).transpose()?;
             let mut outs = Vec::new();
             for e in &emits {
                 let (k, p) = e
@@ -420,12 +456,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::from(r.exit_code()))
         }
         Cmd::Restore { backup, target } => {
-            let bytes = std::fs::read(&backup).map_err(msg(backup.display()))?;
+            let bytes = files::read_small(&backup, repair::MAX_BACKUP_FILE_BYTES)
+                .map_err(|e| CliError::Msg(no_dup(&backup, e)))?;
             let b = Backup::from_bytes(&bytes).map_err(msg(backup.display()))?;
             let (mut f, n) = open_rw(&target)?;
             if n != b.disk_bytes {
                 return Err(CliError::Msg(format!(
-                    "{} is {n} bytes but the backup was taken from a {}-byte card",
+                    "{} is {n} bytes but the backup was taken from a {}-byte card: restore it to the card it was taken from",
                     target.display(),
                     b.disk_bytes
                 )));
@@ -460,14 +497,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 eprintln!("partctl: refusing to grow {}: the tables have problems ({p}); run `partctl repair` first", target.display());
                 return Ok(ExitCode::from(1));
             }
-            let (plan, num, start, sectors) =
-                match repair::plan_grow(&mut f, &s, &name, align.max(1)) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        eprintln!("partctl: {e}");
-                        return Ok(ExitCode::from(1));
-                    }
-                };
+            let (plan, num, start, sectors) = match repair::plan_grow(&mut f, &s, &name, align) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("partctl: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
             print!("Grow plan for {}:\n{}", target.display(), plan.describe());
             if plan.is_empty() {
                 // Already grown: nothing written, no backup file, success (reruns are safe).

@@ -158,10 +158,12 @@ fn build_fs(
         Content::Empty => return Ok(None),
         Content::Raw { image } => {
             let p = input.join(image);
-            return File::open(&p).map(Some).map_err(|e| CreateError::Input {
-                part: part.into(),
-                detail: format!("raw image {}: {e}", p.display()),
-            });
+            return crate::files::open_regular(&p)
+                .map(Some)
+                .map_err(|e| CreateError::Input {
+                    part: part.into(),
+                    detail: format!("raw image {}: {e}", p.display()),
+                });
         }
         Content::Fat32 {
             label,
@@ -235,10 +237,11 @@ fn build_fs(
             }
             if let Some(src) = text {
                 let src = input.join(src);
-                let bytes = std::fs::read(&src).map_err(|e| CreateError::Input {
-                    part: part.into(),
-                    detail: format!("env text {}: {e}", src.display()),
-                })?;
+                let bytes = crate::files::read_small(&src, crate::files::MAX_ENV_TEXT_BYTES)
+                    .map_err(|e| CreateError::Input {
+                        part: part.into(),
+                        detail: format!("env text {}: {e}", src.display()),
+                    })?;
                 let env = fw_env::codec::mkimage_from_text(
                     &bytes,
                     size.0 as usize,
@@ -261,7 +264,8 @@ fn build_fs(
                 if let Some(parent) = dst.parent() {
                     std::fs::create_dir_all(parent).map_err(io_err("env staging dir"))?;
                 }
-                let len = std::fs::metadata(&src)
+                let len = crate::files::open_regular(&src)
+                    .and_then(|f| f.metadata())
                     .map_err(|e| CreateError::Input {
                         part: part.into(),
                         detail: format!("env image {}: {e}", src.display()),

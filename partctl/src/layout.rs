@@ -62,6 +62,12 @@ impl<'de> Deserialize<'de> for PartType {
     }
 }
 
+/// The largest partition alignment a layout may ask for: 1 GiB.
+pub const MAX_ALIGN_BYTES: u64 = 1 << 30;
+
+/// The largest U-Boot environment (CONFIG_ENV_SIZE) a layout may declare: 16 MiB.
+pub const MAX_ENV_BYTES: u64 = 16 << 20;
+
 /// Whole-card settings.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -277,10 +283,16 @@ pub fn attribute_bit(name: &str) -> Option<u32> {
 impl Layout {
     /// Read and validate a layout file.
     pub fn load(path: &Path) -> Result<Layout, LayoutError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LayoutError::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = crate::files::read_small(path, crate::files::MAX_LAYOUT_BYTES)
+            .and_then(|b| {
+                String::from_utf8(b).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8 ({e})"))
+                })
+            })
+            .map_err(|source| LayoutError::Io {
+                path: path.into(),
+                source,
+            })?;
         let l: Layout = toml::from_str(&text).map_err(|source| LayoutError::Toml {
             path: path.into(),
             source,
@@ -308,6 +320,12 @@ impl Layout {
         if self.disk.align.0 == 0 || self.disk.align.0 % SECTOR != 0 {
             return bad(format!(
                 "align {} is not a positive multiple of 512",
+                self.disk.align.0
+            ));
+        }
+        if self.disk.align.0 > MAX_ALIGN_BYTES {
+            return bad(format!(
+                "align {} is larger than 1 GiB: use e.g. 1M (the default) or 4M",
                 self.disk.align.0
             ));
         }
@@ -363,6 +381,54 @@ impl Layout {
         }
         if slots.iter().all(|s| *s) {
             return bad("all four MBR slots used: no room for the 0xEE entry".into());
+        }
+        // Numbers: place the partitions with checked arithmetic, so that every later
+        // computation (place, min_sectors, image_sectors, create) stays in range.
+        let max_sectors = crate::files::MAX_CARD_BYTES / SECTOR;
+        let al = self.align_sectors();
+        let too_big = || {
+            LayoutError::Invalid(format!(
+                "the partitions do not fit on a card of at most {} TiB: check the sizes",
+                crate::files::MAX_CARD_BYTES >> 40
+            ))
+        };
+        let mut next = (2 + self.array_sectors()).div_ceil(al) * al;
+        for p in &self.partitions {
+            let first = next.div_ceil(al).checked_mul(al).ok_or_else(too_big)?;
+            let last = first
+                .checked_add(p.size.0 / SECTOR - 1)
+                .filter(|&l| l < max_sectors)
+                .ok_or_else(too_big)?;
+            if p.mbr.is_some() && last > u32::MAX as u64 {
+                return bad(format!(
+                    "partition {}: mirrored in the MBR but ends at LBA {last}, past the MBR's 2 TiB limit (LBA {})",
+                    p.name,
+                    u32::MAX
+                ));
+            }
+            if let Content::Env { size, .. } = &p.content {
+                if size.0 < 8 || size.0 > MAX_ENV_BYTES || size.0 > p.size.0 / 2 {
+                    return bad(format!(
+                        "partition {}: env size {} must be 8 bytes to 16 MiB and at most half the partition ({} bytes)",
+                        p.name, size.0, p.size.0
+                    ));
+                }
+            }
+            next = last + 1;
+        }
+        let min = next + self.array_sectors() + 1;
+        if min > max_sectors {
+            return Err(too_big());
+        }
+        if let Some(sz) = self.disk.size {
+            if sz.0 % SECTOR != 0 || sz.0 / SECTOR < min || sz.0 > crate::files::MAX_CARD_BYTES {
+                return bad(format!(
+                    "disk size {} must be a multiple of 512, hold the partitions and the backup GPT ({} bytes) and be at most {} TiB",
+                    sz.0,
+                    min * SECTOR,
+                    crate::files::MAX_CARD_BYTES >> 40
+                ));
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod create;
 pub mod disk;
 pub mod emit;
+pub mod files;
 pub mod fuzzing;
 pub mod gpt;
 pub mod guid;

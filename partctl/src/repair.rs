@@ -549,11 +549,24 @@ impl Backup {
             return Err("backup file is corrupt (CRC mismatch)".into());
         }
         let disk_bytes = u64::from_le_bytes(body[8..16].try_into().expect("8"));
-        let count = u32::from_le_bytes(body[16..20].try_into().expect("4")) as usize;
-        if body.len() != 20 + count * (8 + 512) {
+        let count = u32::from_le_bytes(body[16..20].try_into().expect("4")) as u64;
+        if count > MAX_BACKUP_SECTORS {
+            return Err(format!(
+                "backup file claims {count} sectors (a repair saves at most {MAX_BACKUP_SECTORS})"
+            ));
+        }
+        if body.len() as u64 != 20 + count * (8 + 512) {
             return Err("backup file has the wrong length".into());
         }
-        let sectors = body[20..]
+        if disk_bytes < 3 * SECTOR
+            || disk_bytes % SECTOR != 0
+            || disk_bytes > crate::files::MAX_CARD_BYTES
+        {
+            return Err(format!(
+                "backup file records a card of {disk_bytes} bytes, which is not a card size"
+            ));
+        }
+        let sectors: Vec<(u64, Vec<u8>)> = body[20..]
             .chunks(520)
             .map(|c| {
                 (
@@ -562,12 +575,24 @@ impl Backup {
                 )
             })
             .collect();
+        if let Some((lba, _)) = sectors.iter().find(|(l, _)| *l >= disk_bytes / SECTOR) {
+            return Err(format!(
+                "backup file holds LBA {lba}, past the end of its {disk_bytes}-byte card"
+            ));
+        }
         Ok(Backup {
             disk_bytes,
             sectors,
         })
     }
 }
+
+/// The most sectors a backup file may hold: more than any plan writes (two arrays of the
+/// largest accepted size, their headers, the MBR and a stale copy to clear).
+pub const MAX_BACKUP_SECTORS: u64 = 8192;
+
+/// The largest backup file [`Backup::from_bytes`] can accept.
+pub const MAX_BACKUP_FILE_BYTES: u64 = 24 + MAX_BACKUP_SECTORS * 520;
 
 /// Write sectors in order, calling `sync` after each (fsync on a real device).
 pub fn write_sectors<W: Write + Seek>(
@@ -576,7 +601,11 @@ pub fn write_sectors<W: Write + Seek>(
     mut sync: impl FnMut(&mut W) -> io::Result<()>,
 ) -> io::Result<()> {
     for s in writes {
-        w.seek(SeekFrom::Start(s.lba * SECTOR))?;
+        let off = s
+            .lba
+            .checked_mul(SECTOR)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "LBA overflow"))?;
+        w.seek(SeekFrom::Start(off))?;
         w.write_all(&s.data)?;
         sync(w)?;
     }

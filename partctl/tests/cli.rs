@@ -286,3 +286,229 @@ fn repair_with_layout_fixes_the_disk_guid_but_keeps_a_grown_partition() {
 fn read_sector_of(s: &partctl::disk::Snapshot) -> Vec<u8> {
     s.primary.sector.clone()
 }
+
+/// Run partctl, failing the test if it does not finish within 10 s (a FIFO used to hang it).
+fn partctl_bounded(args: &[&str]) -> Out {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_partctl"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("partctl {args:?} hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+/// Regression (issue 10): a FIFO as the target (or as an input file) hung partctl in open().
+#[test]
+fn special_files_are_refused_before_any_blocking_open() {
+    let d = tmp();
+    let fifo = d.path().join("fifo");
+    let f = fifo.to_str().unwrap();
+    assert_eq!(sh("mkfifo", &[f]).code, 0);
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    let i = img.to_str().unwrap();
+    let bk = d.path().join("bk.bin");
+    for args in [
+        vec!["check", f],
+        vec!["repair", f, "--yes", "--backup", bk.to_str().unwrap()],
+        vec!["repair", f, "--dry-run"],
+        vec!["grow", "staging", f, "--yes"],
+        vec!["restore", f, i],
+        vec!["check", i, "--layout", f],
+        vec!["check", "/dev/null"],
+        vec!["check", d.path().to_str().unwrap()],
+    ] {
+        let o = partctl_bounded(&args);
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+        assert!(
+            o.stderr.contains(" is a FIFO: give ")
+                || o.stderr.contains(" is a character device: give ")
+                || o.stderr.contains(" is a directory: give "),
+            "{args:?}: {}",
+            o.stderr
+        );
+    }
+    assert_eq!(file_crc(&img), file_crc(golden()));
+}
+
+/// Regression (issue 10): `grow --align 0` was silently taken as 1.
+#[test]
+fn grow_align_must_be_a_power_of_two_in_range() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    let i = img.to_str().unwrap();
+    for bad in [
+        "0",
+        "3",
+        "2049",
+        "4194304",
+        "-1",
+        "18446744073709551616",
+        "1M",
+        "",
+    ] {
+        let o = partctl(&["grow", "staging", i, "--dry-run", &format!("--align={bad}")]);
+        assert_eq!(o.code, 2, "--align {bad}: {}", o.stderr);
+        assert_eq!(file_crc(&img), file_crc(golden()));
+    }
+    let o = partctl(&["grow", "staging", i, "--dry-run", "--align=0"]);
+    assert!(
+        o.stderr
+            .contains("must be a power of two from 1 to 2097152"),
+        "{}",
+        o.stderr
+    );
+    let o = partctl(&["grow", "staging", i, "--dry-run", "--align=1"]);
+    assert!(
+        o.code == 0 || (o.code == 1 && o.stdout.contains("(dry run)")),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn absurd_create_sizes_are_clear_errors() {
+    let d = tmp();
+    let out = d.path().join("out.img");
+    for (bad, want) in [
+        ("1000", "not a card size"),
+        ("0", "not a card size"),
+        ("200T", "not a card size"),
+        ("16777215T", "not a card size"),
+        ("99999999999999999999T", "bad --size"),
+        ("12Q", "bad --size"),
+    ] {
+        let o = partctl(&["create", SMALL, out.to_str().unwrap(), "--size", bad]);
+        assert_eq!(o.code, 2, "--size {bad}: {}", o.stderr);
+        assert!(o.stderr.contains(want), "--size {bad}: {}", o.stderr);
+        assert!(!out.exists());
+    }
+}
+
+/// Layout numbers that used to overflow (or allocate) later are refused when the file is read.
+#[test]
+fn absurd_layout_numbers_are_refused_at_load() {
+    let d = tmp();
+    let base = std::fs::read_to_string(SMALL).unwrap();
+    let cases = [
+        (
+            base.replace("align = \"1M\"", "align = \"8G\""),
+            "larger than 1 GiB",
+        ),
+        (
+            base.replace("align = \"1M\"", "align = 0"),
+            "not a positive multiple of 512",
+        ),
+        (
+            base.replace("size = \"2M\"", "size = \"17000000T\""),
+            "bad size",
+        ),
+        (
+            base.replace("size = \"2M\"", "size = \"9000000T\""),
+            "do not fit on a card",
+        ),
+        (
+            base.replace("size = 0x4000", "size = 0xFFFFFFFFFFFF"),
+            "env size",
+        ),
+        (base.replace("size = 0x4000", "size = 0"), "env size"),
+        (
+            base.replace("entries = 128", "entries = 4294967295"),
+            "entries = 4294967295",
+        ),
+        (
+            base.replace("entries = 128", "entries = 99999999999999999999"),
+            "entries",
+        ),
+        (
+            base.replace("align = \"1M\"", "align = \"1M\"\nsize = \"1M\""),
+            "disk size",
+        ),
+        (
+            base.replace("align = \"1M\"", "align = \"1M\"\nsize = 1000000001"),
+            "disk size",
+        ),
+        (
+            base.replace("size = \"34M\"", "size = \"3000G\""),
+            "past the MBR's 2 TiB limit",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        assert_ne!(*text, base, "case {i} did not change the layout");
+        let l = d.path().join(format!("l{i}.toml"));
+        std::fs::write(&l, text).unwrap();
+        let o = partctl(&["emit", "fstab", l.to_str().unwrap()]);
+        assert_eq!(o.code, 2, "case {i}: {}", o.stderr);
+        assert!(o.stderr.contains(want), "case {i} ({want}): {}", o.stderr);
+    }
+}
+
+/// A crafted backup file (CRC fixed up) must not make `restore` seek to an overflowing offset
+/// or write past the card.
+#[test]
+fn restore_refuses_sectors_past_the_card() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    let n = std::fs::metadata(&img).unwrap().len();
+    let craft = |lba: u64, disk: u64, count: u32| {
+        let mut v = b"PARTCTL1".to_vec();
+        v.extend_from_slice(&disk.to_le_bytes());
+        v.extend_from_slice(&count.to_le_bytes());
+        v.extend_from_slice(&lba.to_le_bytes());
+        v.extend_from_slice(&[0xAB; 512]);
+        let crc = crc32fast::hash(&v);
+        v.extend_from_slice(&crc.to_le_bytes());
+        v
+    };
+    for (b, want) in [
+        (craft(u64::MAX / 2, n, 1), "past the end"),
+        (craft(n / 512, n, 1), "past the end"),
+        (craft(1, 0, 1), "not a card size"),
+        (craft(1, n, u32::MAX), "at most 8192"),
+    ] {
+        let p = d.path().join("bk.bin");
+        std::fs::write(&p, &b).unwrap();
+        let o = partctl(&["restore", p.to_str().unwrap(), img.to_str().unwrap()]);
+        assert_eq!(o.code, 2, "{}", o.stderr);
+        assert!(o.stderr.contains(want), "{want}: {}", o.stderr);
+        assert_eq!(file_crc(&img), file_crc(golden()));
+    }
+}
+
+/// Options that would be ignored are usage errors: `--dry-run` writes nothing, so `--yes` and
+/// `--backup` beside it mean the user expected something else.
+#[test]
+fn dry_run_with_options_it_would_ignore_is_a_usage_error() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    copy_image(golden(), &img);
+    let i = img.to_str().unwrap();
+    for args in [
+        vec!["repair", i, "--dry-run", "--yes"],
+        vec!["repair", i, "--dry-run", "--backup", "b.bin"],
+        vec!["grow", "staging", i, "--dry-run", "--yes"],
+        vec!["grow", "staging", i, "--dry-run", "--backup", "b.bin"],
+    ] {
+        let o = partctl(&args);
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains("cannot be used with"), "{}", o.stderr);
+    }
+    assert_eq!(file_crc(&img), file_crc(golden()));
+}

@@ -140,3 +140,33 @@ fn damage_matrix() {
         failures.join("\n\n")
     );
 }
+
+/// Issue 10: a header revision other than 1.0 is invalid for sgdisk; `check` must not exit 0
+/// for it (it used to be a warning whose fix was `partctl repair`), and repair makes sgdisk
+/// happy again.
+#[test]
+fn header_revision_agrees_with_sgdisk() {
+    let d = tmp();
+    let img = d.path().join("card.img");
+    let imgs = img.to_str().unwrap();
+    copy_image(golden(), &img);
+    edit_header(&img, 1, |h| h.revision = 0x0000_6300);
+    let (clean, text) = sgdisk_clean(&img);
+    assert!(!clean, "sgdisk accepts revision 0.99? {text}");
+    let c = partctl(&["check", imgs]);
+    assert_eq!(c.code, 1, "{}", c.stdout);
+    assert!(c.stdout.contains("error[header-revision]"), "{}", c.stdout);
+    assert_eq!(
+        partctl(&[
+            "repair",
+            imgs,
+            "--yes",
+            "--backup",
+            d.path().join("b").to_str().unwrap()
+        ])
+        .code,
+        0
+    );
+    let (clean, text) = sgdisk_clean(&img);
+    assert!(clean, "{text}");
+}

@@ -188,3 +188,62 @@ proptest! {
         prop_assert_eq!((m.kind, m.boot, m.start as u64, m.size as u64), (0x0C, 0x80, pl.first, pl.last + 1 - pl.first));
     }
 }
+
+fn absurd() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(511),
+        Just(512),
+        Just(u64::MAX),
+        Just(u64::MAX - 511),
+        Just(1 << 47),
+        Just((1 << 47) + 512),
+        Just(u32::MAX as u64 * 512),
+        (0u64..64).prop_map(|s| 1u64 << s),
+        any::<u64>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Issue 10: absurd numbers in a layout are refused with an error, never a panic, and a
+    /// layout that is accepted can be placed and turned into tables without overflow.
+    #[test]
+    fn absurd_layout_numbers_never_panic(
+        align in absurd(), entries in absurd(), s1 in absurd(), s2 in absurd(),
+        env in absurd(), disk in proptest::option::of(absurd()),
+    ) {
+        let disk_size = disk.map(|d| format!("size = {}\n", d.min(i64::MAX as u64))).unwrap_or_default();
+        let text = format!(
+            "[disk]\nguid = \"5A8B0C00-0D05-4B0A-9C3E-000000000010\"\nalign = {}\nentries = {}\n{disk_size}\
+             [[partition]]\nname = \"boot\"\nsize = {}\ntype = \"esp\"\nuuid = \"5A8B0C00-0D05-4B0A-9C3E-000000000001\"\nmbr = {{ slot = 1, type = 0x0C }}\n\
+             [[partition]]\nname = \"env\"\nsize = {}\ntype = \"linux\"\nuuid = \"5A8B0C00-0D05-4B0A-9C3E-000000000002\"\ncontent = {{ kind = \"env\", size = {} }}\n",
+            align.min(i64::MAX as u64), entries.min(i64::MAX as u64), s1.min(i64::MAX as u64),
+            s2.min(i64::MAX as u64), env.min(i64::MAX as u64),
+        );
+        if let Ok(l) = Layout::from_toml(&text) {
+            let placed = l.place();
+            prop_assert!(placed.iter().all(|p| p.first <= p.last));
+            let n = l.image_sectors();
+            prop_assert!(n >= l.min_sectors());
+            prop_assert!(n <= partctl::files::MAX_CARD_BYTES / 512);
+            let t = Tables::from_layout(&l, n);
+            prop_assert_eq!(t.disk_sectors, n);
+        }
+    }
+
+    /// The CLI's number parsers: an error or a sane value, never a panic.
+    #[test]
+    fn cli_number_parsers_never_panic(s in "[-+ 0-9a-zA-Z.]{0,24}", n in any::<u64>()) {
+        for v in [s.clone(), n.to_string(), format!("{n}T"), format!("{n}G")] {
+            if let Ok(a) = partctl::cli::parse_align(&v) {
+                prop_assert!(a.is_power_of_two() && a <= 1 << 21);
+            }
+            if let Ok(b) = partctl::cli::parse_card_size(&v) {
+                prop_assert!(b % 512 == 0 && b > 0 && b <= partctl::files::MAX_CARD_BYTES);
+            }
+        }
+    }
+}

@@ -64,18 +64,38 @@ pub fn script_of(image: &[u8]) -> Option<&[u8]> {
     if crc32fast::hash(&h) != be(4) {
         return None;
     }
-    let size = be(12) as usize;
-    let data = image.get(HEADER_LEN..HEADER_LEN + size)?;
+    // Sizes come from the image: checked arithmetic, and slices only through `get`.
+    let size = usize::try_from(be(12)).ok()?;
+    let data = image.get(HEADER_LEN..HEADER_LEN.checked_add(size)?)?;
     if crc32fast::hash(data) != be(24) {
         return None;
     }
-    let len = be(HEADER_LEN) as usize;
-    data.get(8..8 + len)
+    let len = usize::try_from(be(HEADER_LEN)).ok()?;
+    data.get(8..8usize.checked_add(len)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Absurd sizes in a header (CRCs made valid) give `None`, never a panic.
+        #[test]
+        fn absurd_sizes_never_panic(size: u32, len: u32, tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let mut img = script_image(b"echo hi\n", "zbot", 0);
+            img.truncate(HEADER_LEN);
+            img.extend_from_slice(&len.to_be_bytes());
+            img.extend_from_slice(&[0; 4]);
+            img.extend_from_slice(&tail);
+            img[12..16].copy_from_slice(&size.to_be_bytes());
+            let dcrc = crc32fast::hash(img.get(HEADER_LEN..HEADER_LEN + size as usize).unwrap_or(&[]));
+            img[24..28].copy_from_slice(&dcrc.to_be_bytes());
+            img[4..8].fill(0);
+            let hcrc = crc32fast::hash(&img[..HEADER_LEN]);
+            img[4..8].copy_from_slice(&hcrc.to_be_bytes());
+            let _ = script_of(&img);
+        }
+    }
 
     #[test]
     fn round_trips_and_rejects_a_flipped_byte() {

@@ -101,6 +101,45 @@ impl Board {
         }
     }
 
+    /// The most a device number may be (`--devnum`).
+    pub const MAX_DEVNUM: u32 = 255;
+    /// The most a partition number may be (`--bootpart`): a GPT has at most 128 entries here.
+    pub const MAX_BOOTPART: u32 = 128;
+
+    /// Refuse settings U-Boot would misread: an interface name that is not a plain word,
+    /// a device number above [`Board::MAX_DEVNUM`], a partition number outside
+    /// 1..=[`Board::MAX_BOOTPART`] (0 is "the whole disk" to U-Boot, not a partition).
+    pub fn validate(&self) -> Result<(), GenError> {
+        let d = self.devtype.as_bytes();
+        if d.is_empty()
+            || d.len() > 16
+            || !d[0].is_ascii_lowercase()
+            || !d
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        {
+            return Err(GenError::Board(format!(
+                "devtype {:?} is not a U-Boot interface name (e.g. mmc, virtio, host)",
+                self.devtype
+            )));
+        }
+        if self.devnum > Self::MAX_DEVNUM {
+            return Err(GenError::Board(format!(
+                "devnum {} is out of range: 0..={}",
+                self.devnum,
+                Self::MAX_DEVNUM
+            )));
+        }
+        if !(1..=Self::MAX_BOOTPART).contains(&self.bootpart) {
+            return Err(GenError::Board(format!(
+                "bootpart {} is out of range: partitions are numbered 1..={} (0 means the whole disk to U-Boot)",
+                self.bootpart,
+                Self::MAX_BOOTPART
+            )));
+        }
+        Ok(())
+    }
+
     /// A preset by name: `milkv-duos` (alias `board`), `sandbox`, `qemu`.
     pub fn preset(name: &str) -> Option<Board> {
         match name {
@@ -126,6 +165,12 @@ pub enum GenError {
     /// A slot's name collides with a seed entry point of a different meaning.
     #[error("slot {0:?} collides with the seed entry point boot-{0}: rename the slot")]
     AliasCollision(String),
+    /// The slot configuration breaks a rule of the contract (built in code, not loaded).
+    #[error("slot configuration: {0}")]
+    Slots(String),
+    /// A board setting U-Boot would misread.
+    #[error("{0}")]
+    Board(String),
 }
 
 fn check_quotable(what: &str, v: &str) -> Result<(), GenError> {
@@ -179,6 +224,8 @@ pub fn one_line(lines: &[String]) -> String {
 impl Generated {
     /// Generate everything for `cfg` on `board`. `origin` names the slot file in comments.
     pub fn new(cfg: &SlotConfig, board: &Board, origin: &str) -> Result<Generated, GenError> {
+        cfg.validate().map_err(GenError::Slots)?;
+        board.validate()?;
         for s in &cfg.slots {
             check_quotable(&format!("root of slot {}", s.name), &s.root)?;
         }
@@ -337,8 +384,10 @@ impl Generated {
         env.extend(cfg.default_env());
         env.push(("bootargs_base".into(), board.bootargs_base.clone()));
         env.push(("zbot_devtype".into(), board.devtype.clone()));
-        env.push(("zbot_devnum".into(), board.devnum.to_string()));
-        env.push(("zbot_bootpart".into(), board.bootpart.to_string()));
+        // U-Boot reads `dev:part` in hex (`mmc 0:10` is partition 16): write them in hex, so
+        // that `--bootpart 10` means partition 10 (0..9 read the same either way).
+        env.push(("zbot_devnum".into(), format!("{:x}", board.devnum)));
+        env.push(("zbot_bootpart".into(), format!("{:x}", board.bootpart)));
         env.extend(board.extra_env.iter().cloned());
         env.push((VAR_POLICY.into(), one_line(&policy)));
         env.push((VAR_KERNEL.into(), one_line(&k)));
@@ -551,6 +600,84 @@ mod tests {
             Generated::new(&cfg, &Board::milkv_duos(), "f").unwrap_err(),
             GenError::AliasCollision("ota".into())
         );
+    }
+
+    /// Issue 10: absurd board numbers are refused, not written into the environment; and
+    /// numbers are written as U-Boot reads them (hex).
+    #[test]
+    fn board_numbers_are_checked_and_written_in_hex() {
+        let cfg = SlotConfig::builtin();
+        for (b, want) in [
+            (
+                Board {
+                    bootpart: 0,
+                    ..Board::milkv_duos()
+                },
+                "bootpart 0 is out of range",
+            ),
+            (
+                Board {
+                    bootpart: 129,
+                    ..Board::milkv_duos()
+                },
+                "bootpart 129",
+            ),
+            (
+                Board {
+                    bootpart: u32::MAX,
+                    ..Board::milkv_duos()
+                },
+                "out of range",
+            ),
+            (
+                Board {
+                    devnum: 256,
+                    ..Board::milkv_duos()
+                },
+                "devnum 256",
+            ),
+            (
+                Board {
+                    devtype: "mmc; reset".into(),
+                    ..Board::milkv_duos()
+                },
+                "not a U-Boot interface name",
+            ),
+            (
+                Board {
+                    devtype: "".into(),
+                    ..Board::milkv_duos()
+                },
+                "not a U-Boot interface name",
+            ),
+        ] {
+            let e = Generated::new(&cfg, &b, "f").unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let g = Generated::new(
+            &cfg,
+            &Board {
+                bootpart: 10,
+                devnum: 11,
+                ..Board::milkv_duos()
+            },
+            "f",
+        )
+        .unwrap();
+        let t = g.default_env_text();
+        assert!(t.lines().any(|l| l == "zbot_bootpart=a"), "{t}");
+        assert!(t.lines().any(|l| l == "zbot_devnum=b"), "{t}");
+    }
+
+    #[test]
+    fn an_unchecked_slot_configuration_is_an_error_not_a_panic() {
+        let mut cfg = SlotConfig::builtin();
+        cfg.slots.retain(|s| s.role == Role::Recovery);
+        let e = Generated::new(&cfg, &Board::milkv_duos(), "f").unwrap_err();
+        assert!(e.to_string().contains("primary"), "{e}");
+        let mut cfg = SlotConfig::builtin();
+        cfg.slots[0].device = cfg.slots[1].device.clone();
+        assert!(Generated::new(&cfg, &Board::milkv_duos(), "f").is_err());
     }
 
     #[test]

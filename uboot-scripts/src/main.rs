@@ -22,10 +22,10 @@ struct Cli {
     /// Disk interface of the boot partition (overrides the preset: mmc, host, virtio).
     #[arg(long, global = true)]
     devtype: Option<String>,
-    /// Disk device number (overrides the preset).
+    /// Disk device number, 0..255 (overrides the preset; written in hex, as U-Boot reads it).
     #[arg(long, global = true)]
     devnum: Option<u32>,
-    /// Boot partition number (overrides the preset).
+    /// Boot partition number, 1..128 (overrides the preset; written in hex, as U-Boot reads it).
     #[arg(long, global = true)]
     bootpart: Option<u32>,
     /// Kernel arguments before root= (overrides the preset).
@@ -83,6 +83,10 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Some(v) = cli.bootargs_base {
         board.bootargs_base = v;
     }
+    // Board settings come from the options, not the slot file: say so, not "{origin}: ...".
+    board
+        .validate()
+        .map_err(|e| format!("board {} with the options given: {e}", cli.board))?;
     let g = Generated::new(&cfg, &board, &origin).map_err(|e| format!("{origin}: {e}"))?;
     let mut out = std::io::stdout().lock();
     let w = |out: &mut std::io::StdoutLock, s: &str| {

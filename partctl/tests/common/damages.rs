@@ -308,6 +308,22 @@ pub fn cases() -> Vec<Case> {
             message: "header size is 600",
             repair: Golden,
         },
+        // Regression (issue 10): reported with the fix "run `partctl repair`" but exit 0;
+        // sgdisk treats such a header as invalid.
+        Case {
+            name: "primary header revision 0.99",
+            damage: |p| edit_header(p, 1, |h| h.revision = 0x0000_6300),
+            kinds: &["header-revision"],
+            message: "primary GPT header revision 0x00006300 (expected 1.0)",
+            repair: Golden,
+        },
+        Case {
+            name: "backup header revision 2.0",
+            damage: |p| edit_header(p, last(p), |h| h.revision = 0x0002_0000),
+            kinds: &["header-revision"],
+            message: "backup GPT header revision 0x00020000 (expected 1.0)",
+            repair: Golden,
+        },
         Case {
             name: "primary and backup arrays differ",
             damage: |p| edit_array(p, last(p), |a| a[4 * 128 + 56] = b'D'),
