@@ -673,7 +673,7 @@ pub(crate) mod test_util {
     pub fn diff(c: &Changes) -> Vec<(String, Option<String>)> {
         let mut m = std::collections::BTreeMap::new();
         for (k, v) in c.iter() {
-            m.insert(k.to_string(), v.map(str::to_string));
+            m.insert(k.to_string(), v.as_deref().map(str::to_string));
         }
         m.into_iter().collect()
     }

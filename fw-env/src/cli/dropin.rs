@@ -659,7 +659,7 @@ mod tests {
         let got = |style, v: &[&str]| {
             changes_from_args(style, &os(v)).map(|c| {
                 c.iter()
-                    .map(|(k, v)| (k.to_owned(), v.map(str::to_owned)))
+                    .map(|(k, v)| (k.into_owned(), v.map(std::borrow::Cow::into_owned)))
                     .collect::<Vec<_>>()
             })
         };

@@ -427,28 +427,41 @@ fn mkimage(
 mod tests {
     use super::*;
 
+    /// The changes as owned text, to compare with literals.
+    fn text(c: &Changes) -> Vec<(String, Option<String>)> {
+        c.iter()
+            .map(|(k, v)| (k.into_owned(), v.map(std::borrow::Cow::into_owned)))
+            .collect()
+    }
+
+    fn owned(v: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
+            .collect()
+    }
+
     #[test]
     fn set_forms() {
         let c = set_changes(&["next_boot".into(), "otafs".into()], false).unwrap();
-        assert_eq!(
-            c.iter().collect::<Vec<_>>(),
-            vec![("next_boot", Some("otafs"))]
-        );
+        assert_eq!(text(&c), owned(&[("next_boot", Some("otafs"))]));
         let c = set_changes(&["a=1".into(), "b=x=y".into(), "c=".into()], false).unwrap();
         assert_eq!(
-            c.iter().collect::<Vec<_>>(),
-            vec![("a", Some("1")), ("b", Some("x=y")), ("c", None)]
+            text(&c),
+            owned(&[("a", Some("1")), ("b", Some("x=y")), ("c", None)])
         );
         let c = set_changes(&["bootargs".into(), "root=/dev/x rw".into()], false).unwrap();
-        assert_eq!(c.iter().next(), Some(("bootargs", Some("root=/dev/x rw"))));
+        assert_eq!(
+            text(&c)[..1],
+            owned(&[("bootargs", Some("root=/dev/x rw"))])
+        );
         let c = set_changes(&["p".into(), r"a\b".into()], false).unwrap();
         assert_eq!(
-            c.iter().next(),
-            Some(("p", Some(r"a\\b"))),
+            text(&c)[..1],
+            owned(&[("p", Some(r"a\\b"))]),
             "escaped for U-Boot"
         );
         let c = set_changes(&["p".into(), r"a\b".into()], true).unwrap();
-        assert_eq!(c.iter().next(), Some(("p", Some(r"a\b"))));
+        assert_eq!(text(&c)[..1], owned(&[("p", Some(r"a\b"))]));
         assert!(set_changes(&["a".into()], false).is_err());
         assert!(set_changes(&["a".into(), "b".into(), "c".into()], false).is_err());
         assert!(set_changes(&["a=1".into(), "b".into()], false).is_err());
