@@ -1,0 +1,330 @@
+//! The `zbot-updater` command line: clap parsing, then the library. Exit codes: 0 done,
+//! 1 a problem found (`inspect`) or a refusal, 2 usage.
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Exit code: a refusal or a problem found.
+pub const EXIT_REFUSED: i32 = 1;
+/// Exit code: usage error.
+pub const EXIT_USAGE: i32 = 2;
+
+/// ZBot updates: signed SWUpdate packages (see updater/README.md).
+#[derive(Debug, Parser)]
+#[command(name = "zbot-updater", version)]
+pub struct Cli {
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Compression of the image in the package.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompressArg {
+    /// gzip (SWUpdate's "zlib"), in parallel chunks
+    Gzip,
+    /// zstd, multithreaded
+    Zstd,
+    /// stored as is
+    None,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
+pub enum Command {
+    /// Make a signed .swu from a root filesystem image
+    #[cfg(feature = "pack")]
+    Pack {
+        /// The raw root filesystem image (e.g. rootfs.ext4)
+        image: PathBuf,
+        /// The package's version (dotted numbers, at most 4 fields)
+        #[arg(long)]
+        version: String,
+        /// The version the robots run now: refuse a version SWUpdate would not see as newer
+        #[arg(long, value_name = "VERSION")]
+        previous_version: Option<String>,
+        /// A hardware revision the package installs on (repeat for several)
+        #[arg(long = "hardware", value_name = "REV", required = true)]
+        hardware: Vec<String>,
+        /// sw-description's description [default: "ZBot SLOT VERSION"]
+        #[arg(long)]
+        description: Option<String>,
+        /// Slot file (bootcount's) [default: /etc/bootcount/slots.toml if present, else built in]
+        #[arg(long, value_name = "FILE")]
+        slots: Option<PathBuf>,
+        /// Slot to install [default: the slot file's only primary slot]
+        #[arg(long, value_name = "NAME")]
+        slot: Option<String>,
+        /// Card layout (partctl's TOML) giving the slot's partition size
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "slot_size",
+            conflicts_with = "slot_size"
+        )]
+        layout: Option<PathBuf>,
+        /// The slot's partition size (e.g. 275M) when no layout describes it
+        #[arg(long, value_name = "SIZE")]
+        slot_size: Option<String>,
+        /// Private key (PEM) to sign with
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Its certificate (PEM); the robots verify with it (swupdate -k)
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// Compression
+        #[arg(long, value_enum, default_value = "gzip")]
+        compress: CompressArg,
+        /// Compression level [default: gzip 6, zstd 3]
+        #[arg(long)]
+        level: Option<u32>,
+        /// Worker threads [default: all cores]
+        #[arg(long)]
+        threads: Option<usize>,
+        /// The .swu to write
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Pack a directory already holding sw-description (the seed tool's verb)
+    #[cfg(feature = "pack")]
+    Create {
+        /// The directory
+        dir: PathBuf,
+        /// The .swu to write
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Private key (PEM) to sign with
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+        /// Its certificate (PEM)
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+    },
+    /// List a .swu's members, check every hash (and the signature with --cert), print
+    /// sw-description
+    Inspect {
+        /// The package
+        file: PathBuf,
+        /// Certificate to verify the signature with (as swupdate -k)
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+    },
+}
+
+/// A failed command: the message and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: i32,
+    /// One line, the whole chain.
+    pub message: String,
+}
+
+fn fail(code: i32, e: impl std::fmt::Display) -> Failure {
+    Failure {
+        code,
+        message: e.to_string(),
+    }
+}
+
+#[cfg(feature = "pack")]
+fn parse_size(s: &str) -> Result<u64, Failure> {
+    partctl::layout::Size::parse(s).map(|s| s.0).ok_or_else(|| {
+        fail(
+            EXIT_USAGE,
+            format!("--slot-size {s:?}: use bytes or 128M, 275M, 1G"),
+        )
+    })
+}
+
+/// Run one parsed command, writing to `out` and `err`.
+#[cfg_attr(not(feature = "pack"), allow(unused_variables))]
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Failure> {
+    match cli.command {
+        #[cfg(feature = "pack")]
+        Command::Pack {
+            image,
+            version,
+            previous_version,
+            hardware,
+            description,
+            slots,
+            slot,
+            layout,
+            slot_size,
+            key,
+            cert,
+            compress,
+            level,
+            threads,
+            output,
+        } => {
+            use crate::pack::{pack, PackOptions, SlotSize};
+            use crate::swdesc::Compression;
+            let size = match (layout, slot_size) {
+                (Some(l), _) => SlotSize::Layout(l),
+                (None, Some(s)) => SlotSize::Bytes(parse_size(&s)?),
+                (None, None) => {
+                    return Err(fail(EXIT_USAGE, "give --layout FILE or --slot-size SIZE"))
+                }
+            };
+            let cfg =
+                bootcount::cli::load_slots(slots.as_deref()).map_err(|e| fail(EXIT_REFUSED, e))?;
+            let o = PackOptions {
+                image,
+                version,
+                previous: previous_version,
+                hardware,
+                description,
+                slots: cfg,
+                slot,
+                size,
+                key,
+                cert,
+                compression: match compress {
+                    CompressArg::Gzip => Compression::Gzip,
+                    CompressArg::Zstd => Compression::Zstd,
+                    CompressArg::None => Compression::None,
+                },
+                level,
+                threads: threads.unwrap_or_else(crate::compress::default_threads),
+                output: output.clone(),
+            };
+            let p = pack(&o).map_err(|e| fail(EXIT_REFUSED, e))?;
+            let _ = writeln!(
+                out,
+                "{}: {} -> {} ({} bytes stored of {}, sha256 {}), slot {} {} ({} bytes, {}); package {} bytes",
+                output.display(),
+                o.image.display(),
+                p.filename,
+                p.stored.len,
+                p.stored.input_len,
+                p.stored.sha256,
+                p.target.slot,
+                p.target.device,
+                p.target.size,
+                p.target.size_from,
+                p.swu_len
+            );
+            Ok(0)
+        }
+        #[cfg(feature = "pack")]
+        Command::Create {
+            dir,
+            output,
+            key,
+            cert,
+        } => {
+            let signer = match (key, cert) {
+                (Some(k), Some(c)) => {
+                    Some(crate::sign::Signer::load(&k, &c).map_err(|e| fail(EXIT_REFUSED, e))?)
+                }
+                _ => None,
+            };
+            let (len, warnings) = crate::pack::create(&dir, &output, signer.as_ref())
+                .map_err(|e| fail(EXIT_REFUSED, e))?;
+            for w in warnings {
+                let _ = writeln!(err, "zbot-updater: warning: {w}");
+            }
+            let _ = writeln!(out, "{}: {len} bytes", output.display());
+            Ok(0)
+        }
+        Command::Inspect { file, cert } => inspect(&file, cert.as_deref(), out),
+    }
+}
+
+fn inspect(
+    file: &std::path::Path,
+    cert: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> Result<i32, Failure> {
+    let f = std::fs::File::open(file)
+        .map_err(|e| fail(EXIT_USAGE, format!("{}: {e}", file.display())))?;
+    let a = crate::inspect::read(std::io::BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| fail(EXIT_REFUSED, format!("{}: {e}", file.display())))?;
+    let mut problems = a.problems();
+    let _ = writeln!(out, "{}: {} members", file.display(), a.members.len());
+    for m in &a.members {
+        let _ = writeln!(out, "  {:>12}  {}  {}", m.size, m.sha256, m.name);
+    }
+    let sig = match (&a.signature, cert) {
+        (None, _) => {
+            problems.push("no sw-description.sig after sw-description: unsigned".into());
+            "none".to_string()
+        }
+        (Some(_), None) => "present, not verified (give --cert CERT)".to_string(),
+        (Some(s), Some(c)) => verify_sig(c, a.description.as_bytes(), s, &mut problems),
+    };
+    let _ = writeln!(out, "signature: {sig}");
+    let _ = writeln!(out, "--- sw-description");
+    let _ = write!(out, "{}", a.description);
+    if !a.description.ends_with('\n') {
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "---");
+    if problems.is_empty() {
+        let _ = writeln!(out, "ok: every hash matches");
+        Ok(0)
+    } else {
+        for p in &problems {
+            let _ = writeln!(out, "problem: {p}");
+        }
+        Err(fail(
+            EXIT_REFUSED,
+            format!(
+                "{}: {} problem(s): {}",
+                file.display(),
+                problems.len(),
+                problems.join("; ")
+            ),
+        ))
+    }
+}
+
+#[cfg(feature = "pack")]
+fn verify_sig(
+    cert: &std::path::Path,
+    data: &[u8],
+    sig: &[u8],
+    problems: &mut Vec<String>,
+) -> String {
+    match crate::sign::load_cert(cert).and_then(|c| crate::sign::verify(&c, data, sig)) {
+        Ok(()) => format!("verified with {}", cert.display()),
+        Err(e) => {
+            problems.push(format!("signature: {e}"));
+            "INVALID".into()
+        }
+    }
+}
+
+#[cfg(not(feature = "pack"))]
+fn verify_sig(
+    _cert: &std::path::Path,
+    _data: &[u8],
+    _sig: &[u8],
+    problems: &mut Vec<String>,
+) -> String {
+    problems.push("this build has no signature check (built without the `pack` feature)".into());
+    "not checked".into()
+}
+
+/// The binary's whole life: parse, run, print the error. Returns the exit code.
+pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.exit_code() == 0 { 0 } else { EXIT_USAGE };
+        }
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    match run(cli, &mut out, &mut err) {
+        Ok(c) => c,
+        Err(f) => {
+            let _ = writeln!(err, "zbot-updater: error: {}", f.message);
+            f.code
+        }
+    }
+}
