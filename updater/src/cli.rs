@@ -102,6 +102,37 @@ pub enum Command {
         #[arg(long, value_name = "FILE", requires = "key")]
         cert: Option<PathBuf>,
     },
+    /// The robot's agent: status for anyone, reboot into recovery for a client holding the
+    /// robot's secret (challenge-response; see updater/README.md)
+    Agent {
+        /// Address to listen on
+        #[arg(long, default_value = "0.0.0.0:10000")]
+        listen: String,
+        /// The robot's secret (mode 600, at least 16 bytes)
+        #[arg(long, value_name = "FILE", default_value = "/etc/zbot/agent.secret")]
+        secret: PathBuf,
+        /// fw_env.config describing where the U-Boot environment is [default: /etc/fw_env.config]
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// U-Boot's default environment [default: /etc/u-boot-initial-env if present]
+        #[arg(short = 'f', long = "defaults", value_name = "FILE")]
+        defaults: Option<PathBuf>,
+        /// Slot file [default: /etc/bootcount/slots.toml if present, else built in]
+        #[arg(long, value_name = "FILE")]
+        slots: Option<PathBuf>,
+        /// Kernel command line to read the running slot from
+        #[arg(long, value_name = "FILE", default_value = "/proc/cmdline")]
+        cmdline: PathBuf,
+        /// File whose first line is the image version
+        #[arg(long, value_name = "FILE", default_value = "/etc/zbot-version")]
+        version_file: PathBuf,
+        /// Seconds a challenge nonce stays valid
+        #[arg(long, default_value_t = 30)]
+        nonce_ttl: u64,
+        /// Seconds a read or write may block (a connection gets twice this in all)
+        #[arg(long, default_value_t = 5)]
+        io_timeout: u64,
+    },
     /// List a .swu's members, check every hash (and the signature with --cert), print
     /// sw-description
     Inspect {
@@ -230,6 +261,36 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
             }
             let _ = writeln!(out, "{}: {len} bytes", output.display());
             Ok(0)
+        }
+        Command::Agent {
+            listen,
+            secret,
+            config,
+            defaults,
+            slots,
+            cmdline,
+            version_file,
+            nonce_ttl,
+            io_timeout,
+        } => {
+            use crate::agent::{default_reboot, load_secret, Agent, Config};
+            let secret = load_secret(&secret).map_err(|e| fail(EXIT_REFUSED, e))?;
+            let cfg = Config {
+                env_config: config,
+                defaults,
+                slots,
+                cmdline,
+                version_file,
+                reboot: default_reboot(),
+                nonce_ttl: std::time::Duration::from_secs(nonce_ttl),
+                io_timeout: std::time::Duration::from_secs(io_timeout.max(1)),
+            };
+            let listener = std::net::TcpListener::bind(&listen)
+                .map_err(|e| fail(EXIT_REFUSED, format!("listen on {listen}: {e}")))?;
+            let addr = listener.local_addr().map_err(|e| fail(EXIT_REFUSED, e))?;
+            let _ = writeln!(err, "zbot-updater agent: listening on {addr}");
+            let _ = err.flush();
+            Agent::new(secret, cfg).run(listener, err)
         }
         Command::Inspect { file, cert } => inspect(&file, cert.as_deref(), out),
     }

@@ -1,11 +1,12 @@
-//! ZBot updates: signed `.swu` packages SWUpdate accepts (`pack`, `create`, `inspect`) and,
-//! later in issue 11, the robot's authenticated agent and the push client.
+//! ZBot updates: signed `.swu` packages SWUpdate accepts (`pack`, `create`, `inspect`) and the
+//! robot's authenticated agent (`agent`); the push client of issue 11 is still to come.
 //!
 //! The host-side verbs need OpenSSL (CMS signatures) and the C compression libraries; they
 //! sit behind the default cargo feature `pack`. Built with `--no-default-features`, the crate
-//! has none of them: that is the build that ships on the robot.
+//! has none of them: that is the build that ships on the robot (the agent needs none).
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod cli;
 pub mod cpio;
 pub mod inspect;
