@@ -9,6 +9,14 @@ use std::path::PathBuf;
 pub const EXIT_REFUSED: i32 = 1;
 /// Exit code: usage error.
 pub const EXIT_USAGE: i32 = 2;
+/// `update`: SWUpdate refused the package.
+pub const EXIT_SWUPDATE_REFUSED: i32 = 3;
+/// `update`: installed, but the robot rolled back.
+pub const EXIT_ROLLED_BACK: i32 = 4;
+/// `update`: unreachable or timed out.
+pub const EXIT_UNREACHABLE: i32 = 5;
+/// `update`: the agent refused (secret).
+pub const EXIT_AGENT_REFUSED: i32 = 6;
 
 /// ZBot updates: signed SWUpdate packages (see updater/README.md).
 #[derive(Debug, Parser)]
@@ -132,6 +140,36 @@ pub enum Command {
         /// Seconds a read or write may block (a connection gets twice this in all)
         #[arg(long, default_value_t = 5)]
         io_timeout: u64,
+    },
+    /// Push a package to a robot: reboot it into recovery through its agent if needed,
+    /// upload to SWUpdate, follow it, wait for the robot to come back
+    #[cfg(feature = "pack")]
+    Update {
+        /// The robot
+        host: String,
+        /// The package
+        file: PathBuf,
+        /// Port of the agent and of SWUpdate's web server (both 10000 on the robot)
+        #[arg(long, default_value_t = 10000)]
+        port: u16,
+        /// SWUpdate's port if it differs from --port
+        #[arg(long)]
+        swupdate_port: Option<u16>,
+        /// The robot's secret (needed when it runs rootfs)
+        #[arg(long, value_name = "FILE")]
+        secret: Option<PathBuf>,
+        /// Seconds for the upload and install
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+        /// Seconds for each reboot (into recovery, back into the new rootfs and its checks)
+        #[arg(long, default_value_t = 600)]
+        boot_timeout: u64,
+        /// Stop once SWUpdate reports success (do not wait for the robot to come back)
+        #[arg(long)]
+        no_wait: bool,
+        /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
     },
     /// List a .swu's members, check every hash (and the signature with --cert), print
     /// sw-description
@@ -292,6 +330,50 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
             let _ = err.flush();
             Agent::new(secret, cfg).run(listener, err)
         }
+        #[cfg(feature = "pack")]
+        Command::Update {
+            host,
+            file,
+            port,
+            swupdate_port,
+            secret,
+            timeout,
+            boot_timeout,
+            no_wait,
+            json,
+        } => {
+            let r = update(
+                &host,
+                &file,
+                port,
+                swupdate_port.unwrap_or(port),
+                secret.as_deref(),
+                std::time::Duration::from_secs(timeout),
+                std::time::Duration::from_secs(boot_timeout),
+                no_wait,
+                err,
+            );
+            let (code, outcome, detail) = match &r {
+                Ok((code, outcome, detail)) => (*code, *outcome, detail.clone()),
+                Err((code, e)) => (
+                    *code,
+                    match *code {
+                        EXIT_SWUPDATE_REFUSED => "refused",
+                        EXIT_AGENT_REFUSED => "agent-refused",
+                        EXIT_UNREACHABLE => "unreachable",
+                        _ => "error",
+                    },
+                    e.to_string(),
+                ),
+            };
+            if json {
+                let v = serde_json::json!({ "host": host, "outcome": outcome, "exit": code, "detail": detail });
+                let _ = writeln!(out, "{v}");
+            } else {
+                let _ = writeln!(out, "{host}: {outcome}: {detail}");
+            }
+            Ok(code)
+        }
         Command::Inspect { file, cert } => inspect(&file, cert.as_deref(), out),
     }
 }
@@ -388,4 +470,145 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
             f.code
         }
     }
+}
+
+/// The whole `update` flow. Ok: (exit code, outcome word, detail).
+#[cfg(feature = "pack")]
+#[allow(clippy::too_many_arguments)]
+fn update(
+    host: &str,
+    file: &std::path::Path,
+    port: u16,
+    swport: u16,
+    secret: Option<&std::path::Path>,
+    timeout: std::time::Duration,
+    boot_timeout: std::time::Duration,
+    no_wait: bool,
+    err: &mut dyn Write,
+) -> Result<(i32, &'static str, String), (i32, crate::client::UpdateError)> {
+    use crate::client::{self, Msg, Probe, UpdateError};
+    use std::time::Duration;
+    let code = |e: UpdateError| {
+        let c = match e {
+            UpdateError::Refused(_) => EXIT_SWUPDATE_REFUSED,
+            UpdateError::Agent(_) => EXIT_AGENT_REFUSED,
+            UpdateError::Unreachable(_) | UpdateError::Timeout(_) => EXIT_UNREACHABLE,
+            UpdateError::Local(_) => EXIT_USAGE,
+        };
+        (c, e)
+    };
+    if !file.is_file() {
+        return Err(code(UpdateError::Local(format!(
+            "{}: not a file",
+            file.display()
+        ))));
+    }
+    let mut before_rollback = serde_json::Value::Null;
+    match client::probe(host, port).map_err(code)? {
+        Probe::Swupdate => {
+            let _ = writeln!(
+                err,
+                "{host}: SWUpdate answers on port {port}: the robot is in recovery"
+            );
+        }
+        Probe::Agent(st) => {
+            before_rollback = st["last_rollback"].clone();
+            let _ = writeln!(
+                err,
+                "{host}: agent: running {} (version {}); asking for recovery",
+                st["booted_slot"], st["image_version"]
+            );
+            let path = secret.ok_or_else(|| {
+                code(UpdateError::Local(
+                    "the robot runs its main system: give --secret FILE (the robot's agent secret)"
+                        .into(),
+                ))
+            })?;
+            let s = crate::agent::load_secret(path).map_err(|e| code(UpdateError::Local(e)))?;
+            client::request_recovery(host, port, &s).map_err(code)?;
+            client::wait_for(
+                boot_timeout,
+                Duration::from_secs(2),
+                "SWUpdate did not come up",
+                || matches!(client::probe(host, swport), Ok(Probe::Swupdate)).then_some(()),
+            )
+            .map_err(code)?;
+        }
+    }
+    let mut last = 0u64;
+    let mut progress = |sent: u64, total: u64| {
+        let pct = sent * 100 / total.max(1);
+        if pct >= last + 10 || sent == total {
+            last = pct;
+            eprint!("\rupload {pct:3}% ({sent} of {total} bytes)");
+            if sent == total {
+                eprintln!();
+            }
+        }
+    };
+    let mut log = |m: &Msg| match m {
+        Msg::Message { level, text } if *level <= 4 => eprintln!("swupdate: {text}"),
+        Msg::Status(s) => eprintln!("swupdate: {s}"),
+        _ => {}
+    };
+    let inst = client::install(
+        host,
+        swport,
+        file,
+        timeout,
+        Duration::from_secs(15),
+        &mut progress,
+        &mut log,
+    )
+    .map_err(code)?;
+    let rate = inst.bytes as f64 / inst.upload.as_secs_f64().max(1e-3) / 1e6;
+    let _ = writeln!(
+        err,
+        "{host}: installed ({} bytes uploaded in {:.1} s, {rate:.1} MB/s)",
+        inst.bytes,
+        inst.upload.as_secs_f64()
+    );
+    if !inst.done {
+        // SWUpdate 2022.12 sometimes skips the post-update command: run it ourselves.
+        let _ = writeln!(
+            err,
+            "{host}: no DONE from SWUpdate: its post-update command did not run; POST /restart"
+        );
+        client::restart(host, swport).map_err(code)?;
+    }
+    if no_wait {
+        return Ok((
+            0,
+            "installed",
+            "SWUpdate reported success; not waiting for the reboot (--no-wait)".into(),
+        ));
+    }
+    let st = client::wait_for(
+        boot_timeout,
+        Duration::from_secs(3),
+        "the robot did not come back with a verdict",
+        || match client::probe(host, port) {
+            Ok(Probe::Agent(v)) if v["trial"].is_null() => Some(v),
+            _ => None,
+        },
+    )
+    .map_err(code)?;
+    if !st["last_rollback"].is_null() && st["last_rollback"] != before_rollback {
+        return Ok((
+            EXIT_ROLLED_BACK,
+            "rolled-back",
+            format!(
+                "rolled back: {} ({})",
+                st["last_rollback"]["slot"], st["last_rollback"]["reason"]
+            ),
+        ));
+    }
+    Ok((
+        0,
+        "updated",
+        format!(
+            "running {} version {}",
+            st["booted_slot"], st["image_version"]
+        ),
+    ))
 }

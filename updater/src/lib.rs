@@ -9,10 +9,13 @@
 pub mod agent;
 pub mod cli;
 pub mod cpio;
+pub mod events;
 pub mod inspect;
 pub mod swdesc;
 pub mod version;
 
+#[cfg(feature = "pack")]
+pub mod client;
 #[cfg(feature = "pack")]
 pub mod compress;
 #[cfg(feature = "pack")]

@@ -145,16 +145,12 @@ impl Fixture {
             Command::new(BIN)
                 .arg("pack")
                 .arg(self.p("rootfs.ext4"))
-                .args([
-                    "--version",
-                    "1.2",
-                    "--hardware",
-                    "1.0",
-                    "--hardware",
-                    "1.1",
-                    "--slot-size",
-                    "8M",
-                ])
+                .args(["--version", "1.2", "--hardware", "1.0", "--hardware", "1.1"])
+                .args(if extra.contains(&"--slot-size") {
+                    &[][..]
+                } else {
+                    &["--slot-size", "8M"][..]
+                })
                 .arg("--slots")
                 .arg(self.p("slots.toml"))
                 .arg("--key")
@@ -585,4 +581,105 @@ fn pack_refusals_name_the_problem_and_leave_no_file() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not match the certificate"));
     assert_eq!(listing(&f), before_other);
     let _ = std::io::stderr().flush();
+}
+
+/// Run SWUpdate's web server and `zbot-updater update` against it inside a private network
+/// namespace (`unshare -n`, loopback only). `before_client` runs in the namespace's shell once
+/// the server listens; `client_bg` starts the client in the background and runs `after` then.
+fn update_in_netns(
+    f: &Fixture,
+    swu: &Path,
+    rev: &str,
+    after: &str,
+) -> (Option<i32>, String, String) {
+    let bin = need("swupdate");
+    need("unshare");
+    let _one = SWUPDATE.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir_in(f.dir.path()).unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let script = format!(
+        r#"set -u
+ip link set lo up || exit 90
+TMPDIR={tmp} {bin} -l 5 -k {cert} -H zbot:{rev} -w "-p 18080 -r {www}" >{tmp}/swupdate.log 2>&1 &
+sw=$!
+i=0
+while ! (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; do
+    sleep 0.1; i=$((i+1)); [ $i -gt 100 ] && {{ echo "swupdate did not listen" >&2; exit 91; }}
+done
+{client} update 127.0.0.1 {swu} --port 18080 --no-wait --timeout 60 --json &
+cl=$!
+{after}
+wait $cl
+echo "client-exit=$?"
+kill -9 $sw 2>/dev/null
+"#,
+        tmp = tmp.path().display(),
+        bin = bin.display(),
+        cert = f.p("cert.pem").display(),
+        www = www.display(),
+        client = BIN,
+        swu = swu.display(),
+    );
+    let o = run(
+        Command::new("unshare").args(["-n", "bash", "-c", &script]),
+        Duration::from_secs(120),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let code = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client-exit="))
+        .and_then(|c| c.trim().parse().ok());
+    let log = std::fs::read_to_string(tmp.path().join("swupdate.log")).unwrap_or_default();
+    (
+        code,
+        out,
+        format!(
+            "{}\n--- swupdate log\n{log}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[test]
+fn update_installs_through_swupdates_web_server_and_reports_refusals() {
+    let f = Fixture::new();
+    f.pack_ok("good.swu", &[]);
+    f.reset_target();
+    let (code, out, err) = update_in_netns(&f, &f.p("good.swu"), "1.1", "");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("\"outcome\":\"installed\""), "{out}");
+    assert!(
+        f.target() == f.image,
+        "the web install is not byte-identical"
+    );
+
+    // Refused by SWUpdate (hardware 2.0 is not in the package): exit 3, its message shown.
+    let before = f.reset_target();
+    let start = Instant::now();
+    let (code, out, err) = update_in_netns(&f, &f.p("good.swu"), "2.0", "");
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(out.contains("\"outcome\":\"refused\""), "{out}");
+    assert!(
+        err.contains("swupdate: FAILURE") || out.contains("refused the package"),
+        "{out}\n{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert_eq!(f.target(), before);
+}
+
+#[test]
+fn update_survives_the_server_going_away_mid_upload() {
+    let f = Fixture::new();
+    // A big stored package so the upload lasts a while on loopback.
+    let big: Vec<u8> = (0..48u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(f.p("rootfs.ext4"), &big).unwrap();
+    f.pack_ok("big.swu", &["--compress", "none", "--slot-size", "64M"]);
+    let start = Instant::now();
+    let (code, out, err) = update_in_netns(&f, &f.p("big.swu"), "1.1", "sleep 0.3; kill -9 $sw");
+    assert!(start.elapsed() < Duration::from_secs(90), "the client hung");
+    // Unreachable (5); if the upload finished first, SWUpdate's death still ends the wait.
+    assert!(matches!(code, Some(5)), "exit {code:?}\n{out}\n{err}");
 }
