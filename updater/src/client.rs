@@ -256,10 +256,11 @@ pub fn install(
     let io = Duration::from_secs(30).min(timeout);
     let start = Instant::now();
     let mut out = Installed::default();
-    // Upload first, websocket after. Measured on SWUpdate 2022.12: with a websocket client
-    // connected during the upload, the uploaded image arrived corrupted ("HASH mismatch", 3 runs
-    // of 3; mongoose sends the websocket broadcasts from another thread); without one it arrived
-    // intact. The reply comes when the last byte is handed to the installer, before the result.
+    // Upload first, websocket after. Measured on SWUpdate 2022.12: with this client's websocket
+    // connected and read in a loop while another thread uploaded, the image arrived corrupted
+    // ("HASH mismatch" or a stalled install, 3 runs of 3); with a passive websocket listener
+    // connected, uploads arrived intact. Cause not found; this order avoids it. The reply comes
+    // when the last byte is handed to the installer, before the result, so the result is seen.
     let (code, body) = match upload(addr, host, swu, io, progress) {
         Ok(r) => r,
         // SWUpdate resets the upload when it refuses the package early (signature, hardware,
