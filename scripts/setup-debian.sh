@@ -33,6 +33,8 @@ PACKAGES=(
     busybox-static cpio seabios kmod
     # misc
     xxd file jq
+    # zbot-updater: the real SWUpdate (2022.12) its packages are proven against, openssl for test keys
+    swupdate openssl
     # lint for the project's shell scripts (qemu/, scripts/, fixtures)
     shellcheck
 )

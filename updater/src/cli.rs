@@ -1,0 +1,614 @@
+//! The `zbot-updater` command line: clap parsing, then the library. Exit codes: 0 done,
+//! 1 a problem found (`inspect`) or a refusal, 2 usage.
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Exit code: a refusal or a problem found.
+pub const EXIT_REFUSED: i32 = 1;
+/// Exit code: usage error.
+pub const EXIT_USAGE: i32 = 2;
+/// `update`: SWUpdate refused the package.
+pub const EXIT_SWUPDATE_REFUSED: i32 = 3;
+/// `update`: installed, but the robot rolled back.
+pub const EXIT_ROLLED_BACK: i32 = 4;
+/// `update`: unreachable or timed out.
+pub const EXIT_UNREACHABLE: i32 = 5;
+/// `update`: the agent refused (secret).
+pub const EXIT_AGENT_REFUSED: i32 = 6;
+
+/// ZBot updates: signed SWUpdate packages (see updater/README.md).
+#[derive(Debug, Parser)]
+#[command(name = "zbot-updater", version)]
+pub struct Cli {
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Compression of the image in the package.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompressArg {
+    /// gzip (SWUpdate's "zlib"), in parallel chunks
+    Gzip,
+    /// zstd, multithreaded
+    Zstd,
+    /// stored as is
+    None,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
+pub enum Command {
+    /// Make a signed .swu from a root filesystem image
+    #[cfg(feature = "pack")]
+    Pack {
+        /// The raw root filesystem image (e.g. rootfs.ext4)
+        image: PathBuf,
+        /// The package's version (dotted numbers, at most 4 fields)
+        #[arg(long)]
+        version: String,
+        /// The version the robots run now: refuse a version SWUpdate would not see as newer
+        #[arg(long, value_name = "VERSION")]
+        previous_version: Option<String>,
+        /// A hardware revision the package installs on (repeat for several)
+        #[arg(long = "hardware", value_name = "REV", required = true)]
+        hardware: Vec<String>,
+        /// sw-description's description [default: "ZBot SLOT VERSION"]
+        #[arg(long)]
+        description: Option<String>,
+        /// Slot file (bootcount's) [default: /etc/bootcount/slots.toml if present, else built in]
+        #[arg(long, value_name = "FILE")]
+        slots: Option<PathBuf>,
+        /// Slot to install [default: the slot file's only primary slot]
+        #[arg(long, value_name = "NAME")]
+        slot: Option<String>,
+        /// Card layout (partctl's TOML) giving the slot's partition size
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "slot_size",
+            conflicts_with = "slot_size"
+        )]
+        layout: Option<PathBuf>,
+        /// The slot's partition size (e.g. 275M) when no layout describes it
+        #[arg(long, value_name = "SIZE")]
+        slot_size: Option<String>,
+        /// Private key (PEM) to sign with
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Its certificate (PEM); the robots verify with it (swupdate -k)
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// Compression
+        #[arg(long, value_enum, default_value = "gzip")]
+        compress: CompressArg,
+        /// Compression level [default: gzip 6, zstd 3]
+        #[arg(long)]
+        level: Option<u32>,
+        /// Worker threads [default: all cores]
+        #[arg(long)]
+        threads: Option<usize>,
+        /// The .swu to write
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Pack a directory already holding sw-description (the seed tool's verb)
+    #[cfg(feature = "pack")]
+    Create {
+        /// The directory
+        dir: PathBuf,
+        /// The .swu to write
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Private key (PEM) to sign with
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+        /// Its certificate (PEM)
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+    },
+    /// The robot's agent: status for anyone, reboot into recovery for a client holding the
+    /// robot's secret (challenge-response; see updater/README.md)
+    Agent {
+        /// Address to listen on
+        #[arg(long, default_value = "0.0.0.0:10000")]
+        listen: String,
+        /// The robot's secret (mode 600, at least 16 bytes)
+        #[arg(long, value_name = "FILE", default_value = "/etc/zbot/agent.secret")]
+        secret: PathBuf,
+        /// fw_env.config describing where the U-Boot environment is [default: /etc/fw_env.config]
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// U-Boot's default environment [default: /etc/u-boot-initial-env if present]
+        #[arg(short = 'f', long = "defaults", value_name = "FILE")]
+        defaults: Option<PathBuf>,
+        /// Slot file [default: /etc/bootcount/slots.toml if present, else built in]
+        #[arg(long, value_name = "FILE")]
+        slots: Option<PathBuf>,
+        /// Kernel command line to read the running slot from
+        #[arg(long, value_name = "FILE", default_value = "/proc/cmdline")]
+        cmdline: PathBuf,
+        /// File whose first line is the image version
+        #[arg(long, value_name = "FILE", default_value = "/etc/zbot-version")]
+        version_file: PathBuf,
+        /// Seconds a challenge nonce stays valid
+        #[arg(long, default_value_t = 30)]
+        nonce_ttl: u64,
+        /// Seconds a read or write may block (a connection gets twice this in all)
+        #[arg(long, default_value_t = 5)]
+        io_timeout: u64,
+    },
+    /// Push a package to a robot: reboot it into recovery through its agent if needed,
+    /// upload to SWUpdate, follow it, wait for the robot to come back
+    #[cfg(feature = "pack")]
+    Update {
+        /// The robot
+        host: String,
+        /// The package
+        file: PathBuf,
+        /// Port of the agent and of SWUpdate's web server (both 10000 on the robot)
+        #[arg(long, default_value_t = 10000)]
+        port: u16,
+        /// SWUpdate's port if it differs from --port
+        #[arg(long)]
+        swupdate_port: Option<u16>,
+        /// The robot's secret (needed when it runs rootfs)
+        #[arg(long, value_name = "FILE")]
+        secret: Option<PathBuf>,
+        /// Seconds for the upload and install
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+        /// Seconds for each reboot (into recovery, back into the new rootfs and its checks)
+        #[arg(long, default_value_t = 600)]
+        boot_timeout: u64,
+        /// Stop once SWUpdate reports success (do not wait for the robot to come back)
+        #[arg(long)]
+        no_wait: bool,
+        /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a .swu's members, check every hash (and the signature with --cert), print
+    /// sw-description
+    Inspect {
+        /// The package
+        file: PathBuf,
+        /// Certificate to verify the signature with (as swupdate -k)
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+    },
+}
+
+/// A failed command: the message and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: i32,
+    /// One line, the whole chain.
+    pub message: String,
+}
+
+fn fail(code: i32, e: impl std::fmt::Display) -> Failure {
+    Failure {
+        code,
+        message: e.to_string(),
+    }
+}
+
+#[cfg(feature = "pack")]
+fn parse_size(s: &str) -> Result<u64, Failure> {
+    partctl::layout::Size::parse(s).map(|s| s.0).ok_or_else(|| {
+        fail(
+            EXIT_USAGE,
+            format!("--slot-size {s:?}: use bytes or 128M, 275M, 1G"),
+        )
+    })
+}
+
+/// Run one parsed command, writing to `out` and `err`.
+#[cfg_attr(not(feature = "pack"), allow(unused_variables))]
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Failure> {
+    match cli.command {
+        #[cfg(feature = "pack")]
+        Command::Pack {
+            image,
+            version,
+            previous_version,
+            hardware,
+            description,
+            slots,
+            slot,
+            layout,
+            slot_size,
+            key,
+            cert,
+            compress,
+            level,
+            threads,
+            output,
+        } => {
+            use crate::pack::{pack, PackOptions, SlotSize};
+            use crate::swdesc::Compression;
+            let size = match (layout, slot_size) {
+                (Some(l), _) => SlotSize::Layout(l),
+                (None, Some(s)) => SlotSize::Bytes(parse_size(&s)?),
+                (None, None) => {
+                    return Err(fail(EXIT_USAGE, "give --layout FILE or --slot-size SIZE"))
+                }
+            };
+            let cfg =
+                bootcount::cli::load_slots(slots.as_deref()).map_err(|e| fail(EXIT_REFUSED, e))?;
+            let o = PackOptions {
+                image,
+                version,
+                previous: previous_version,
+                hardware,
+                description,
+                slots: cfg,
+                slot,
+                size,
+                key,
+                cert,
+                compression: match compress {
+                    CompressArg::Gzip => Compression::Gzip,
+                    CompressArg::Zstd => Compression::Zstd,
+                    CompressArg::None => Compression::None,
+                },
+                level,
+                threads: threads.unwrap_or_else(crate::compress::default_threads),
+                output: output.clone(),
+            };
+            let p = pack(&o).map_err(|e| fail(EXIT_REFUSED, e))?;
+            let _ = writeln!(
+                out,
+                "{}: {} -> {} ({} bytes stored of {}, sha256 {}), slot {} {} ({} bytes, {}); package {} bytes",
+                output.display(),
+                o.image.display(),
+                p.filename,
+                p.stored.len,
+                p.stored.input_len,
+                p.stored.sha256,
+                p.target.slot,
+                p.target.device,
+                p.target.size,
+                p.target.size_from,
+                p.swu_len
+            );
+            Ok(0)
+        }
+        #[cfg(feature = "pack")]
+        Command::Create {
+            dir,
+            output,
+            key,
+            cert,
+        } => {
+            let signer = match (key, cert) {
+                (Some(k), Some(c)) => {
+                    Some(crate::sign::Signer::load(&k, &c).map_err(|e| fail(EXIT_REFUSED, e))?)
+                }
+                _ => None,
+            };
+            let (len, warnings) = crate::pack::create(&dir, &output, signer.as_ref())
+                .map_err(|e| fail(EXIT_REFUSED, e))?;
+            for w in warnings {
+                let _ = writeln!(err, "zbot-updater: warning: {w}");
+            }
+            let _ = writeln!(out, "{}: {len} bytes", output.display());
+            Ok(0)
+        }
+        Command::Agent {
+            listen,
+            secret,
+            config,
+            defaults,
+            slots,
+            cmdline,
+            version_file,
+            nonce_ttl,
+            io_timeout,
+        } => {
+            use crate::agent::{default_reboot, load_secret, Agent, Config};
+            let secret = load_secret(&secret).map_err(|e| fail(EXIT_REFUSED, e))?;
+            let cfg = Config {
+                env_config: config,
+                defaults,
+                slots,
+                cmdline,
+                version_file,
+                reboot: default_reboot(),
+                nonce_ttl: std::time::Duration::from_secs(nonce_ttl),
+                io_timeout: std::time::Duration::from_secs(io_timeout.max(1)),
+            };
+            let listener = std::net::TcpListener::bind(&listen)
+                .map_err(|e| fail(EXIT_REFUSED, format!("listen on {listen}: {e}")))?;
+            let addr = listener.local_addr().map_err(|e| fail(EXIT_REFUSED, e))?;
+            let _ = writeln!(err, "zbot-updater agent: listening on {addr}");
+            let _ = err.flush();
+            Agent::new(secret, cfg).run(listener, err)
+        }
+        #[cfg(feature = "pack")]
+        Command::Update {
+            host,
+            file,
+            port,
+            swupdate_port,
+            secret,
+            timeout,
+            boot_timeout,
+            no_wait,
+            json,
+        } => {
+            let r = update(
+                &host,
+                &file,
+                port,
+                swupdate_port.unwrap_or(port),
+                secret.as_deref(),
+                std::time::Duration::from_secs(timeout),
+                std::time::Duration::from_secs(boot_timeout),
+                no_wait,
+                err,
+            );
+            let (code, outcome, detail) = match &r {
+                Ok((code, outcome, detail)) => (*code, *outcome, detail.clone()),
+                Err((code, e)) => (
+                    *code,
+                    match *code {
+                        EXIT_SWUPDATE_REFUSED => "refused",
+                        EXIT_AGENT_REFUSED => "agent-refused",
+                        EXIT_UNREACHABLE => "unreachable",
+                        _ => "error",
+                    },
+                    e.to_string(),
+                ),
+            };
+            if json {
+                let v = serde_json::json!({ "host": host, "outcome": outcome, "exit": code, "detail": detail });
+                let _ = writeln!(out, "{v}");
+            } else {
+                let _ = writeln!(out, "{host}: {outcome}: {detail}");
+            }
+            Ok(code)
+        }
+        Command::Inspect { file, cert } => inspect(&file, cert.as_deref(), out),
+    }
+}
+
+fn inspect(
+    file: &std::path::Path,
+    cert: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> Result<i32, Failure> {
+    let f = std::fs::File::open(file)
+        .map_err(|e| fail(EXIT_USAGE, format!("{}: {e}", file.display())))?;
+    let a = crate::inspect::read(std::io::BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| fail(EXIT_REFUSED, format!("{}: {e}", file.display())))?;
+    let mut problems = a.problems();
+    let _ = writeln!(out, "{}: {} members", file.display(), a.members.len());
+    for m in &a.members {
+        let _ = writeln!(out, "  {:>12}  {}  {}", m.size, m.sha256, m.name);
+    }
+    let sig = match (&a.signature, cert) {
+        (None, _) => {
+            problems.push("no sw-description.sig after sw-description: unsigned".into());
+            "none".to_string()
+        }
+        (Some(_), None) => "present, not verified (give --cert CERT)".to_string(),
+        (Some(s), Some(c)) => verify_sig(c, a.description.as_bytes(), s, &mut problems),
+    };
+    let _ = writeln!(out, "signature: {sig}");
+    let _ = writeln!(out, "--- sw-description");
+    let _ = write!(out, "{}", a.description);
+    if !a.description.ends_with('\n') {
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "---");
+    if problems.is_empty() {
+        let _ = writeln!(out, "ok: every hash matches");
+        Ok(0)
+    } else {
+        for p in &problems {
+            let _ = writeln!(out, "problem: {p}");
+        }
+        Err(fail(
+            EXIT_REFUSED,
+            format!(
+                "{}: {} problem(s): {}",
+                file.display(),
+                problems.len(),
+                problems.join("; ")
+            ),
+        ))
+    }
+}
+
+#[cfg(feature = "pack")]
+fn verify_sig(
+    cert: &std::path::Path,
+    data: &[u8],
+    sig: &[u8],
+    problems: &mut Vec<String>,
+) -> String {
+    match crate::sign::load_cert(cert).and_then(|c| crate::sign::verify(&c, data, sig)) {
+        Ok(()) => format!("verified with {}", cert.display()),
+        Err(e) => {
+            problems.push(format!("signature: {e}"));
+            "INVALID".into()
+        }
+    }
+}
+
+#[cfg(not(feature = "pack"))]
+fn verify_sig(
+    _cert: &std::path::Path,
+    _data: &[u8],
+    _sig: &[u8],
+    problems: &mut Vec<String>,
+) -> String {
+    problems.push("this build has no signature check (built without the `pack` feature)".into());
+    "not checked".into()
+}
+
+/// The binary's whole life: parse, run, print the error. Returns the exit code.
+pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.exit_code() == 0 { 0 } else { EXIT_USAGE };
+        }
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    match run(cli, &mut out, &mut err) {
+        Ok(c) => c,
+        Err(f) => {
+            let _ = writeln!(err, "zbot-updater: error: {}", f.message);
+            f.code
+        }
+    }
+}
+
+/// The whole `update` flow. Ok: (exit code, outcome word, detail).
+#[cfg(feature = "pack")]
+#[allow(clippy::too_many_arguments)]
+fn update(
+    host: &str,
+    file: &std::path::Path,
+    port: u16,
+    swport: u16,
+    secret: Option<&std::path::Path>,
+    timeout: std::time::Duration,
+    boot_timeout: std::time::Duration,
+    no_wait: bool,
+    err: &mut dyn Write,
+) -> Result<(i32, &'static str, String), (i32, crate::client::UpdateError)> {
+    use crate::client::{self, Msg, Probe, UpdateError};
+    use std::time::Duration;
+    let code = |e: UpdateError| {
+        let c = match e {
+            UpdateError::Refused(_) => EXIT_SWUPDATE_REFUSED,
+            UpdateError::Agent(_) => EXIT_AGENT_REFUSED,
+            UpdateError::Unreachable(_) | UpdateError::Timeout(_) => EXIT_UNREACHABLE,
+            UpdateError::Local(_) => EXIT_USAGE,
+        };
+        (c, e)
+    };
+    if !file.is_file() {
+        return Err(code(UpdateError::Local(format!(
+            "{}: not a file",
+            file.display()
+        ))));
+    }
+    let mut before_rollback = serde_json::Value::Null;
+    match client::probe(host, port).map_err(code)? {
+        Probe::Swupdate => {
+            let _ = writeln!(
+                err,
+                "{host}: SWUpdate answers on port {port}: the robot is in recovery"
+            );
+        }
+        Probe::Agent(st) => {
+            before_rollback = st["last_rollback"].clone();
+            let _ = writeln!(
+                err,
+                "{host}: agent: running {} (version {}); asking for recovery",
+                st["booted_slot"], st["image_version"]
+            );
+            let path = secret.ok_or_else(|| {
+                code(UpdateError::Local(
+                    "the robot runs its main system: give --secret FILE (the robot's agent secret)"
+                        .into(),
+                ))
+            })?;
+            let s = crate::agent::load_secret(path).map_err(|e| code(UpdateError::Local(e)))?;
+            client::request_recovery(host, port, &s).map_err(code)?;
+            client::wait_for(
+                boot_timeout,
+                Duration::from_secs(2),
+                "SWUpdate did not come up",
+                || matches!(client::probe(host, swport), Ok(Probe::Swupdate)).then_some(()),
+            )
+            .map_err(code)?;
+        }
+    }
+    let mut last = 0u64;
+    let mut progress = |sent: u64, total: u64| {
+        let pct = sent * 100 / total.max(1);
+        if pct >= last + 10 || sent == total {
+            last = pct;
+            eprint!("\rupload {pct:3}% ({sent} of {total} bytes)");
+            if sent == total {
+                eprintln!();
+            }
+        }
+    };
+    let mut log = |m: &Msg| match m {
+        Msg::Message { level, text } if *level <= 4 => eprintln!("swupdate: {text}"),
+        Msg::Status(s) => eprintln!("swupdate: {s}"),
+        _ => {}
+    };
+    let inst = client::install(
+        host,
+        swport,
+        file,
+        timeout,
+        Duration::from_secs(15),
+        &mut progress,
+        &mut log,
+    )
+    .map_err(code)?;
+    let rate = inst.bytes as f64 / inst.upload.as_secs_f64().max(1e-3) / 1e6;
+    let _ = writeln!(
+        err,
+        "{host}: installed ({} bytes uploaded in {:.1} s, {rate:.1} MB/s)",
+        inst.bytes,
+        inst.upload.as_secs_f64()
+    );
+    if !inst.done {
+        // SWUpdate 2022.12 sometimes skips the post-update command: run it ourselves.
+        let _ = writeln!(
+            err,
+            "{host}: no DONE from SWUpdate: its post-update command did not run; POST /restart"
+        );
+        client::restart(host, swport).map_err(code)?;
+    }
+    if no_wait {
+        return Ok((
+            0,
+            "installed",
+            "SWUpdate reported success; not waiting for the reboot (--no-wait)".into(),
+        ));
+    }
+    let st = client::wait_for(
+        boot_timeout,
+        Duration::from_secs(3),
+        "the robot did not come back with a verdict",
+        || match client::probe(host, port) {
+            Ok(Probe::Agent(v)) if v["trial"].is_null() => Some(v),
+            _ => None,
+        },
+    )
+    .map_err(code)?;
+    if !st["last_rollback"].is_null() && st["last_rollback"] != before_rollback {
+        return Ok((
+            EXIT_ROLLED_BACK,
+            "rolled-back",
+            format!(
+                "rolled back: {} ({})",
+                st["last_rollback"]["slot"], st["last_rollback"]["reason"]
+            ),
+        ));
+    }
+    Ok((
+        0,
+        "updated",
+        format!(
+            "running {} version {}",
+            st["booted_slot"], st["image_version"]
+        ),
+    ))
+}

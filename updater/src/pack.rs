@@ -1,0 +1,541 @@
+//! `pack` and `create`: writing a signed `.swu`. Every check happens before the output
+//! exists; the package is written to a temporary file in the output's directory, fsynced and
+//! renamed, so a refusal or a crash never leaves a partial `.swu` behind.
+
+use crate::compress::{self, Stored};
+use crate::cpio;
+use crate::sign::{SignError, Signer};
+use crate::swdesc::{self, Compression, Description, Image};
+use crate::version::{Version, VersionError};
+use bootcount::{Role, SlotConfig};
+use partctl::layout::Layout;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// Why a package is not written.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// The version.
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// The version against the previous one.
+    #[error("{0}")]
+    Order(String),
+    /// Key or certificate.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// The slot file.
+    #[error(transparent)]
+    Slots(#[from] bootcount::slots::ConfigError),
+    /// The layout.
+    #[error(transparent)]
+    Layout(#[from] partctl::layout::LayoutError),
+    /// Something the command line or the files make impossible.
+    #[error("{0}")]
+    Refused(String),
+    /// A file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PackError + '_ {
+    move |source| PackError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where the slot's size comes from.
+#[derive(Debug, Clone)]
+pub enum SlotSize {
+    /// The card layout (partctl's TOML).
+    Layout(PathBuf),
+    /// Given in bytes.
+    Bytes(u64),
+}
+
+/// The install target: the slot's device and its partition's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Slot name.
+    pub slot: String,
+    /// Device SWUpdate writes.
+    pub device: String,
+    /// Partition size in bytes.
+    pub size: u64,
+    /// Where the size came from, in words.
+    pub size_from: String,
+}
+
+fn trailing_number(dev: &str) -> Option<u32> {
+    let digits: String = dev
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.chars().rev().collect::<String>().parse().ok()
+}
+
+/// Resolve the slot to install (`slot`, or the only primary slot) and its partition size.
+pub fn resolve_target(
+    cfg: &SlotConfig,
+    slot: Option<&str>,
+    size: &SlotSize,
+) -> Result<Target, PackError> {
+    let s = match slot {
+        Some(name) => {
+            let id = cfg.find(name).ok_or_else(|| {
+                PackError::Refused(format!(
+                    "no slot named {name:?} in the slot file (slots: {})",
+                    cfg.names()
+                ))
+            })?;
+            cfg.slot(id)
+        }
+        None => {
+            let primaries: Vec<_> = cfg
+                .slots
+                .iter()
+                .filter(|s| s.role == Role::Primary)
+                .collect();
+            match primaries.as_slice() {
+                [one] => *one,
+                _ => {
+                    return Err(PackError::Refused(format!(
+                        "the slot file has {} primary slots: say which with --slot NAME",
+                        primaries.len()
+                    )))
+                }
+            }
+        }
+    };
+    if s.role == Role::Recovery {
+        return Err(PackError::Refused(format!(
+            "slot {} is the recovery slot: pack installs into a primary slot",
+            s.name
+        )));
+    }
+    let (bytes, from) = match size {
+        SlotSize::Bytes(b) => (*b, "--slot-size".to_string()),
+        SlotSize::Layout(path) => {
+            let l = Layout::load(path)?;
+            let n = trailing_number(&s.device);
+            let base = &l.disk.linux_device;
+            let sep = if base.ends_with(|c: char| c.is_ascii_digit()) {
+                "p"
+            } else {
+                ""
+            };
+            // The device as the layout names it, else the partition named like the slot at
+            // the device's partition number (a machine whose disk has another name, e.g. the
+            // QEMU machine's /dev/vda).
+            let by_device =
+                (1..=l.partitions.len()).find(|i| format!("{base}{sep}{i}") == s.device);
+            let by_name = l
+                .partitions
+                .iter()
+                .position(|p| p.name == s.name)
+                .map(|i| i + 1)
+                .filter(|i| n == Some(*i as u32));
+            let i = by_device.or(by_name).ok_or_else(|| {
+                PackError::Refused(format!(
+                    "layout {} has no partition for slot {} ({}): neither {base}{sep}N nor a partition named {} at number {}; give the size with --slot-size",
+                    path.display(),
+                    s.name,
+                    s.device,
+                    s.name,
+                    n.map_or("?".to_string(), |n| n.to_string())
+                ))
+            })?;
+            let p = &l.partitions[i - 1];
+            (
+                p.size.0,
+                format!("layout {} partition {} ({})", path.display(), i, p.name),
+            )
+        }
+    };
+    Ok(Target {
+        slot: s.name.clone(),
+        device: s.device.clone(),
+        size: bytes,
+        size_from: from,
+    })
+}
+
+/// Everything `pack` needs.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// The raw root filesystem image.
+    pub image: PathBuf,
+    /// The new version.
+    pub version: String,
+    /// The version on the robots now: the new one must be newer for SWUpdate.
+    pub previous: Option<String>,
+    /// Accepted hardware revisions.
+    pub hardware: Vec<String>,
+    /// `description`; default "ZBot rootfs VERSION".
+    pub description: Option<String>,
+    /// The slot file.
+    pub slots: SlotConfig,
+    /// Slot to install (default: the only primary).
+    pub slot: Option<String>,
+    /// Where the partition size comes from.
+    pub size: SlotSize,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// Certificate (PEM).
+    pub cert: PathBuf,
+    /// Compression.
+    pub compression: Compression,
+    /// Level (gzip 1..=9, zstd 1..=19).
+    pub level: Option<u32>,
+    /// Worker threads.
+    pub threads: usize,
+    /// The `.swu` to write.
+    pub output: PathBuf,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    /// The target.
+    pub target: Target,
+    /// The stored image.
+    pub stored: Stored,
+    /// Member name of the image.
+    pub filename: String,
+    /// The sw-description written.
+    pub description: String,
+    /// Size of the `.swu`.
+    pub swu_len: u64,
+}
+
+fn check_member_name(n: &str) -> Result<(), PackError> {
+    let ok = !n.is_empty()
+        && n.len() <= 200
+        && n != "sw-description"
+        && n != "sw-description.sig"
+        && n != cpio::TRAILER
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(PackError::Refused(format!(
+            "{n:?} cannot be a member name (use letters, digits, '.', '_', '-', '+')"
+        )))
+    }
+}
+
+fn check_hardware(hw: &[String]) -> Result<(), PackError> {
+    if hw.is_empty() {
+        return Err(PackError::Refused(
+            "no hardware revision: give at least one --hardware REV (SWUpdate refuses a package without hardware-compatibility)".into(),
+        ));
+    }
+    for h in hw {
+        if h.is_empty()
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            return Err(PackError::Refused(format!(
+                "hardware revision {h:?} must be printable ASCII without spaces or quotes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The temp-file dance: write into a temporary file next to `output`, fsync, rename, fsync
+/// the directory. The temporary file is removed if `fill` fails.
+pub fn write_atomically(
+    output: &Path,
+    fill: impl FnOnce(&mut BufWriter<&mut File>) -> Result<(), PackError>,
+) -> Result<u64, PackError> {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".zbot-updater-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(io_at(&dir))?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        fill(&mut w)?;
+        w.flush().map_err(io_at(output))?;
+    }
+    tmp.as_file().sync_all().map_err(io_at(output))?;
+    let len = tmp.as_file().metadata().map_err(io_at(output))?.len();
+    tmp.persist(output).map_err(|e| PackError::Io {
+        path: output.into(),
+        source: e.error,
+    })?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(&dir))?;
+    Ok(len)
+}
+
+/// Check everything, compress, sign and write the package.
+pub fn pack(o: &PackOptions) -> Result<Packed, PackError> {
+    let version = Version::parse(&o.version)?;
+    if let Some(p) = &o.previous {
+        let prev = Version::parse(p)?;
+        version.check_newer_than(&prev).map_err(PackError::Order)?;
+    }
+    check_hardware(&o.hardware)?;
+    let signer = Signer::load(&o.key, &o.cert)?;
+    let target = resolve_target(&o.slots, o.slot.as_deref(), &o.size)?;
+    let mut img = File::open(&o.image).map_err(|source| PackError::Io {
+        path: o.image.clone(),
+        source,
+    })?;
+    let meta = img.metadata().map_err(io_at(&o.image))?;
+    if !meta.is_file() {
+        return Err(PackError::Refused(format!(
+            "{}: not a regular file (give the root filesystem image)",
+            o.image.display()
+        )));
+    }
+    if meta.len() > target.size {
+        return Err(PackError::Refused(format!(
+            "{}: {} bytes do not fit slot {} ({}): its partition is {} bytes ({})",
+            o.image.display(),
+            meta.len(),
+            target.slot,
+            target.device,
+            target.size,
+            target.size_from
+        )));
+    }
+    if meta.len() == 0 {
+        return Err(PackError::Refused(format!(
+            "{}: the image is empty",
+            o.image.display()
+        )));
+    }
+    let base = o
+        .image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let filename = format!("{base}{}", o.compression.suffix());
+    check_member_name(&filename)?;
+    let level = o.level.unwrap_or(match o.compression {
+        Compression::Gzip => 6,
+        Compression::Zstd => 3,
+        Compression::None => 0,
+    });
+
+    // The compressed image goes to a temporary file beside the output first: its size,
+    // sha256 and byte sum must be in sw-description and the cpio header before its data.
+    let dir = match o.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut staged = tempfile::Builder::new()
+        .prefix(".zbot-updater-image-")
+        .tempfile_in(&dir)
+        .map_err(io_at(&dir))?;
+    let stored = {
+        let mut w = BufWriter::with_capacity(1 << 20, staged.as_file_mut());
+        let st = compress::compress(o.compression, level, o.threads, &mut img, &mut w)
+            .map_err(io_at(&o.image))?;
+        w.flush().map_err(io_at(&dir))?;
+        st
+    };
+    if stored.len > cpio::MAX_MEMBER {
+        return Err(PackError::Refused(format!(
+            "{}: compressed to {} bytes, over cpio's 4 GiB member limit",
+            o.image.display(),
+            stored.len
+        )));
+    }
+    let desc = Description {
+        version: version.to_string(),
+        description: o
+            .description
+            .clone()
+            .unwrap_or_else(|| format!("ZBot {} {}", target.slot, version)),
+        hardware: o.hardware.clone(),
+        images: vec![Image {
+            filename: filename.clone(),
+            device: target.device.clone(),
+            sha256: stored.sha256.clone(),
+            compression: o.compression,
+        }],
+    }
+    .render();
+    let sig = signer.sign(desc.as_bytes())?;
+    let f = staged.as_file_mut();
+    f.rewind().map_err(io_at(&dir))?;
+    let swu_len = write_atomically(&o.output, |w| {
+        let mut c = cpio::Writer::new(w);
+        let e = io_at(&o.output);
+        c.member_bytes("sw-description", desc.as_bytes())
+            .and_then(|_| c.member_bytes("sw-description.sig", &sig))
+            .and_then(|_| {
+                c.member(
+                    &filename,
+                    stored.len,
+                    stored.sum,
+                    &mut io::BufReader::new(&mut *f),
+                )
+            })
+            .map_err(e)?;
+        c.finish().map_err(io_at(&o.output))?;
+        Ok(())
+    })?;
+    Ok(Packed {
+        target,
+        stored,
+        filename,
+        description: desc,
+        swu_len,
+    })
+}
+
+/// `create DIR`: package a directory that already holds sw-description (the seed's verb).
+/// Signed when a key and certificate are given; a `sw-description.sig` already in DIR is
+/// kept otherwise. Every sha256 in sw-description is checked against DIR first.
+pub fn create(
+    dir: &Path,
+    output: &Path,
+    signer: Option<&Signer>,
+) -> Result<(u64, Vec<String>), PackError> {
+    let dpath = dir.join("sw-description");
+    let desc = std::fs::read(&dpath).map_err(io_at(&dpath))?;
+    let text = std::str::from_utf8(&desc)
+        .map_err(|_| PackError::Refused(format!("{}: not UTF-8 text", dpath.display())))?;
+    let v =
+        swdesc::parse(text).map_err(|e| PackError::Refused(format!("{}: {e}", dpath.display())))?;
+    let mut warnings = Vec::new();
+    if text.contains("hardware_compatibility") {
+        warnings.push("sw-description says hardware_compatibility (underscore): SWUpdate ignores it; write hardware-compatibility".into());
+    }
+    let mut order: Vec<String> = Vec::new();
+    for (file, sha) in swdesc::artifacts(&v) {
+        check_member_name(&file)?;
+        let p = dir.join(&file);
+        let mut f = File::open(&p).map_err(io_at(&p))?;
+        let mut h = Sha256::new();
+        io::copy(&mut f, &mut h).map_err(io_at(&p))?;
+        let got = compress::hex(&h.finalize());
+        match sha {
+            Some(s) if s.eq_ignore_ascii_case(&got) => {}
+            Some(s) => {
+                return Err(PackError::Refused(format!(
+                    "{}: sha256 is {got}, sw-description says {s}",
+                    p.display()
+                )))
+            }
+            None => warnings.push(format!("{file}: no sha256 in sw-description")),
+        }
+        if !order.contains(&file) {
+            order.push(file);
+        }
+    }
+    let mut extra: Vec<String> = std::fs::read_dir(dir)
+        .map_err(io_at(dir))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "sw-description" && n != "sw-description.sig" && !order.contains(n))
+        .collect();
+    extra.sort();
+    for n in &extra {
+        warnings.push(format!("{n}: not named in sw-description; packed anyway"));
+    }
+    let sig = match signer {
+        Some(s) => Some(s.sign(&desc)?),
+        None => {
+            let sp = dir.join("sw-description.sig");
+            if sp.exists() {
+                warnings.push("kept the sw-description.sig found in the directory (not checked: use inspect --cert)".into());
+                Some(std::fs::read(&sp).map_err(io_at(&sp))?)
+            } else {
+                warnings.push("unsigned: a SWUpdate built for signed images (Debian's, and the robot's) refuses it; give --key and --cert".into());
+                None
+            }
+        }
+    };
+    let len = write_atomically(output, |w| {
+        let mut c = cpio::Writer::new(w);
+        let e = |p: &Path, err| PackError::Io {
+            path: p.to_path_buf(),
+            source: err,
+        };
+        c.member_bytes("sw-description", &desc)
+            .map_err(|x| e(output, x))?;
+        if let Some(sig) = &sig {
+            c.member_bytes("sw-description.sig", sig)
+                .map_err(|x| e(output, x))?;
+        }
+        for n in order.iter().chain(extra.iter()) {
+            let p = dir.join(n);
+            // Sum first (the crc header precedes the data), then copy.
+            let mut f = File::open(&p).map_err(|x| e(&p, x))?;
+            let size = f.metadata().map_err(|x| e(&p, x))?.len();
+            let mut sum = 0u32;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let k = io::Read::read(&mut f, &mut buf).map_err(|x| e(&p, x))?;
+                if k == 0 {
+                    break;
+                }
+                sum = cpio::checksum(&buf[..k], sum);
+            }
+            f.rewind().map_err(|x| e(&p, x))?;
+            c.member(n, size, sum, &mut io::BufReader::new(f))
+                .map_err(|x| e(&p, x))?;
+        }
+        c.finish().map_err(|x| e(output, x))?;
+        Ok(())
+    })?;
+    Ok((len, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QEMU_SLOTS: &str = include_str!("../../qemu/machine/slots.toml");
+
+    #[test]
+    fn target_from_the_board_layout_and_slot_file() {
+        let layout =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../partctl/layouts/zbot-duos.toml");
+        let t = resolve_target(&SlotConfig::builtin(), None, &SlotSize::Layout(layout)).unwrap();
+        assert_eq!(t.slot, "rootfs");
+        assert_eq!(t.device, "/dev/mmcblk0p4");
+        assert_eq!(t.size, 275 << 20);
+    }
+
+    #[test]
+    fn target_on_the_qemu_machine_matches_by_name_and_number() {
+        let cfg = SlotConfig::from_toml(QEMU_SLOTS, "qemu").unwrap();
+        let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../qemu/machine/layout.toml");
+        let t = resolve_target(&cfg, None, &SlotSize::Layout(layout)).unwrap();
+        assert_eq!((t.device.as_str(), t.size), ("/dev/vda4", 16 << 20));
+        assert!(resolve_target(&cfg, Some("otafs"), &SlotSize::Bytes(1)).is_err());
+        assert!(resolve_target(&cfg, Some("nope"), &SlotSize::Bytes(1)).is_err());
+    }
+
+    #[test]
+    fn member_names() {
+        assert!(check_member_name("rootfs.ext4.gz").is_ok());
+        for bad in ["", "sw-description", "a/b", "../x", "a b", "TRAILER!!!"] {
+            assert!(check_member_name(bad).is_err(), "{bad}");
+        }
+    }
+}

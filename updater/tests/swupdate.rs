@@ -1,0 +1,685 @@
+//! Packages from `zbot-updater pack` and `create` against the real SWUpdate (Debian 12's
+//! 2022.12, the board's version): accepted by `swupdate -c`, installed by `swupdate -i` into a
+//! plain file standing for the slot, byte-identical; and each bad package refused with the
+//! target untouched. Needs `swupdate` and `openssl` (scripts/setup-debian.sh installs both):
+//! without them these tests FAIL with that instruction, they never pass silently.
+
+#![cfg(feature = "pack")]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use zbot_updater::cpio;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zbot-updater");
+/// SWUpdate runs one at a time (each is about a second): its IPC sockets live in $TMPDIR,
+/// which is private per run, but one at a time keeps the 2-core machine responsive too.
+static SWUPDATE: Mutex<()> = Mutex::new(());
+
+/// Run a command with a deadline, in its own process group. When it exits (or the deadline
+/// passes) the whole group is killed: SWUpdate 2022.12 forks helpers, and one that outlives a
+/// refused install keeps our output pipes open (seen here: a `-N` refusal left one behind and a
+/// test waited on its pipe for ever).
+fn run(cmd: &mut Command, timeout: Duration) -> Output {
+    use std::os::unix::process::CommandExt;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Drain the pipes in threads so a chatty child cannot block on a full pipe.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t1 = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            timed_out = true;
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Whatever the child left running in its group goes too, so the pipes reach EOF.
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let out = Output {
+        status,
+        stdout: t1.join().unwrap(),
+        stderr: t2.join().unwrap(),
+    };
+    assert!(
+        !timed_out,
+        "{what} did not finish within {timeout:?}: killed\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn need(tool: &str) -> PathBuf {
+    for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] {
+        let p = Path::new(d).join(tool);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{tool} is not installed: these tests prove packages against the real program; run `sudo bash scripts/setup-debian.sh` (Debian package {tool})");
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    image: Vec<u8>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let openssl = need("openssl");
+        let o = run(
+            Command::new(openssl)
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=zbot-test",
+                    "-days",
+                    "2",
+                ])
+                .arg("-keyout")
+                .arg(dir.path().join("key.pem"))
+                .arg("-out")
+                .arg(dir.path().join("cert.pem")),
+            Duration::from_secs(60),
+        );
+        assert!(
+            o.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // A stand-in root filesystem: compressible text, then pseudo-random bytes, an odd length.
+        let mut image: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        let mut x: u32 = 12345;
+        image.extend((0..1_500_001).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        }));
+        std::fs::write(dir.path().join("rootfs.ext4"), &image).unwrap();
+        let slots = format!(
+            "bootlimit = 3\n[[slot]]\nname = \"rootfs\"\nrole = \"primary\"\nroot = \"root=/dev/vda4 rootwait rw\"\ndevice = \"{}\"\n[[slot]]\nname = \"otafs\"\nrole = \"recovery\"\nroot = \"root=/dev/vda3 rootwait rw\"\ndevice = \"/nonexistent/otafs\"\n",
+            dir.path().join("slot-rootfs.img").display()
+        );
+        std::fs::write(dir.path().join("slots.toml"), slots).unwrap();
+        Fixture { dir, image }
+    }
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn pack(&self, out: &str, extra: &[&str]) -> Output {
+        run(
+            Command::new(BIN)
+                .arg("pack")
+                .arg(self.p("rootfs.ext4"))
+                .args(["--version", "1.2", "--hardware", "1.0", "--hardware", "1.1"])
+                .args(if extra.contains(&"--slot-size") {
+                    &[][..]
+                } else {
+                    &["--slot-size", "8M"][..]
+                })
+                .arg("--slots")
+                .arg(self.p("slots.toml"))
+                .arg("--key")
+                .arg(self.p("key.pem"))
+                .arg("--cert")
+                .arg(self.p("cert.pem"))
+                .arg("-o")
+                .arg(self.p(out))
+                .args(extra),
+            Duration::from_secs(120),
+        )
+    }
+    fn pack_ok(&self, out: &str, extra: &[&str]) {
+        let o = self.pack(out, extra);
+        assert!(
+            o.status.success(),
+            "pack failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    /// The target prefilled with a marker; returns its content.
+    fn reset_target(&self) -> Vec<u8> {
+        let marker = vec![0xA5u8; 4096];
+        std::fs::write(self.p("slot-rootfs.img"), &marker).unwrap();
+        marker
+    }
+    fn target(&self) -> Vec<u8> {
+        std::fs::read(self.p("slot-rootfs.img")).unwrap()
+    }
+    /// Run swupdate on a package: `-c` (check only) or `-i`, with hardware `rev` and extra args.
+    fn swupdate(&self, swu: &Path, check: bool, rev: &str, extra: &[&str]) -> (bool, String) {
+        let bin = need("swupdate");
+        let _one = SWUPDATE.lock().unwrap_or_else(|e| e.into_inner());
+        let tmp = tempfile::tempdir_in(self.dir.path()).unwrap();
+        let mut c = Command::new(bin);
+        c.env("TMPDIR", tmp.path()).arg("-l").arg("5");
+        if check {
+            c.arg("-c");
+        }
+        c.arg("-i").arg(swu).arg("-k").arg(self.p("cert.pem"));
+        c.arg("-H").arg(format!("zbot:{rev}")).args(extra);
+        let o = run(&mut c, Duration::from_secs(90));
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), log)
+    }
+}
+
+/// Members of an archive, in order.
+fn members(swu: &Path) -> Vec<(String, Vec<u8>)> {
+    let f = std::fs::File::open(swu).unwrap();
+    let mut r = cpio::Reader::new(std::io::BufReader::new(f));
+    let mut out = Vec::new();
+    while let Some(e) = r.next_entry().unwrap() {
+        let mut d = Vec::new();
+        r.copy_data(&e, &mut d).unwrap();
+        out.push((e.name, d));
+    }
+    out
+}
+
+fn write_archive(path: &Path, ms: &[(String, Vec<u8>)]) {
+    let mut w = cpio::Writer::new(Vec::new());
+    for (n, d) in ms {
+        w.member_bytes(n, d).unwrap();
+    }
+    std::fs::write(path, w.finish().unwrap()).unwrap();
+}
+
+fn assert_refused(f: &Fixture, swu: &Path, rev: &str, extra: &[&str], expect: &str) {
+    let before = f.reset_target();
+    let (ok, log) = f.swupdate(swu, false, rev, extra);
+    assert!(!ok, "swupdate accepted {}:\n{log}", swu.display());
+    assert!(
+        log.contains(expect),
+        "swupdate refused {} but without {expect:?}:\n{log}",
+        swu.display()
+    );
+    assert_eq!(f.target(), before, "a refused package changed the target");
+}
+
+#[test]
+fn packs_are_checked_and_installed_byte_identical_by_swupdate() {
+    let f = Fixture::new();
+    for (name, compress) in [("gzip.swu", "gzip"), ("zstd.swu", "zstd")] {
+        f.pack_ok(name, &["--compress", compress]);
+        let swu = f.p(name);
+        // Our own inspect agrees.
+        let o = run(
+            Command::new(BIN)
+                .arg("inspect")
+                .arg(&swu)
+                .arg("--cert")
+                .arg(f.p("cert.pem")),
+            Duration::from_secs(60),
+        );
+        assert!(
+            o.status.success(),
+            "inspect: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains("signature: verified") && out.contains("hardware-compatibility"),
+            "{out}"
+        );
+
+        f.reset_target();
+        let (ok, log) = f.swupdate(&swu, true, "1.1", &[]);
+        assert!(ok, "swupdate -c refused {name}:\n{log}");
+        assert!(
+            log.contains("Verified OK") && log.contains("Hardware compatibility verified"),
+            "{log}"
+        );
+        assert_eq!(f.target(), vec![0xA5u8; 4096], "-c wrote the target");
+
+        let (ok, log) = f.swupdate(&swu, false, "1.0", &[]);
+        assert!(ok, "swupdate -i refused {name}:\n{log}");
+        assert!(
+            f.target() == f.image,
+            "{name}: the slot is not byte-identical to the image after install"
+        );
+    }
+}
+
+#[test]
+fn create_packs_a_directory_swupdate_installs() {
+    let f = Fixture::new();
+    f.pack_ok("orig.swu", &[]);
+    let d = f.p("unpacked");
+    std::fs::create_dir(&d).unwrap();
+    for (n, data) in members(&f.p("orig.swu")) {
+        if n != "sw-description.sig" {
+            std::fs::write(d.join(n), data).unwrap();
+        }
+    }
+    let o = run(
+        Command::new(BIN)
+            .arg("create")
+            .arg(&d)
+            .arg("-o")
+            .arg(f.p("created.swu"))
+            .arg("--key")
+            .arg(f.p("key.pem"))
+            .arg("--cert")
+            .arg(f.p("cert.pem")),
+        Duration::from_secs(60),
+    );
+    assert!(
+        o.status.success(),
+        "create: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let names: Vec<String> = members(&f.p("created.swu"))
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(
+        names,
+        ["sw-description", "sw-description.sig", "rootfs.ext4.gz"]
+    );
+    f.reset_target();
+    let (ok, log) = f.swupdate(&f.p("created.swu"), false, "1.1", &[]);
+    assert!(ok, "swupdate refused the created package:\n{log}");
+    assert!(f.target() == f.image);
+
+    // A directory whose image does not match its sw-description is refused, no output.
+    let img = d.join("rootfs.ext4.gz");
+    let mut data = std::fs::read(&img).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 1;
+    std::fs::write(&img, data).unwrap();
+    let o = run(
+        Command::new(BIN)
+            .arg("create")
+            .arg(&d)
+            .arg("-o")
+            .arg(f.p("bad.swu")),
+        Duration::from_secs(60),
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sha256"));
+    assert!(!f.p("bad.swu").exists());
+}
+
+#[test]
+fn swupdate_refuses_tampered_unsigned_wrong_hardware_and_downgrades() {
+    let f = Fixture::new();
+    f.pack_ok("good.swu", &[]);
+    let good = members(&f.p("good.swu"));
+    assert_eq!(good[0].0, "sw-description");
+    assert_eq!(good[1].0, "sw-description.sig");
+
+    // A tampered image: one bit flipped in the stored (compressed) image.
+    let mut t = good.clone();
+    let mid = t[2].1.len() / 2;
+    t[2].1[mid] ^= 0x10;
+    write_archive(&f.p("tampered-image.swu"), &t);
+    assert_refused(&f, &f.p("tampered-image.swu"), "1.1", &[], "HASH mismatch");
+
+    // A tampered signature.
+    let mut t = good.clone();
+    let last = t[1].1.len() - 10;
+    t[1].1[last] ^= 0x01;
+    write_archive(&f.p("tampered-sig.swu"), &t);
+    assert_refused(&f, &f.p("tampered-sig.swu"), "1.1", &[], "ERROR");
+
+    // A tampered sw-description (the signature no longer matches it).
+    let mut t = good.clone();
+    let text = String::from_utf8(t[0].1.clone())
+        .unwrap()
+        .replace("\"1.1\"", "\"9.9\"");
+    t[0].1 = text.into_bytes();
+    write_archive(&f.p("tampered-desc.swu"), &t);
+    assert_refused(&f, &f.p("tampered-desc.swu"), "9.9", &[], "ERROR");
+
+    // No signature at all.
+    let t: Vec<_> = good
+        .iter()
+        .filter(|m| m.0 != "sw-description.sig")
+        .cloned()
+        .collect();
+    write_archive(&f.p("unsigned.swu"), &t);
+    assert_refused(&f, &f.p("unsigned.swu"), "1.1", &[], "ERROR");
+
+    // A hardware revision the package does not list.
+    assert_refused(&f, &f.p("good.swu"), "2.0", &[], "compatibility");
+
+    // A downgrade: the robot runs 1.3 and refuses older (-N).
+    assert_refused(
+        &f,
+        &f.p("good.swu"),
+        "1.1",
+        &["-N", "1.3"],
+        "No downgrading allowed",
+    );
+    // SWUpdate compares numerically: 1.10 is newer than 1.2, so -N 1.10 refuses 1.2.
+    assert_refused(
+        &f,
+        &f.p("good.swu"),
+        "1.1",
+        &["-N", "1.10"],
+        "No downgrading allowed",
+    );
+    // "1.02" is the same number as "1.2": not a downgrade, so -N 1.02 lets 1.2 in (the same
+    // version again), which is why pack refuses a version equal to the previous one.
+    f.reset_target();
+    let (ok, log) = f.swupdate(&f.p("good.swu"), false, "1.1", &["-N", "1.02"]);
+    assert!(
+        ok && log.contains("Comparing old-style versions '1.2' <-> '1.02'"),
+        "{log}"
+    );
+    // -R (no reinstalling) compares the strings: "1.2" is refused, "1.02" is not.
+    assert_refused(
+        &f,
+        &f.p("good.swu"),
+        "1.1",
+        &["-R", "1.2"],
+        "No reinstalling allowed",
+    );
+    // The package is accepted when the robot runs an older version.
+    f.reset_target();
+    let (ok, log) = f.swupdate(&f.p("good.swu"), false, "1.1", &["-N", "1.1.9"]);
+    assert!(ok, "{log}");
+    assert!(f.target() == f.image);
+
+    // And our inspect sees the tampering too.
+    for bad in [
+        "tampered-image.swu",
+        "tampered-sig.swu",
+        "tampered-desc.swu",
+        "unsigned.swu",
+    ] {
+        let o = run(
+            Command::new(BIN)
+                .arg("inspect")
+                .arg(f.p(bad))
+                .arg("--cert")
+                .arg(f.p("cert.pem")),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "inspect passed {bad}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}
+
+/// Files in the fixture directory (to prove refusals leave nothing behind).
+fn listing(f: &Fixture) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn pack_refusals_name_the_problem_and_leave_no_file() {
+    let f = Fixture::new();
+    let before = listing(&f);
+    let refuse = |args: &[&str], image: Option<&Path>, expect: &str| {
+        let mut c = Command::new(BIN);
+        c.arg("pack")
+            .arg(
+                image
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| f.p("rootfs.ext4")),
+            )
+            .args(["--hardware", "1.1"]);
+        if !args.contains(&"--slots") {
+            c.arg("--slots").arg(f.p("slots.toml"));
+        }
+        c.arg("-o").arg(f.p("out.swu")).args(args);
+        let o = run(&mut c, Duration::from_secs(60));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "pack {args:?} succeeded");
+        assert!(
+            err.contains(expect),
+            "pack {args:?}: expected {expect:?} in: {err}"
+        );
+        assert_eq!(listing(&f), before, "pack {args:?} left a file behind");
+    };
+    let key = f.p("key.pem");
+    let cert = f.p("cert.pem");
+    let (k, c) = (key.to_str().unwrap(), cert.to_str().unwrap());
+    let base = |v: &str, extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = ["--version", v, "--key", k, "--cert", c]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let args = |v: Vec<String>| v;
+    let run_refuse = |v: Vec<String>, image: Option<&Path>, expect: &str| {
+        let a: Vec<&str> = v.iter().map(String::as_str).collect();
+        refuse(&a, image, expect)
+    };
+    // A missing image: named.
+    run_refuse(
+        args(base("1.2", &["--slot-size", "8M"])),
+        Some(&f.p("nope.ext4")),
+        "nope.ext4",
+    );
+    // Larger than the slot's partition.
+    run_refuse(
+        args(base("1.2", &["--slot-size", "1M"])),
+        None,
+        "do not fit slot rootfs",
+    );
+    // From the layout: the board's rootfs is 275M, the image fits; a 1M-slot layout does not.
+    let layout = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../qemu/machine/layout.toml"
+    ))
+    .unwrap()
+    .replace("size = \"16M\"", "size = \"1M\"");
+    let lp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(lp.path(), layout).unwrap();
+    let mut a = base("1.2", &[]);
+    a.push("--layout".into());
+    a.push(lp.path().to_str().unwrap().into());
+    // The fixture's slot device is a plain file, so the layout matches by name and number
+    // only for /dev/vdaN: use the QEMU machine's slot file.
+    a.push("--slots".into());
+    a.push(concat!(env!("CARGO_MANIFEST_DIR"), "/../qemu/machine/slots.toml").into());
+    run_refuse(a, None, "partition 4 (rootfs)");
+    // Versions SWUpdate would misorder.
+    run_refuse(
+        args(base(
+            "1.1",
+            &["--slot-size", "8M", "--previous-version", "1.01"],
+        )),
+        None,
+        "same as the previous",
+    );
+    run_refuse(
+        args(base(
+            "1.9",
+            &["--slot-size", "8M", "--previous-version", "1.10"],
+        )),
+        None,
+        "older than the previous",
+    );
+    run_refuse(
+        args(base("1.2-rc1", &["--slot-size", "8M"])),
+        None,
+        "not a dotted number",
+    );
+    // A key that does not match the certificate.
+    let other = f.p("other-key.pem");
+    let o = run(
+        Command::new(need("openssl"))
+            .args(["genpkey", "-algorithm", "RSA", "-out"])
+            .arg(&other),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success());
+    let before_other = listing(&f);
+    let mut c = Command::new(BIN);
+    c.arg("pack")
+        .arg(f.p("rootfs.ext4"))
+        .args([
+            "--version",
+            "1.2",
+            "--hardware",
+            "1.1",
+            "--slot-size",
+            "8M",
+            "--key",
+        ])
+        .arg(&other)
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--slots")
+        .arg(f.p("slots.toml"))
+        .arg("-o")
+        .arg(f.p("out.swu"));
+    let o = run(&mut c, Duration::from_secs(60));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not match the certificate"));
+    assert_eq!(listing(&f), before_other);
+    let _ = std::io::stderr().flush();
+}
+
+/// Run SWUpdate's web server and `zbot-updater update` against it inside a private network
+/// namespace (`unshare -n`, loopback only). `before_client` runs in the namespace's shell once
+/// the server listens; `client_bg` starts the client in the background and runs `after` then.
+fn update_in_netns(
+    f: &Fixture,
+    swu: &Path,
+    rev: &str,
+    after: &str,
+) -> (Option<i32>, String, String) {
+    let bin = need("swupdate");
+    need("unshare");
+    let _one = SWUPDATE.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir_in(f.dir.path()).unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let script = format!(
+        r#"set -u
+ip link set lo up || exit 90
+TMPDIR={tmp} {bin} -l 5 -k {cert} -H zbot:{rev} -w "-p 18080 -r {www}" >{tmp}/swupdate.log 2>&1 &
+sw=$!
+i=0
+while ! (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; do
+    sleep 0.1; i=$((i+1)); [ $i -gt 100 ] && {{ echo "swupdate did not listen" >&2; exit 91; }}
+done
+{client} update 127.0.0.1 {swu} --port 18080 --no-wait --timeout 60 --json &
+cl=$!
+{after}
+wait $cl
+echo "client-exit=$?"
+kill -9 $sw 2>/dev/null
+"#,
+        tmp = tmp.path().display(),
+        bin = bin.display(),
+        cert = f.p("cert.pem").display(),
+        www = www.display(),
+        client = BIN,
+        swu = swu.display(),
+    );
+    let o = run(
+        Command::new("unshare").args(["-n", "bash", "-c", &script]),
+        Duration::from_secs(120),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let code = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client-exit="))
+        .and_then(|c| c.trim().parse().ok());
+    let log = std::fs::read_to_string(tmp.path().join("swupdate.log")).unwrap_or_default();
+    (
+        code,
+        out,
+        format!(
+            "{}\n--- swupdate log\n{log}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[test]
+fn update_installs_through_swupdates_web_server_and_reports_refusals() {
+    let f = Fixture::new();
+    f.pack_ok("good.swu", &[]);
+    f.reset_target();
+    let (code, out, err) = update_in_netns(&f, &f.p("good.swu"), "1.1", "");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("\"outcome\":\"installed\""), "{out}");
+    assert!(
+        f.target() == f.image,
+        "the web install is not byte-identical"
+    );
+
+    // Refused by SWUpdate (hardware 2.0 is not in the package): exit 3, its message shown.
+    let before = f.reset_target();
+    let start = Instant::now();
+    let (code, out, err) = update_in_netns(&f, &f.p("good.swu"), "2.0", "");
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(out.contains("\"outcome\":\"refused\""), "{out}");
+    assert!(
+        err.contains("swupdate: FAILURE") || out.contains("refused the package"),
+        "{out}\n{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert_eq!(f.target(), before);
+}
+
+#[test]
+fn update_survives_the_server_going_away_mid_upload() {
+    let f = Fixture::new();
+    // A big stored package so the upload lasts a while on loopback.
+    let big: Vec<u8> = (0..48u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(f.p("rootfs.ext4"), &big).unwrap();
+    f.pack_ok("big.swu", &["--compress", "none", "--slot-size", "64M"]);
+    let start = Instant::now();
+    let (code, out, err) = update_in_netns(&f, &f.p("big.swu"), "1.1", "sleep 0.3; kill -9 $sw");
+    assert!(start.elapsed() < Duration::from_secs(90), "the client hung");
+    // Unreachable (5); if the upload finished first, SWUpdate's death still ends the wait.
+    assert!(matches!(code, Some(5)), "exit {code:?}\n{out}\n{err}");
+}
