@@ -90,6 +90,13 @@ impl Description {
         let _ = writeln!(s, "    description = {};", quote(&self.description));
         let hw: Vec<String> = self.hardware.iter().map(|h| quote(h)).collect();
         let _ = writeln!(s, "    hardware-compatibility = [ {} ];", hw.join(", "));
+        // SWUpdate's own env markers (`recovery_status`, `ustate`) are off: libubootenv writes
+        // them in place into the single env file, which a power cut can leave with a bad CRC
+        // (U-Boot then boots its defaults). bootcount's reservation and trial are the
+        // transaction (docs/design.md, "SWUpdate's env markers"). The start script passes
+        // -M -m as well; these keys make a package safe on a SWUpdate started without them.
+        s.push_str("    bootloader_transaction_marker = false;\n");
+        s.push_str("    bootloader_state_marker = false;\n");
         s.push_str("    images: (\n");
         for (i, im) in self.images.iter().enumerate() {
             s.push_str("        {\n");
@@ -415,6 +422,12 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("hardware_compatibility"));
+        // SWUpdate's env markers are off (see render).
+        let v = parse(&t).unwrap();
+        let sw = v.get("software").unwrap();
+        for k in ["bootloader_transaction_marker", "bootloader_state_marker"] {
+            assert!(matches!(sw.get(k), Some(Value::Bool(false))), "{k}: {t}");
+        }
         assert!(t.contains("compressed = \"zlib\";"));
         assert!(t.contains("type = \"raw\";"));
         let v = parse(&t).unwrap();
