@@ -17,6 +17,9 @@ pub const EXIT_ROLLED_BACK: i32 = 4;
 pub const EXIT_UNREACHABLE: i32 = 5;
 /// `update`: the agent refused (secret).
 pub const EXIT_AGENT_REFUSED: i32 = 6;
+/// `update`: SWUpdate's web server refused the credentials (digest authentication), or wants
+/// some and none were given.
+pub const EXIT_AUTH: i32 = 7;
 
 /// ZBot updates: signed SWUpdate packages (see updater/README.md).
 #[derive(Debug, Parser)]
@@ -164,6 +167,12 @@ pub enum Command {
         /// Seconds for each reboot (into recovery, back into the new rootfs and its checks)
         #[arg(long, default_value_t = 600)]
         boot_timeout: u64,
+        /// User for SWUpdate's web server (digest authentication, its htdigest file)
+        #[arg(long, value_name = "USER", requires = "http_password_file")]
+        http_user: Option<String>,
+        /// File whose first line is that user's password (never on the command line)
+        #[arg(long, value_name = "FILE", requires = "http_user")]
+        http_password_file: Option<PathBuf>,
         /// Stop once SWUpdate reports success (do not wait for the robot to come back)
         #[arg(long)]
         no_wait: bool,
@@ -339,9 +348,21 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
             secret,
             timeout,
             boot_timeout,
+            http_user,
+            http_password_file,
             no_wait,
             json,
         } => {
+            let who = match (http_user, http_password_file) {
+                (Some(user), Some(f)) => match std::fs::read_to_string(&f) {
+                    Ok(t) => Some(crate::digest::Credentials {
+                        user,
+                        password: t.lines().next().unwrap_or("").to_string(),
+                    }),
+                    Err(e) => return Err(fail(EXIT_USAGE, format!("{}: {e}", f.display()))),
+                },
+                _ => None,
+            };
             let r = update(
                 &host,
                 &file,
@@ -350,6 +371,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
                 secret.as_deref(),
                 std::time::Duration::from_secs(timeout),
                 std::time::Duration::from_secs(boot_timeout),
+                who.as_ref(),
                 no_wait,
                 err,
             );
@@ -361,6 +383,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
                         EXIT_SWUPDATE_REFUSED => "refused",
                         EXIT_AGENT_REFUSED => "agent-refused",
                         EXIT_UNREACHABLE => "unreachable",
+                        EXIT_AUTH => "auth-refused",
                         _ => "error",
                     },
                     e.to_string(),
@@ -483,6 +506,7 @@ fn update(
     secret: Option<&std::path::Path>,
     timeout: std::time::Duration,
     boot_timeout: std::time::Duration,
+    who: Option<&crate::digest::Credentials>,
     no_wait: bool,
     err: &mut dyn Write,
 ) -> Result<(i32, &'static str, String), (i32, crate::client::UpdateError)> {
@@ -492,6 +516,7 @@ fn update(
         let c = match e {
             UpdateError::Refused(_) => EXIT_SWUPDATE_REFUSED,
             UpdateError::Agent(_) => EXIT_AGENT_REFUSED,
+            UpdateError::Auth(_) => EXIT_AUTH,
             UpdateError::Unreachable(_) | UpdateError::Timeout(_) => EXIT_UNREACHABLE,
             UpdateError::Local(_) => EXIT_USAGE,
         };
@@ -557,6 +582,7 @@ fn update(
         file,
         timeout,
         Duration::from_secs(15),
+        who,
         &mut progress,
         &mut log,
     )
@@ -574,7 +600,7 @@ fn update(
             err,
             "{host}: no DONE from SWUpdate: its post-update command did not run; POST /restart"
         );
-        client::restart(host, swport).map_err(code)?;
+        client::restart(host, swport, who).map_err(code)?;
     }
     if no_wait {
         return Ok((

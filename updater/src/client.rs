@@ -25,9 +25,95 @@ pub enum UpdateError {
     /// The agent refused the request.
     #[error("the agent refused: {0}")]
     Agent(String),
+    /// SWUpdate's web server wants digest authentication and did not accept ours.
+    #[error("SWUpdate refused the credentials: {0}")]
+    Auth(String),
     /// A local file.
     #[error("{0}")]
     Local(String),
+}
+
+/// Send REQUEST (a whole HTTP request without a body) and read the status code and the
+/// headers (at most 8 KiB, bounded by the connection's timeouts).
+fn http_head(addr: SocketAddr, request: &str) -> Result<(u16, String), UpdateError> {
+    let mut s = connect(addr, Duration::from_secs(10))?;
+    s.write_all(request.as_bytes())
+        .map_err(|e| UpdateError::Unreachable(format!("{addr}: {e}")))?;
+    let mut reply = Vec::new();
+    let _ = s.take(8 << 10).read_to_end(&mut reply);
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let code = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| UpdateError::Unreachable(format!("{addr}: no HTTP reply")))?;
+    Ok((code, text))
+}
+
+fn cnonce() -> String {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        b = (t.as_nanos() as u64 ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    crate::hex(&b)
+}
+
+/// The `Authorization: ...\r\n` line for METHOD URI on SWUpdate at ADDR, or "" when the
+/// server asks for none. Asks `GET /` for the digest challenge, then checks the credentials
+/// with an authenticated `GET /` before the real request (so a wrong password is told before a
+/// large upload, not by a reset in its middle).
+pub fn auth_line(
+    addr: SocketAddr,
+    host: &str,
+    who: Option<&crate::digest::Credentials>,
+    method: &str,
+    uri: &str,
+) -> Result<String, UpdateError> {
+    let get = |auth: &str| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: {host}:{}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            addr.port()
+        )
+    };
+    let (code, head) = http_head(addr, &get(""))?;
+    if code != 401 {
+        return Ok(String::new());
+    }
+    let ch = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("www-authenticate")
+                .then(|| crate::digest::parse_challenge(v))
+                .flatten()
+        })
+        .ok_or_else(|| UpdateError::Auth(format!("{addr}: HTTP 401 without a digest challenge")))?;
+    let who = who.ok_or_else(|| {
+        UpdateError::Auth(format!(
+            "{addr} asks for digest authentication (realm {:?}): give --http-user and --http-password-file",
+            ch.realm
+        ))
+    })?;
+    let check = crate::digest::authorization(&ch, who, "GET", "/", &cnonce(), 1);
+    let (code, _) = http_head(addr, &get(&format!("Authorization: {check}\r\n")))?;
+    if code == 401 {
+        return Err(UpdateError::Auth(format!(
+            "{addr}: user {:?}, realm {:?}: wrong user or password (HTTP 401)",
+            who.user, ch.realm
+        )));
+    }
+    Ok(format!(
+        "Authorization: {}\r\n",
+        crate::digest::authorization(&ch, who, method, uri, &cnonce(), 1)
+    ))
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, UpdateError> {
@@ -155,6 +241,7 @@ fn upload(
     host: &str,
     swu: &Path,
     io: Duration,
+    auth: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(u16, String), UpdateError> {
     let mut f = std::fs::File::open(swu)
@@ -182,7 +269,7 @@ fn upload(
     // 2022.12's upload handler lost or garbled bytes when the head and the start of the body
     // came in other segmentations (measured: "HASH mismatch", or a stalled install).
     let request = format!(
-        "POST /upload HTTP/1.1\r\nHost: {host}:{}\r\nAccept: */*\r\nContent-Length: {len}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\r\n",
+        "POST /upload HTTP/1.1\r\nHost: {host}:{}\r\n{auth}Accept: */*\r\nContent-Length: {len}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\r\n",
         addr.port()
     );
     stream.write_all(request.as_bytes()).map_err(broke)?;
@@ -242,16 +329,23 @@ fn upload(
 
 /// Upload `swu` to SWUpdate at HOST:PORT and follow its websocket until SUCCESS (then DONE, or
 /// `done_grace` without it) or FAILURE, at most `timeout` in all.
+#[allow(clippy::too_many_arguments)]
 pub fn install(
     host: &str,
     port: u16,
     swu: &Path,
     timeout: Duration,
     done_grace: Duration,
+    who: Option<&crate::digest::Credentials>,
     progress: &mut dyn FnMut(u64, u64),
     log: &mut dyn FnMut(&Msg),
 ) -> Result<Installed, UpdateError> {
     let addr = resolve(host, port)?;
+    let auth = auth_line(addr, host, who, "POST", "/upload")?;
+    // The websocket's header too, now: after the upload's reply every millisecond counts (a
+    // small package is installed within milliseconds, and SWUpdate does not repeat the result
+    // to a websocket that connects later; measured: one extra request there lost it).
+    let ws_auth = auth_line(addr, host, who, "GET", "/ws")?;
     let deadline = Instant::now() + timeout;
     let io = Duration::from_secs(30).min(timeout);
     let start = Instant::now();
@@ -261,7 +355,7 @@ pub fn install(
     // ("HASH mismatch" or a stalled install, 3 runs of 3); with a passive websocket listener
     // connected, uploads arrived intact. Cause not found; this order avoids it. The reply comes
     // when the last byte is handed to the installer, before the result, so the result is seen.
-    let (code, body) = match upload(addr, host, swu, io, progress) {
+    let (code, body) = match upload(addr, host, swu, io, &auth, progress) {
         Ok(r) => r,
         // SWUpdate resets the upload when it refuses the package early (signature, hardware,
         // version: measured with a wrong hardware revision). Without a websocket during the
@@ -279,11 +373,25 @@ pub fn install(
         Err(e) => return Err(e),
     };
     out.upload = start.elapsed();
+    if code == 401 {
+        return Err(UpdateError::Auth(format!("{addr}: upload: HTTP 401")));
+    }
     if code != 200 {
         return Err(UpdateError::Refused(format!("HTTP {code}: {body}")));
     }
+    use tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{host}:{port}/ws")
+        .into_client_request()
+        .map_err(|e| UpdateError::Unreachable(format!("websocket {addr}: {e}")))?;
+    if let Some(v) = ws_auth
+        .strip_prefix("Authorization: ")
+        .map(|v| v.trim_end())
+        .and_then(|v| v.parse().ok())
+    {
+        req.headers_mut().insert("Authorization", v);
+    }
     let s = connect(addr, Duration::from_millis(250))?;
-    let (mut ws, _) = tungstenite::client(format!("ws://{host}:{port}/ws"), s)
+    let (mut ws, _) = tungstenite::client(req, s)
         .map_err(|e| UpdateError::Unreachable(format!("websocket {addr}: {e}")))?;
     let mut success = None::<Instant>;
     let mut errors: Vec<String> = Vec::new();
@@ -348,10 +456,15 @@ pub fn install(
 
 /// `POST /restart`: SWUpdate runs its post-update command (what a successful web upload does
 /// itself; 2022.12 sometimes skips it).
-pub fn restart(host: &str, port: u16) -> Result<u16, UpdateError> {
+pub fn restart(
+    host: &str,
+    port: u16,
+    who: Option<&crate::digest::Credentials>,
+) -> Result<u16, UpdateError> {
     let addr = resolve(host, port)?;
+    let auth = auth_line(addr, host, who, "POST", "/restart")?;
     let mut s = connect(addr, Duration::from_secs(30))?;
-    write!(s, "POST /restart HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    write!(s, "POST /restart HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
         .map_err(|e| UpdateError::Unreachable(e.to_string()))?;
     let mut reply = Vec::new();
     let _ = s.take(4096).read_to_end(&mut reply);

@@ -19,6 +19,8 @@ pub mod client;
 #[cfg(feature = "pack")]
 pub mod compress;
 #[cfg(feature = "pack")]
+pub mod digest;
+#[cfg(feature = "pack")]
 pub mod pack;
 #[cfg(feature = "pack")]
 pub mod sign;

@@ -592,6 +592,18 @@ fn update_in_netns(
     rev: &str,
     after: &str,
 ) -> (Option<i32>, String, String) {
+    update_in_netns_with(f, swu, rev, after, "", "")
+}
+
+/// As `update_in_netns`, with more web-server options and client arguments.
+fn update_in_netns_with(
+    f: &Fixture,
+    swu: &Path,
+    rev: &str,
+    after: &str,
+    web_extra: &str,
+    client_extra: &str,
+) -> (Option<i32>, String, String) {
     let bin = need("swupdate");
     need("unshare");
     let _one = SWUPDATE.lock().unwrap_or_else(|e| e.into_inner());
@@ -601,13 +613,13 @@ fn update_in_netns(
     let script = format!(
         r#"set -u
 ip link set lo up || exit 90
-TMPDIR={tmp} {bin} -l 5 -k {cert} -H zbot:{rev} -w "-p 18080 -r {www}" >{tmp}/swupdate.log 2>&1 &
+TMPDIR={tmp} {bin} -l 5 -k {cert} -H zbot:{rev} -w "-p 18080 -r {www}{web_extra}" >{tmp}/swupdate.log 2>&1 &
 sw=$!
 i=0
 while ! (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; do
     sleep 0.1; i=$((i+1)); [ $i -gt 100 ] && {{ echo "swupdate did not listen" >&2; exit 91; }}
 done
-{client} update 127.0.0.1 {swu} --port 18080 --no-wait --timeout 60 --json &
+{client} update 127.0.0.1 {swu} --port 18080 --no-wait --timeout 60 --json{client_extra} &
 cl=$!
 {after}
 wait $cl
@@ -682,4 +694,50 @@ fn update_survives_the_server_going_away_mid_upload() {
     assert!(start.elapsed() < Duration::from_secs(90), "the client hung");
     // Unreachable (5); if the upload finished first, SWUpdate's death still ends the wait.
     assert!(matches!(code, Some(5)), "exit {code:?}\n{out}\n{err}");
+}
+
+#[test]
+fn update_authenticates_with_digest_and_tells_a_wrong_password() {
+    let f = Fixture::new();
+    f.pack_ok("good.swu", &[]);
+    // An htdigest file as Apache's htdigest writes it: user:realm:md5(user:realm:password).
+    use md5::Digest;
+    let ha1 = zbot_updater::hex(&md5::Md5::digest(b"fleet:zbot:correct horse"));
+    std::fs::write(f.p("htdigest"), format!("fleet:zbot:{ha1}\n")).unwrap();
+    std::fs::write(f.p("good.pw"), "correct horse\n").unwrap();
+    std::fs::write(f.p("bad.pw"), "battery staple\n").unwrap();
+    let web = format!(
+        " --auth-domain zbot --global-auth-file {}",
+        f.p("htdigest").display()
+    );
+    let client = |pw: &str| {
+        format!(
+            " --http-user fleet --http-password-file {}",
+            f.p(pw).display()
+        )
+    };
+
+    // The right password: installed (upload, websocket and all through digest auth).
+    f.reset_target();
+    let (code, out, err) =
+        update_in_netns_with(&f, &f.p("good.swu"), "1.1", "", &web, &client("good.pw"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(f.target() == f.image, "not installed: {out}\n{err}");
+
+    // A wrong password: exit 7 before any upload, the target untouched.
+    let before = f.reset_target();
+    let (code, out, err) =
+        update_in_netns_with(&f, &f.p("good.swu"), "1.1", "", &web, &client("bad.pw"));
+    assert_eq!(code, Some(7), "{out}\n{err}");
+    assert!(
+        out.contains("auth-refused") && out.contains("wrong user or password"),
+        "{out}"
+    );
+    assert_eq!(f.target(), before);
+
+    // No credentials for a server that wants them: exit 7, saying what to give.
+    let (code, out, err) = update_in_netns_with(&f, &f.p("good.swu"), "1.1", "", &web, "");
+    assert_eq!(code, Some(7), "{out}\n{err}");
+    assert!(out.contains("--http-user"), "{out}");
+    assert_eq!(f.target(), before);
 }
