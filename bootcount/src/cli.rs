@@ -217,11 +217,8 @@ impl EnvAccess for fw_env::Store {
         &self,
         decide: &mut dyn FnMut(&EnvRead) -> Result<Changes, CliError>,
     ) -> Result<bool, CliError> {
-        // Nothing to change: no write at all, not even the repair of an invalid environment
-        // fw-env would do (U-Boot does not save its defaults either).
-        if decide(&EnvAccess::read(self)?)?.is_empty() {
-            return Ok(false);
-        }
+        // One locked read and one decision. An empty change set writes nothing, not even over
+        // an invalid environment (U-Boot does not save its defaults either).
         let ((), report) = fw_env::Store::update(self, |snap| {
             Ok::<_, CliError>((decide(&env_read(snap))?, ()))
         })?;

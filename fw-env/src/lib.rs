@@ -28,6 +28,7 @@ pub mod defaults;
 pub mod fault;
 pub mod flags;
 pub mod lock;
+pub mod plan;
 pub mod redundant;
 pub mod storage;
 pub mod store;
