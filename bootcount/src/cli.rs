@@ -147,7 +147,7 @@ pub enum HealthCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The environment could not be read or written.
-    #[error("{0}")]
+    #[error(transparent)]
     Env(#[from] fw_env::Error),
     /// The slot file.
     #[error(transparent)]
@@ -168,10 +168,6 @@ pub enum CliError {
         /// What to do.
         hint: &'static str,
     },
-    /// Opening the environment failed for another reason than the environment itself (the
-    /// message names the file).
-    #[error("{0}")]
-    Open(String),
     /// The reboot command failed.
     #[error("reboot command {cmd:?} failed: {why}")]
     Reboot {
@@ -267,18 +263,24 @@ pub fn load_slots(path: Option<&Path>) -> Result<SlotConfig, CliError> {
     }
 }
 
-/// Open the environment the options describe.
+/// Open the environment the options describe (`$FW_ENV_LOCK_FILE` and `$FW_ENV_LOCK_TIMEOUT`
+/// are read here, as fw-env's own CLI reads them).
 /// A write that starts from the defaults file (no valid copy) is refused unless it defines
 /// `bootcmd` and the policy's variables (`SlotConfig::default_env`: `next_boot`, each slot's
 /// root arguments, `root`), so a lost environment is never replaced by one that cannot boot.
 pub fn open_env(cli: &Cli) -> Result<fw_env::Store, CliError> {
-    let store = fw_env::cli::open_store(cli.config.as_deref(), cli.defaults.as_deref(), None)
-        .map_err(|e| match e {
-            fw_env::cli::dropin::CliError::Env(e) => CliError::Env(e),
-            // Not the config file's fault (e.g. the defaults file): the message names its file;
-            // wrapping it in the config path (empty when -c was not given) blamed the wrong one.
-            other => CliError::Open(other.to_string()),
-        })?;
+    let mut options = fw_env::OpenOptions {
+        defaults: cli.defaults.clone(),
+        ..fw_env::OpenOptions::default()
+    }
+    .with_lock_vars(
+        std::env::var_os(fw_env::open::LOCK_FILE_VAR),
+        std::env::var_os(fw_env::open::LOCK_TIMEOUT_VAR),
+    )?;
+    if let Some(config) = &cli.config {
+        options.config = config.clone();
+    }
+    let store = options.open()?;
     // A slot file that cannot be loaded is reported by `run`, which loads it again.
     Ok(match load_slots(cli.slots.as_deref()) {
         Ok(cfg) => store.with_required_defaults(
@@ -662,12 +664,43 @@ pub fn main_with(args: Vec<std::ffi::OsString>, ctx: &mut Ctx) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let _ = writeln!(
-                ctx.err,
-                "bootcount: error: {}",
-                fw_env::cli::error_chain(&e)
-            );
+            let _ = writeln!(ctx.err, "bootcount: error: {}", fw_env::error_chain(&e));
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The environment is opened through fw-env's library API and its error kept whole (it
+    /// used to be flattened to a string labelled with the config path).
+    #[test]
+    fn a_missing_defaults_file_keeps_fw_envs_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("fw_env.config");
+        let env = dir.path().join("uboot.env");
+        std::fs::write(&cfg, format!("{} 0 0x400\n", env.display())).unwrap();
+        let missing = dir.path().join("no-defaults");
+        let cli = Cli::try_parse_from([
+            "bootcount".as_ref(),
+            "-c".as_ref(),
+            cfg.as_os_str(),
+            "-f".as_ref(),
+            missing.as_os_str(),
+            "status".as_ref(),
+        ])
+        .unwrap();
+        let e = open_env(&cli).unwrap_err();
+        assert!(
+            matches!(e, CliError::Env(fw_env::Error::Storage(_))),
+            "{e:?}"
+        );
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+        assert!(
+            e.to_string().contains(&missing.display().to_string()),
+            "{e}"
+        );
     }
 }

@@ -9,7 +9,9 @@
 //! - [`config`]: the `fw_env.config` file;
 //! - [`defaults`]: the default environment file and what makes it usable;
 //! - [`storage`], [`lock`]: files, devices and the shared lock;
-//! - [`store`]: the API the other crates use: read a snapshot, apply changes in one write.
+//! - [`plan`]: the pure core: select the current copy, plan a write, over bytes;
+//! - [`store`]: the API the other crates use: read a snapshot, apply changes in one write;
+//! - [`open`]: open a store as the command-line tools do ([`OpenOptions`]).
 //!
 //! ```no_run
 //! use fw_env::{Changes, Store};
@@ -28,6 +30,7 @@ pub mod defaults;
 pub mod fault;
 pub mod flags;
 pub mod lock;
+pub mod open;
 pub mod plan;
 pub mod redundant;
 pub mod storage;
@@ -37,6 +40,24 @@ pub mod vars;
 pub use codec::Layout;
 pub use config::{Config, ConfigError, CopyLocation};
 pub use defaults::{Defaults, DefaultsFrom};
+pub use open::OpenOptions;
 pub use redundant::FlagScheme;
 pub use store::{CopyReport, CopyStatus, Error, Snapshot, Source, Store, WriteReport};
 pub use vars::{Changes, NameError, Vars};
+
+/// An error and its causes on one line, `: `-separated, for the tools' `error:` line. A cause
+/// whose text the message already contains is not repeated (the errors of this crate name
+/// their cause in their message, with the file and the fix around it).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}

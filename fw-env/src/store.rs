@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::codec::{self, Layout};
 use crate::config::{Config, ConfigError};
-use crate::defaults::{Defaults, DefaultsFrom};
+use crate::defaults::Defaults;
 use crate::flags::FlagsError;
 use crate::lock::{self, LockError};
 use crate::plan::{self, Policy, Raw, RawCopy, WritePlan};
@@ -19,12 +19,7 @@ use crate::redundant::FlagScheme;
 use crate::storage::{self, Found, Medium, Patch, StorageError, WriteMode};
 use crate::vars::{Changes, NameError, Vars};
 
-/// Environment variable naming another lock file (tests, and systems without `/var/lock`).
-pub const LOCK_FILE_VAR: &str = "FW_ENV_LOCK_FILE";
-/// Environment variable giving the lock timeout in seconds.
-pub const LOCK_TIMEOUT_VAR: &str = "FW_ENV_LOCK_TIMEOUT";
-/// The longest lock timeout accepted, in seconds.
-pub const MAX_LOCK_TIMEOUT_SECS: f64 = 3600.0;
+use crate::open::{LOCK_TIMEOUT_VAR, MAX_LOCK_TIMEOUT_SECS};
 
 /// Anything that can go wrong reading or writing an environment.
 #[derive(Debug, thiserror::Error)]
@@ -273,71 +268,25 @@ pub struct Store {
     config: Config,
     policy: Policy,
     lock_path: Option<PathBuf>,
-    lock_timeout: Result<Duration, (String, &'static str)>,
-}
-
-/// Read the lock timeout from `$FW_ENV_LOCK_TIMEOUT`: unset is the default; anything that is not
-/// a number of seconds from 0 to [`MAX_LOCK_TIMEOUT_SECS`] is an error, not ignored.
-pub fn lock_timeout_from_env() -> Result<Duration, Error> {
-    lock_timeout_from(std::env::var_os(LOCK_TIMEOUT_VAR))
-        .map_err(|(value, reason)| Error::LockTimeout { value, reason })
-}
-
-fn lock_timeout_from(
-    value: Option<std::ffi::OsString>,
-) -> Result<Duration, (String, &'static str)> {
-    let Some(raw) = value else {
-        return Ok(lock::DEFAULT_TIMEOUT);
-    };
-    let shown = raw.to_string_lossy().into_owned();
-    let Some(text) = raw.to_str() else {
-        return Err((shown, "not text"));
-    };
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| (shown.clone(), "not a number of seconds"))?;
-    if !secs.is_finite() {
-        return Err((shown, "not a finite number"));
-    }
-    if secs < 0.0 {
-        return Err((shown, "negative"));
-    }
-    if secs > MAX_LOCK_TIMEOUT_SECS {
-        return Err((shown, "longer than an hour"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    lock_timeout: Duration,
 }
 
 impl Store {
-    /// An environment as `config` describes it, locked with the shared lock file
-    /// (or `$FW_ENV_LOCK_FILE`), counter flags, no defaults.
+    /// An environment as `config` describes it: the shared lock file
+    /// (`/var/lock/fw_printenv.lock`), 10 s lock timeout, counter flags, no defaults. See
+    /// [`crate::OpenOptions`] to open it as the command-line tools do.
     pub fn open(config: Config) -> Store {
-        let lock_path = std::env::var_os(LOCK_FILE_VAR)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(lock::DEFAULT_LOCK_PATH));
-        // An unusable $FW_ENV_LOCK_TIMEOUT is reported by the first operation (and by
-        // `from_config_file` at once).
-        let lock_timeout = lock_timeout_from(std::env::var_os(LOCK_TIMEOUT_VAR));
         Store {
             config,
             policy: Policy::default(),
-            lock_path: Some(lock_path),
-            lock_timeout,
+            lock_path: Some(PathBuf::from(lock::DEFAULT_LOCK_PATH)),
+            lock_timeout: lock::DEFAULT_TIMEOUT,
         }
     }
 
     /// Read the config file at `path` and open what it describes.
     pub fn from_config_file(path: impl AsRef<Path>) -> Result<Store, Error> {
-        let store = Store::open(Config::load(path)?);
-        store.lock_timeout()?;
-        Ok(store)
-    }
-
-    fn lock_timeout(&self) -> Result<Duration, Error> {
-        self.lock_timeout
-            .clone()
-            .map_err(|(value, reason)| Error::LockTimeout { value, reason })
+        Ok(Store::open(Config::load(path)?))
     }
 
     /// Use another lock file, or none (`None`: only for single-process tools and tests).
@@ -348,7 +297,7 @@ impl Store {
 
     /// How long to wait for the lock.
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Store {
-        self.lock_timeout = Ok(timeout);
+        self.lock_timeout = timeout;
         self
     }
 
@@ -360,7 +309,7 @@ impl Store {
         self
     }
 
-    /// The default environment read from a file ([`crate::store::load_defaults`]), which
+    /// The default environment read from a file ([`Defaults::load`]), which
     /// messages name with how it was chosen.
     pub fn with_defaults_file(mut self, defaults: Option<Defaults>) -> Store {
         self.policy.defaults = defaults;
@@ -410,7 +359,7 @@ impl Store {
 
     fn lock(&self) -> Result<Option<lock::EnvLock>, Error> {
         match &self.lock_path {
-            Some(p) => Ok(Some(lock::acquire(p, self.lock_timeout()?)?)),
+            Some(p) => Ok(Some(lock::acquire(p, self.lock_timeout)?)),
             None => Ok(None),
         }
     }
@@ -621,11 +570,6 @@ pub fn parse_defaults_text(text: &[u8]) -> Vars {
     crate::defaults::parse_text(text)
 }
 
-/// Read a defaults file named on the command line (see [`Defaults::load`]).
-pub fn load_defaults(path: &Path) -> Result<Defaults, StorageError> {
-    Defaults::load(path, DefaultsFrom::Option)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -811,25 +755,6 @@ mod tests {
             0o640
         );
         assert!(!dir.path().join(".uboot.env.fw-env-tmp").exists());
-    }
-
-    #[test]
-    fn lock_timeout_values() {
-        let ok = |v: &str| lock_timeout_from(Some(v.into()));
-        assert_eq!(lock_timeout_from(None), Ok(lock::DEFAULT_TIMEOUT));
-        assert_eq!(ok("2.5"), Ok(Duration::from_millis(2500)));
-        assert_eq!(ok("0"), Ok(Duration::ZERO));
-        assert_eq!(ok("3600"), Ok(Duration::from_secs(3600)));
-        // Each used to be ignored (or panicked in Duration::from_secs_f64).
-        for bad in [
-            "", "abc", "-1", "inf", "-inf", "NaN", "1e300", "3600.5", "10s",
-        ] {
-            assert!(ok(bad).is_err(), "{bad:?}");
-        }
-        let e = Store::open(Config::single("/x", 0, 0x400))
-            .with_lock_file(None)
-            .with_lock_timeout(Duration::from_secs(1));
-        assert!(e.lock_timeout().is_ok());
     }
 
     #[test]

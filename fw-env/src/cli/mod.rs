@@ -10,12 +10,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::DEFAULT_CONFIG_PATH;
-use crate::defaults::DefaultsFrom;
-use crate::store::{self, Snapshot, Store};
+use crate::open::{OpenOptions, LOCK_FILE_VAR, LOCK_TIMEOUT_VAR};
+use crate::store::{Snapshot, Store};
 
-/// Where the default environment is read from when no `-f`/`--defaults` is given and the file
-/// exists (libubootenv's default; U-Boot's build writes it as `u-boot-initial-env`).
-pub const DEFAULT_DEFAULTS_PATH: &str = "/etc/u-boot-initial-env";
+pub use crate::open::DEFAULT_DEFAULTS_PATH;
 
 /// The standard streams, injectable for tests.
 pub struct Io<'a> {
@@ -28,27 +26,27 @@ pub struct Io<'a> {
 }
 
 /// Open the store for the CLI options: config (default `/etc/fw_env.config`), defaults file
-/// (explicit, or the default path when it exists), lock file (explicit, or the library's).
+/// (explicit, or the default path when it exists), lock file (`-l`, else `$FW_ENV_LOCK_FILE`,
+/// else the shared one) and `$FW_ENV_LOCK_TIMEOUT`: the process environment is read here, in
+/// the CLI layer, never by the library.
 pub fn open_store(
     config: Option<&Path>,
     defaults: Option<&Path>,
     lock_file: Option<PathBuf>,
 ) -> Result<Store, dropin::CliError> {
-    let config = config.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
-    let mut s = Store::from_config_file(config)?;
-    let defaults = match defaults {
-        Some(p) => Some(store::load_defaults(p)?),
-        // symlink_metadata: a dangling link is reported by the load, not taken for "absent".
-        None if std::fs::symlink_metadata(DEFAULT_DEFAULTS_PATH).is_ok() => Some(
-            crate::Defaults::load(Path::new(DEFAULT_DEFAULTS_PATH), DefaultsFrom::DefaultPath)?,
-        ),
-        None => None,
-    };
-    s = s.with_defaults_file(defaults);
-    if let Some(l) = lock_file {
-        s = s.with_lock_file(Some(l));
+    let mut options = OpenOptions {
+        config: config.unwrap_or(Path::new(DEFAULT_CONFIG_PATH)).to_owned(),
+        defaults: defaults.map(Path::to_owned),
+        ..OpenOptions::default()
     }
-    Ok(s)
+    .with_lock_vars(
+        std::env::var_os(LOCK_FILE_VAR),
+        std::env::var_os(LOCK_TIMEOUT_VAR),
+    )?;
+    if let Some(l) = lock_file {
+        options.lock_file = l;
+    }
+    Ok(options.open()?)
 }
 
 /// Say on stderr when no copy is valid.
@@ -58,20 +56,7 @@ pub fn print_warning(snapshot: &Snapshot, io: &mut Io<'_>) {
     }
 }
 
-/// An error and its causes on one line, `: `-separated.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub use crate::error_chain;
 
 /// Entry point of every binary: dispatch on argv\[0\] (`fw_printenv`, `fw_setenv`, anything
 /// else is the friendly `fw-env`) and return the exit code.
