@@ -27,7 +27,11 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod defaults;
+/// Crash points for the power-loss tests (public only with the `fault-injection` feature).
+#[cfg(feature = "fault-injection")]
 pub mod fault;
+#[cfg(not(feature = "fault-injection"))]
+mod fault;
 pub mod flags;
 pub mod lock;
 pub mod open;
