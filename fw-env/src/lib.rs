@@ -3,7 +3,8 @@
 //!
 //! The layers, from pure to I/O:
 //! - [`vars`]: the variable set and change sets;
-//! - [`codec`]: the on-disk format (CRC, flags byte, data area, `mkenvimage` text);
+//! - [`codec`]: the on-disk format (CRC, flags byte, data area);
+//! - [`text`]: `mkenvimage`'s text format, for `mkimage` and the defaults;
 //! - [`redundant`]: which of two copies is current and what flags a write gives;
 //! - [`flags`]: `.flags` type and access rules;
 //! - [`config`]: the `fw_env.config` file;
@@ -39,6 +40,7 @@ pub mod plan;
 pub mod redundant;
 pub mod storage;
 pub mod store;
+pub mod text;
 pub mod vars;
 
 pub use codec::Layout;
