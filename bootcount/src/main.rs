@@ -11,5 +11,5 @@ fn main() -> std::process::ExitCode {
             reboot: &mut reboot,
         },
     );
-    std::process::ExitCode::from(code.clamp(0, 255) as u8)
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
