@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use super::dropin::CliError;
-use super::{error_chain, open_store, print_warning, Io};
+use super::{open_store, print_warning, Io, RunError};
 use crate::codec::{self, Layout};
 use crate::storage::WriteMode;
 use crate::store::{CopyStatus, Snapshot, Source};
@@ -120,31 +120,31 @@ fn parse_byte(s: &str) -> Result<u8, String> {
     parse_number(s).and_then(|n| u8::try_from(n).map_err(|_| format!("{s} does not fit in a byte")))
 }
 
-/// Run `fw-env` with a full argv.
-pub fn run(argv: Vec<OsString>, io: &mut Io<'_>) -> i32 {
+/// Run `fw-env` with a full argv. Ok: the exit code of a command that ran (0, or 1 for `get`
+/// of an unset variable and `check` finding a problem).
+pub fn run(argv: Vec<OsString>, io: &mut Io<'_>) -> Result<u8, RunError> {
     let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
-        Err(e) => {
-            let text = e.render().to_string();
-            if e.use_stderr() {
-                let _ = write!(io.stderr, "{text}");
-            } else {
-                let _ = write!(io.stdout, "{text}");
-            }
-            return e.exit_code();
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = write!(io.stdout, "{}", e.render());
+            return Ok(u8::try_from(e.exit_code()).unwrap_or(0));
         }
+        Err(e) => return Err(RunError::Usage(e)),
     };
-    let is_check = matches!(cli.command, Command::Check { .. });
+    // `check` tells "problem found" (1) from "could not check" (2).
+    let code = if matches!(cli.command, Command::Check { .. }) {
+        2
+    } else {
+        1
+    };
     match execute(cli, io) {
-        Ok(code) => code,
-        Err(e) => {
-            let _ = writeln!(io.stderr, "fw-env: error: {}", error_chain(&e));
-            if is_check {
-                2
-            } else {
-                1
-            }
-        }
+        Ok(c) => Ok(u8::try_from(c).unwrap_or(1)),
+        Err(source) => Err(RunError::Failed {
+            prefix: "fw-env: error: ".into(),
+            source,
+            code,
+        }),
     }
 }
 

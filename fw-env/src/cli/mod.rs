@@ -8,6 +8,7 @@ pub mod getopt;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use crate::config::DEFAULT_CONFIG_PATH;
 use crate::open::{OpenOptions, LOCK_FILE_VAR, LOCK_TIMEOUT_VAR};
@@ -56,11 +57,42 @@ pub fn print_warning(snapshot: &Snapshot, io: &mut Io<'_>) {
     }
 }
 
-pub use crate::error_chain;
+/// Why a tool stopped: the text for stderr and the exit code, carried together.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The arguments are not understood (clap's message and usage; exit 2).
+    #[error("{}", .0.render())]
+    Usage(clap::Error),
+    /// A command failed: `PREFIX` then the error and its causes on one line.
+    #[error("{prefix}{}", crate::error_chain(.source))]
+    Failed {
+        /// `fw-env: error: `, `fw_setenv: `.
+        prefix: String,
+        /// What failed.
+        #[source]
+        source: dropin::CliError,
+        /// 1, or 2 for a `check` that could not read.
+        code: u8,
+    },
+    /// A drop-in refusal in the C tools' words (exit 1).
+    #[error("{0}")]
+    Refused(String),
+}
 
-/// Entry point of every binary: dispatch on argv\[0\] (`fw_printenv`, `fw_setenv`, anything
-/// else is the friendly `fw-env`) and return the exit code.
-pub fn main(argv: Vec<OsString>) -> i32 {
+impl RunError {
+    /// The exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(e) => u8::try_from(e.exit_code()).unwrap_or(2),
+            RunError::Failed { code, .. } => *code,
+            RunError::Refused(_) => 1,
+        }
+    }
+}
+
+/// Entry point of every binary: [`run`] on the process's streams; an error is printed on
+/// stderr (one line, or clap's usage) and ends the process with its code.
+pub fn main(argv: Vec<OsString>) -> ExitCode {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
@@ -72,16 +104,28 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         stdout: &mut stdout,
         stderr: &mut stderr,
     };
-    run(argv, &mut io)
+    match run(argv, &mut io) {
+        Ok(code) => code,
+        Err(e) => {
+            match &e {
+                RunError::Usage(_) => write!(io.stderr, "{e}"),
+                _ => writeln!(io.stderr, "{e}"),
+            }
+            .ok();
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
-/// [`main`] with injected streams.
-pub fn run(argv: Vec<OsString>, io: &mut Io<'_>) -> i32 {
+/// Dispatch on argv\[0\] (`fw_printenv`, `fw_setenv`, anything else is the friendly `fw-env`)
+/// and run the tool with injected streams. Ok: the code of a command that ran (0; 1 for a
+/// variable not found or a problem `check` found). Errors carry their exit code.
+pub fn run(argv: Vec<OsString>, io: &mut Io<'_>) -> Result<ExitCode, RunError> {
     let argv0 = argv.first().cloned().unwrap_or_default();
-    let code = match dropin::tool_for(Path::new(&argv0)) {
+    let result = match dropin::tool_for(Path::new(&argv0)) {
         Some(tool) => dropin::run(tool, &argv[1..], io),
         None => friendly::run(argv, io),
     };
     let _ = io.stdout.flush();
-    code
+    result.map(ExitCode::from)
 }
