@@ -271,7 +271,7 @@ pub fn run_with(
     })();
     result.map_err(|source| RunError::Failed {
         prefix: format!("{name}: "),
-        source,
+        source: Box::new(source),
         code: 1,
     })
 }

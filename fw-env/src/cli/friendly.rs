@@ -142,7 +142,7 @@ pub fn run(argv: Vec<OsString>, io: &mut Io<'_>) -> Result<u8, RunError> {
         Ok(c) => Ok(u8::try_from(c).unwrap_or(1)),
         Err(source) => Err(RunError::Failed {
             prefix: "fw-env: error: ".into(),
-            source,
+            source: Box::new(source),
             code,
         }),
     }

@@ -64,13 +64,13 @@ pub enum RunError {
     #[error("{}", .0.render())]
     Usage(clap::Error),
     /// A command failed: `PREFIX` then the error and its causes on one line.
-    #[error("{prefix}{}", crate::error_chain(.source))]
+    #[error("{prefix}{}", crate::error_chain(.source.as_ref()))]
     Failed {
         /// `fw-env: error: `, `fw_setenv: `.
         prefix: String,
         /// What failed.
         #[source]
-        source: dropin::CliError,
+        source: Box<dropin::CliError>,
         /// 1, or 2 for a `check` that could not read.
         code: u8,
     },
