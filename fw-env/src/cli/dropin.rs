@@ -165,13 +165,26 @@ fn tool_name(tool: Tool) -> &'static str {
     }
 }
 
-/// [`run`] in a given style.
-pub fn run_with(
-    tool: Tool,
-    style: Style,
-    args: &[OsString],
-    io: &mut Io<'_>,
-) -> Result<u8, RunError> {
+/// The drop-in's options and operands, checked.
+struct Options {
+    config: Option<PathBuf>,
+    defenv: Option<PathBuf>,
+    lock_dir: Option<PathBuf>,
+    noheader: bool,
+    script: Option<OsString>,
+    operands: Vec<OsString>,
+}
+
+/// What the command line asks for.
+enum Parsed {
+    Run(Options),
+    Help,
+    Version,
+}
+
+/// Parse and check the options the way both C tools read them, refusing what they would
+/// silently ignore.
+fn parse_options(tool: Tool, style: Style, args: &[OsString]) -> Result<Parsed, RunError> {
     let name = tool_name(tool);
     let (opts, operands) = match getopt::parse(args, SPECS) {
         Ok(p) => p,
@@ -205,14 +218,8 @@ pub fn run_with(
                 noheader = true;
                 Ok(())
             }
-            'h' => {
-                let _ = write!(io.stdout, "{}", usage(tool));
-                return Ok(0);
-            }
-            'v' | 'V' => {
-                let _ = writeln!(io.stdout, "{name} (fw-env) {}", env!("CARGO_PKG_VERSION"));
-                return Ok(0);
-            }
+            'h' => return Ok(Parsed::Help),
+            'v' | 'V' => return Ok(Parsed::Version),
             other => Err(format!(
                 "{name}: option -{other} is not an option of {name}\n{}",
                 usage(tool)
@@ -245,6 +252,42 @@ pub fn run_with(
                 .join(" ")
         )));
     }
+    Ok(Parsed::Run(Options {
+        config,
+        defenv,
+        lock_dir,
+        noheader,
+        script,
+        operands,
+    }))
+}
+
+/// [`run`] in a given style.
+pub fn run_with(
+    tool: Tool,
+    style: Style,
+    args: &[OsString],
+    io: &mut Io<'_>,
+) -> Result<u8, RunError> {
+    let name = tool_name(tool);
+    let Options {
+        config,
+        defenv,
+        lock_dir,
+        noheader,
+        script,
+        operands,
+    } = match parse_options(tool, style, args)? {
+        Parsed::Run(o) => o,
+        Parsed::Help => {
+            let _ = write!(io.stdout, "{}", usage(tool));
+            return Ok(0);
+        }
+        Parsed::Version => {
+            let _ = writeln!(io.stdout, "{name} (fw-env) {}", env!("CARGO_PKG_VERSION"));
+            return Ok(0);
+        }
+    };
     let lock_file = lock_dir.map(|d| d.join("fw_printenv.lock"));
     let result = (|| -> Result<u8, CliError> {
         // Arguments and the script are checked before the environment is opened.
