@@ -24,6 +24,8 @@
 //! ```
 #![deny(missing_docs)]
 
+/// The command-line tools (feature `cli`, on by default): not a library API.
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod codec;
 pub mod config;
