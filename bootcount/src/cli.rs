@@ -505,13 +505,19 @@ pub fn main_with(args: Vec<std::ffi::OsString>, ctx: &mut Ctx) -> i32 {
     match run_code(args, ctx) {
         Ok(code) => i32::from(code),
         Err(e) => {
-            let _ = match &e {
-                CliError::Usage(clap) => write!(ctx.err, "{clap}"),
-                _ => writeln!(ctx.err, "bootcount: error: {}", fw_env::error_chain(&e)),
-            };
+            print_error(&e, ctx.err);
             i32::from(e.exit_code())
         }
     }
+}
+
+/// Print an error as the binary does: clap's usage text, or `bootcount: error: ` and the
+/// error with its causes on one line.
+pub fn print_error(e: &CliError, err: &mut dyn Write) {
+    let _ = match e {
+        CliError::Usage(clap) => write!(err, "{clap}"),
+        _ => writeln!(err, "bootcount: error: {}", fw_env::error_chain(e)),
+    };
 }
 
 /// Parse `args` and run the command. Ok: 0 done; for `health run`, 1 unhealthy and marked bad.
