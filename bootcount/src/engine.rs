@@ -314,7 +314,7 @@ fn start_trial(cfg: &SlotConfig, st: &BootState, edit: &mut Edit, x: SlotId) {
     }
 }
 
-/// Apply a userspace operation (contract section 6) to a snapshot.
+/// Apply a userspace operation (contract section 6) to a snapshot: one function per row.
 pub fn apply_op(
     cfg: &SlotConfig,
     vars: &Vars,
@@ -323,142 +323,190 @@ pub fn apply_op(
 ) -> Result<Outcome, OpError> {
     let st = BootState::parse(cfg, vars);
     let mut edit = Edit::new(vars);
+    let e = &mut edit;
     let message = match op {
-        Op::MarkGood => {
-            let b = need_booted(booted)?;
-            match st.active_trial() {
-                Some(t) if t == b => {
-                    edit.unset(names::TRIAL);
-                    edit.unset(names::TRIES);
-                    edit.unset(names::PREV);
-                    format!("committed {}: it is now the primary slot", cfg.name(b))
-                }
-                Some(t) => {
-                    return Err(OpError::NothingToCommit(format!(
-                        "the trial is of {}, but {} is running",
-                        cfg.name(t),
-                        cfg.name(b)
-                    )))
-                }
-                None => {
-                    return Err(OpError::NothingToCommit(format!(
-                        "no trial is active; {} needs no commit",
-                        cfg.name(b)
-                    )))
-                }
-            }
-        }
+        Op::MarkGood => mark_good(cfg, &st, e, need_booted(booted)?)?,
         Op::MarkBad { reason } => {
             check_reason(reason)?;
-            let b = need_booted(booted)?;
-            if b == st.recovery {
-                return Err(OpError::RecoveryCannotBeBad(cfg.name(b).to_string()));
-            }
-            if st.active_trial() == Some(b) {
-                if st.once == SlotRef::Slot(b) {
-                    edit.unset(names::ONCE);
-                }
-                let f = give_up(cfg, &st, &mut edit, b, reason);
-                format!(
-                    "gave up the trial of {}; next boot: {}",
-                    cfg.name(b),
-                    cfg.name(f)
-                )
-            } else {
-                let name = cfg.name(b);
-                edit.set(&names::bad(name), reason);
-                edit.set(names::RB_SLOT, name);
-                edit.set(names::RB_REASON, reason);
-                if st.next_boot == SlotRef::Slot(b) {
-                    edit.set(names::NEXT_BOOT, cfg.name(st.recovery));
-                }
-                if st.prev == SlotRef::Slot(b) {
-                    edit.unset(names::PREV);
-                }
-                if st.trial == SlotRef::Slot(b) {
-                    edit.unset(names::TRIAL);
-                    edit.unset(names::TRIES);
-                }
-                if st.once == SlotRef::Slot(b) {
-                    edit.unset(names::ONCE);
-                }
-                let next = BootState::parse(cfg, &after(vars, &edit.changes)).primary();
-                format!("marked {name} bad; next boot: {}", cfg.name(next))
-            }
+            mark_bad(cfg, vars, &st, e, need_booted(booted)?, reason)?
         }
-        Op::BootOnce(name) => {
-            let x = lookup(cfg, name)?;
-            check_not_bad(cfg, &st, x)?;
-            edit.set(names::ONCE, name);
-            format!("the next boot (only) boots {name}")
-        }
-        Op::SetPrimary(name) => {
-            let x = lookup(cfg, name)?;
-            if x == st.recovery {
-                edit.set(names::NEXT_BOOT, name);
-                edit.unset(names::TRIAL);
-                edit.unset(names::TRIES);
-                edit.unset(names::PREV);
-                format!("{name} (recovery) is now the primary slot")
-            } else {
-                check_not_bad(cfg, &st, x)?;
-                if st.active_trial() == Some(x) {
-                    format!("{name} is already on trial: boot it and mark it good")
-                } else if st.active_trial().is_none() && st.next_boot == SlotRef::Slot(x) {
-                    format!("{name} is already the primary slot")
-                } else {
-                    start_trial(cfg, &st, &mut edit, x);
-                    format!("{name} will boot on trial (at most {} attempts) and become primary once marked good", st.bootlimit)
-                }
-            }
-        }
-        Op::Trial { slot, limit } => {
-            let x = lookup(cfg, slot)?;
-            if cfg.slot(x).role == Role::Recovery {
-                return Err(OpError::RecoveryNoTrial(slot.clone()));
-            }
-            if let Some(l) = limit {
-                if !(1..=9).contains(l) {
-                    return Err(OpError::BadLimit(*l));
-                }
-            }
-            let b = need_booted(booted)?;
-            if b == x {
-                return Err(OpError::TrialOfBooted(slot.clone()));
-            }
-            start_trial(cfg, &st, &mut edit, x);
-            edit.unset(names::ONCE);
-            edit.unset(&names::bad(slot));
-            let limit = match limit {
-                Some(l) => {
-                    edit.set(names::BOOTLIMIT, &l.to_string());
-                    *l
-                }
-                None => st.bootlimit,
-            };
-            let legacy = if booted.is_some_and(|b| b.legacy) {
-                " (warning: the running boot script does not count boots; no automatic rollback)"
-            } else {
-                ""
-            };
-            format!(
-                "{slot} is on trial: at most {limit} attempts, then back to {}{legacy}",
-                cfg.name(st.last_good_excluding(x))
-            )
-        }
-        Op::Ack => {
-            edit.unset(names::RB_SLOT);
-            edit.unset(names::RB_REASON);
-            match &st.rollback {
-                Some(r) => format!("acknowledged the rollback of {} ({})", r.slot, r.reason),
-                None => "no rollback to acknowledge".to_string(),
-            }
-        }
+        Op::BootOnce(name) => boot_once(cfg, &st, e, name)?,
+        Op::SetPrimary(name) => set_primary(cfg, &st, e, name)?,
+        Op::Trial { slot, limit } => trial(cfg, &st, e, booted, slot, *limit)?,
+        Op::Ack => ack(&st, e),
     };
     Ok(Outcome {
         changes: edit.changes,
         message,
     })
+}
+
+/// `mark-good`: commit the running slot's trial.
+fn mark_good(
+    cfg: &SlotConfig,
+    st: &BootState,
+    edit: &mut Edit,
+    b: SlotId,
+) -> Result<String, OpError> {
+    match st.active_trial() {
+        Some(t) if t == b => {
+            edit.unset(names::TRIAL);
+            edit.unset(names::TRIES);
+            edit.unset(names::PREV);
+            Ok(format!(
+                "committed {}: it is now the primary slot",
+                cfg.name(b)
+            ))
+        }
+        Some(t) => Err(OpError::NothingToCommit(format!(
+            "the trial is of {}, but {} is running",
+            cfg.name(t),
+            cfg.name(b)
+        ))),
+        None => Err(OpError::NothingToCommit(format!(
+            "no trial is active; {} needs no commit",
+            cfg.name(b)
+        ))),
+    }
+}
+
+/// `mark-bad`: abandon the running slot (give up its trial, or record it bad).
+fn mark_bad(
+    cfg: &SlotConfig,
+    vars: &Vars,
+    st: &BootState,
+    edit: &mut Edit,
+    b: SlotId,
+    reason: &str,
+) -> Result<String, OpError> {
+    if b == st.recovery {
+        return Err(OpError::RecoveryCannotBeBad(cfg.name(b).to_string()));
+    }
+    if st.active_trial() == Some(b) {
+        if st.once == SlotRef::Slot(b) {
+            edit.unset(names::ONCE);
+        }
+        let f = give_up(cfg, st, edit, b, reason);
+        return Ok(format!(
+            "gave up the trial of {}; next boot: {}",
+            cfg.name(b),
+            cfg.name(f)
+        ));
+    }
+    let name = cfg.name(b);
+    edit.set(&names::bad(name), reason);
+    edit.set(names::RB_SLOT, name);
+    edit.set(names::RB_REASON, reason);
+    if st.next_boot == SlotRef::Slot(b) {
+        edit.set(names::NEXT_BOOT, cfg.name(st.recovery));
+    }
+    if st.prev == SlotRef::Slot(b) {
+        edit.unset(names::PREV);
+    }
+    if st.trial == SlotRef::Slot(b) {
+        edit.unset(names::TRIAL);
+        edit.unset(names::TRIES);
+    }
+    if st.once == SlotRef::Slot(b) {
+        edit.unset(names::ONCE);
+    }
+    let next = BootState::parse(cfg, &after(vars, &edit.changes)).primary();
+    Ok(format!("marked {name} bad; next boot: {}", cfg.name(next)))
+}
+
+/// `boot-once`: the next boot only.
+fn boot_once(
+    cfg: &SlotConfig,
+    st: &BootState,
+    edit: &mut Edit,
+    name: &str,
+) -> Result<String, OpError> {
+    let x = lookup(cfg, name)?;
+    check_not_bad(cfg, st, x)?;
+    edit.set(names::ONCE, name);
+    Ok(format!("the next boot (only) boots {name}"))
+}
+
+/// `set-primary`: the persistent choice, through a trial unless it is the recovery slot.
+fn set_primary(
+    cfg: &SlotConfig,
+    st: &BootState,
+    edit: &mut Edit,
+    name: &str,
+) -> Result<String, OpError> {
+    let x = lookup(cfg, name)?;
+    if x == st.recovery {
+        edit.set(names::NEXT_BOOT, name);
+        edit.unset(names::TRIAL);
+        edit.unset(names::TRIES);
+        edit.unset(names::PREV);
+        return Ok(format!("{name} (recovery) is now the primary slot"));
+    }
+    check_not_bad(cfg, st, x)?;
+    Ok(if st.active_trial() == Some(x) {
+        format!("{name} is already on trial: boot it and mark it good")
+    } else if st.active_trial().is_none() && st.next_boot == SlotRef::Slot(x) {
+        format!("{name} is already the primary slot")
+    } else {
+        start_trial(cfg, st, edit, x);
+        format!(
+            "{name} will boot on trial (at most {} attempts) and become primary once marked good",
+            st.bootlimit
+        )
+    })
+}
+
+/// `trial`: start the trial of a freshly installed slot.
+fn trial(
+    cfg: &SlotConfig,
+    st: &BootState,
+    edit: &mut Edit,
+    booted: Option<Booted>,
+    slot: &str,
+    limit: Option<u8>,
+) -> Result<String, OpError> {
+    let x = lookup(cfg, slot)?;
+    if cfg.slot(x).role == Role::Recovery {
+        return Err(OpError::RecoveryNoTrial(slot.to_owned()));
+    }
+    if let Some(l) = limit {
+        if !(1..=9).contains(&l) {
+            return Err(OpError::BadLimit(l));
+        }
+    }
+    let b = need_booted(booted)?;
+    if b == x {
+        return Err(OpError::TrialOfBooted(slot.to_owned()));
+    }
+    start_trial(cfg, st, edit, x);
+    edit.unset(names::ONCE);
+    edit.unset(&names::bad(slot));
+    let limit = match limit {
+        Some(l) => {
+            edit.set(names::BOOTLIMIT, &l.to_string());
+            l
+        }
+        None => st.bootlimit,
+    };
+    let legacy = if booted.is_some_and(|b| b.legacy) {
+        " (warning: the running boot script does not count boots; no automatic rollback)"
+    } else {
+        ""
+    };
+    Ok(format!(
+        "{slot} is on trial: at most {limit} attempts, then back to {}{legacy}",
+        cfg.name(st.last_good_excluding(x))
+    ))
+}
+
+/// `ack`: clear the rollback record.
+fn ack(st: &BootState, edit: &mut Edit) -> String {
+    edit.unset(names::RB_SLOT);
+    edit.unset(names::RB_REASON);
+    match &st.rollback {
+        Some(r) => format!("acknowledged the rollback of {} ({})", r.slot, r.reason),
+        None => "no rollback to acknowledge".to_string(),
+    }
 }
 
 fn after(vars: &Vars, changes: &Changes) -> Vars {

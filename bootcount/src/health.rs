@@ -395,9 +395,12 @@ mod tests {
 
     /// Regression (issue 10): each of these used to be skipped silently, and the trial was
     /// committed. A required check that cannot run is a failed check, named in the reason.
+    /// (what, how to break the check file, what the reason says).
+    type Case = (&'static str, Box<dyn Fn(&Path)>, &'static str);
+
     #[test]
     fn a_required_check_that_cannot_run_is_a_failed_check() {
-        let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "dangling symlink (the program is missing from the image)",
                 Box::new(|d| {

@@ -3,7 +3,7 @@ fn main() -> std::process::ExitCode {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     let mut reboot = bootcount::cli::system_reboot;
-    let code = bootcount::cli::main_with(
+    let result = bootcount::cli::run(
         std::env::args_os().collect(),
         &mut bootcount::cli::Ctx {
             out: &mut out,
@@ -11,5 +11,8 @@ fn main() -> std::process::ExitCode {
             reboot: &mut reboot,
         },
     );
-    std::process::ExitCode::from(code.clamp(0, 255) as u8)
+    result.unwrap_or_else(|e| {
+        bootcount::cli::print_error(&e, &mut err);
+        std::process::ExitCode::from(e.exit_code())
+    })
 }

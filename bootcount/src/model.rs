@@ -174,7 +174,7 @@ impl Model {
         panic!("device never reaches a working slot from {d:?}");
     }
 
-    /// A write that may be cut: the state with it applied, and (if it writes) without.
+    /// Explore every state a write may leave (see [`written`]).
     fn write(&mut self, next: Vec<Dev>) {
         for x in next {
             self.push(x);
@@ -310,8 +310,6 @@ impl Model {
             legacy: false,
         });
         self.push(Self::off(d)); // reboot or power cut
-        let r = self.cfg.recovery();
-        let _ = r;
         let mut ops = vec![
             Op::Ack,
             Op::MarkBad {

@@ -268,72 +268,13 @@ pub fn mkimage_from_text(
         return Err(EncodeError::SizeTooSmall { size, layout });
     }
     let env_size = size - hl;
-    let mut env = vec![pad; env_size];
-    let mut ep = 0usize;
-    let mut fp = 0usize;
-    let at_line_start = |fp: usize| fp == 0 || text[fp - 1] == b'\n';
-    // When the input does not fit, say exactly how many bytes it needs: parse it again into a
-    // data area big enough for any input of this length and measure what it used.
-    let full = || {
-        let roomy = mkimage_from_text(text, hl + text.len() + 2, layout, 0).expect("sized to fit");
-        let data = &roomy[hl..];
-        let needed = data
-            .windows(2)
-            .position(|w| w == [0, 0])
-            .map_or(data.len(), |i| i + 2);
-        EncodeError::Full {
+    let mut env = crate::text::parse(text)
+        .data_within(env_size)
+        .map_err(|needed| EncodeError::Full {
             needed,
             available: env_size,
-        }
-    };
-    while fp < text.len() && ep < env_size - 1 {
-        let c = text[fp];
-        if c == b'\n' {
-            if at_line_start(fp) {
-                // empty line
-            } else if text[fp - 1] == b'\\' {
-                env[ep - 1] = b'\n';
-            } else {
-                env[ep] = 0;
-                ep += 1;
-            }
-        } else if at_line_start(fp) && c == b'#' {
-            // Skip the comment up to its newline; the step below steps over the newline.
-            fp += 1;
-            while fp < text.len() && text[fp] != b'\n' {
-                fp += 1;
-            }
-        } else {
-            env[ep] = c;
-            ep += 1;
-        }
-        fp += 1;
-    }
-    // Anything meaningful left over means the input did not fit.
-    while fp < text.len() {
-        let c = text[fp];
-        if c == b'\n' {
-            // blank lines (and the end of comment lines) are fine
-        } else if at_line_start(fp) && c == b'#' {
-            fp += 1;
-            while fp < text.len() && text[fp] != b'\n' {
-                fp += 1;
-            }
-        } else {
-            return Err(full());
-        }
-        fp += 1;
-    }
-    if ep == 0 || env[ep - 1] != 0 {
-        env[ep] = 0;
-        ep += 1;
-        if ep >= env_size {
-            return Err(full());
-        }
-        env[ep] = 0;
-    } else {
-        env[ep] = 0;
-    }
+        })?;
+    env.resize(env_size, pad);
     Ok(assemble(&env, layout, 1))
 }
 

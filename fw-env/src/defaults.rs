@@ -17,8 +17,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{self, Layout};
 use crate::storage::{self, StorageError};
+use crate::text;
 use crate::vars::Vars;
 
 /// The largest defaults file read: larger than any environment fw-env accepts.
@@ -148,52 +148,16 @@ impl Defaults {
 /// Parse defaults text into variables exactly as `mkenvimage` would store them (an entry
 /// without `=` is dropped, a later duplicate wins, as U-Boot's import does).
 pub fn parse_text(text: &[u8]) -> Vars {
-    let size = text.len() + 16;
-    match codec::mkimage_from_text(text, size, Layout::Single, 0) {
-        Ok(image) => codec::parse_data(&image[codec::CRC_SIZE..]).0,
-        // Unreachable: the image is sized for any input of this length.
-        Err(_) => Vars::new(),
-    }
+    text::parse(text).vars()
 }
 
-/// The entries of `mkenvimage` text with the line each starts on: the same split
-/// `codec::mkimage_from_text` does (blank lines and `#` lines at a line start skipped,
-/// `\` + newline embeds a newline), NUL bytes kept inside the entry.
+/// The entries of `mkenvimage` text with the line each starts on (see [`crate::text`]).
 pub fn entries_with_lines(text: &[u8]) -> Vec<(usize, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut cur: Vec<u8> = Vec::new();
-    let mut cur_line = 0usize;
-    let mut line = 1usize;
-    let at_line_start = |fp: usize| fp == 0 || text[fp - 1] == b'\n';
-    let mut fp = 0usize;
-    while fp < text.len() {
-        let c = text[fp];
-        if c == b'\n' {
-            if at_line_start(fp) {
-                // blank line
-            } else if text[fp - 1] == b'\\' && !cur.is_empty() {
-                *cur.last_mut().expect("not empty") = b'\n';
-            } else if !cur.is_empty() {
-                out.push((cur_line, std::mem::take(&mut cur)));
-            }
-            line += 1;
-        } else if at_line_start(fp) && c == b'#' {
-            while fp < text.len() && text[fp] != b'\n' {
-                fp += 1;
-            }
-            line += 1; // the comment's newline, stepped over below
-        } else {
-            if cur.is_empty() {
-                cur_line = line;
-            }
-            cur.push(c);
-        }
-        fp += 1;
-    }
-    if !cur.is_empty() {
-        out.push((cur_line, cur));
-    }
-    out
+    text::parse(text)
+        .entries
+        .into_iter()
+        .map(|e| (e.line, e.bytes))
+        .collect()
 }
 
 fn entry_problem(entry: &[u8]) -> Option<String> {
@@ -261,6 +225,7 @@ pub fn run_targets(cmd: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{self, Layout};
 
     fn usable(text: &str) -> Option<String> {
         Defaults::parse(

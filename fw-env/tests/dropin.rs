@@ -237,7 +237,7 @@ fn bytes_are_stored_and_printed_exactly_like_libubootenv() {
     assert!(p
         .vars(Who::Ours)
         .contains(&(name.as_bytes().to_vec(), value.as_bytes().to_vec())));
-    let o = p.same("fw_printenv", &[name.clone()], None);
+    let o = p.same("fw_printenv", std::slice::from_ref(&name), None);
     assert_eq!(
         o.stdout,
         [name.as_bytes(), b"=", value.as_bytes(), b"\n"].concat()

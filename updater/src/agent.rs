@@ -18,7 +18,6 @@
 //! of at most [`MAX_LINE`] bytes, a connection gets [`MAX_REQUESTS`] of them within its deadline,
 //! reads and writes time out. No shell: the reboot command is run as an argument vector.
 
-use bootcount::cli::{EnvAccess, EnvRead};
 use bootcount::{engine, Op, SlotConfig};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -184,13 +183,26 @@ impl Agent {
         }
     }
 
-    fn store(&self) -> Result<fw_env::Store, String> {
-        fw_env::cli::open_store(
-            self.cfg.env_config.as_deref(),
-            self.cfg.defaults.as_deref(),
-            None,
+    /// The environment as bootcount opens it: fw-env's library, the same lock and timeout
+    /// variables, and a write from the defaults refused unless they hold the policy's variables.
+    fn store(&self, cfg: &SlotConfig) -> Result<fw_env::Store, String> {
+        let mut options = fw_env::OpenOptions {
+            defaults: self.cfg.defaults.clone(),
+            ..fw_env::OpenOptions::default()
+        }
+        .with_lock_vars(
+            std::env::var_os(fw_env::open::LOCK_FILE_VAR),
+            std::env::var_os(fw_env::open::LOCK_TIMEOUT_VAR),
         )
-        .map_err(|e| format!("environment: {e}"))
+        .map_err(|e| format!("environment: {e}"))?;
+        if let Some(config) = &self.cfg.env_config {
+            options.config = config.clone();
+        }
+        let store = options.open().map_err(|e| format!("environment: {e}"))?;
+        Ok(store.with_required_defaults(
+            cfg.default_env().into_iter().map(|(name, _)| name),
+            "bootcount's boot policy",
+        ))
     }
 
     fn slots(&self) -> Result<SlotConfig, String> {
@@ -201,13 +213,13 @@ impl Agent {
     /// health verdict readable from the environment.
     pub fn status(&self) -> Result<serde_json::Value, String> {
         let cfg = self.slots()?;
-        let store = self.store()?;
-        let r: EnvRead = EnvAccess::read(&store).map_err(|e| e.to_string())?;
+        let snapshot = self.store(&cfg)?.read().map_err(|e| e.to_string())?;
+        let vars = fw_env::codec::uboot_view(&snapshot.vars);
         let cmdline = std::fs::read_to_string(&self.cfg.cmdline)
             .map_err(|e| format!("{}: {e}", self.cfg.cmdline.display()))?;
         let booted =
-            bootcount::cmdline::booted_slot(&cfg, &r.vars, &cmdline).map_err(|e| e.to_string())?;
-        let st = engine::status(&cfg, &r.vars, booted);
+            bootcount::cmdline::booted_slot(&cfg, &vars, &cmdline).map_err(|e| e.to_string())?;
+        let st = engine::status(&cfg, &vars, booted);
         // bootcount keeps no verdict file: the environment says whether the running slot's
         // checks are still to pass (its trial is open) or passed (committed), and the last
         // failure is the last rollback.
@@ -224,25 +236,37 @@ impl Agent {
         v["robot"] = "zbot".into();
         v["image_version"] = version.map_or(serde_json::Value::Null, Into::into);
         v["health"] = health.into();
-        v["env_valid"] = r.warning.is_none().into();
+        v["env_valid"] = snapshot.is_valid().into();
         Ok(v)
     }
 
     /// Set `next_boot` once to the recovery slot, as `bootcount boot-once otafs` does.
     fn boot_recovery_once(&self) -> Result<String, String> {
         let cfg = self.slots()?;
-        let store = self.store()?;
+        let store = self.store(&cfg)?;
         let op = Op::BootOnce(cfg.name(cfg.recovery()).to_string());
-        let mut message = String::new();
-        EnvAccess::update(&store, &mut |r| {
-            let out = engine::apply_op(&cfg, &r.vars, None, &op)?;
-            message = out.message;
-            Ok(out.changes)
-        })
-        .map_err(|e| e.to_string())?;
+        let (message, _report) = store
+            .update(|snapshot| {
+                let vars = fw_env::codec::uboot_view(&snapshot.vars);
+                let out = engine::apply_op(&cfg, &vars, None, &op)
+                    .map_err(|e| UpdateError(e.to_string()))?;
+                Ok::<_, UpdateError>((out.changes, out.message))
+            })
+            .map_err(|e| e.0)?;
         Ok(message)
     }
+}
 
+/// An error of the one locked read-decide-write, as text for the reply.
+struct UpdateError(String);
+
+impl From<fw_env::Error> for UpdateError {
+    fn from(e: fw_env::Error) -> UpdateError {
+        UpdateError(e.to_string())
+    }
+}
+
+impl Agent {
     /// Answer one request line.
     pub fn handle(&mut self, line: &str, now: Instant) -> (String, After) {
         let words: Vec<&str> = line.split_ascii_whitespace().collect();

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::getopt::{self, OptSpec};
-use super::{open_store, print_warning, Io};
+use super::{open_store, print_warning, Io, RunError};
 use crate::config::DEFAULT_CONFIG_PATH;
 use crate::store::{Error, Snapshot, Source};
 use crate::vars::{check_name, Changes};
@@ -151,13 +151,10 @@ fn usage(tool: Tool) -> String {
 
 /// Run the drop-in tool `tool` with `args` (argv without argv\[0\]), in the style
 /// [`STYLE_VAR`] names. Returns the exit code: 0 on success, 1 on any failure.
-pub fn run(tool: Tool, args: &[OsString], io: &mut Io<'_>) -> i32 {
+pub fn run(tool: Tool, args: &[OsString], io: &mut Io<'_>) -> Result<u8, RunError> {
     match Style::from_var(std::env::var_os(STYLE_VAR).as_deref()) {
         Ok(style) => run_with(tool, style, args, io),
-        Err(e) => {
-            let _ = writeln!(io.stderr, "{}: {e}", tool_name(tool));
-            1
-        }
+        Err(e) => Err(RunError::Refused(format!("{}: {e}", tool_name(tool)))),
     }
 }
 
@@ -168,15 +165,30 @@ fn tool_name(tool: Tool) -> &'static str {
     }
 }
 
-/// [`run`] in a given style.
-pub fn run_with(tool: Tool, style: Style, args: &[OsString], io: &mut Io<'_>) -> i32 {
+/// The drop-in's options and operands, checked.
+struct Options {
+    config: Option<PathBuf>,
+    defenv: Option<PathBuf>,
+    lock_dir: Option<PathBuf>,
+    noheader: bool,
+    script: Option<OsString>,
+    operands: Vec<OsString>,
+}
+
+/// What the command line asks for.
+enum Parsed {
+    Run(Options),
+    Help,
+    Version,
+}
+
+/// Parse and check the options the way both C tools read them, refusing what they would
+/// silently ignore.
+fn parse_options(tool: Tool, style: Style, args: &[OsString]) -> Result<Parsed, RunError> {
     let name = tool_name(tool);
     let (opts, operands) = match getopt::parse(args, SPECS) {
         Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(io.stderr, "{name}: {e}\n{}", usage(tool));
-            return 1;
-        }
+        Err(e) => return Err(RunError::Refused(format!("{name}: {e}\n{}", usage(tool)))),
     };
     let mut config: Option<PathBuf> = None;
     let mut defenv: Option<PathBuf> = None;
@@ -206,23 +218,14 @@ pub fn run_with(tool: Tool, style: Style, args: &[OsString], io: &mut Io<'_>) ->
                 noheader = true;
                 Ok(())
             }
-            'h' => {
-                let _ = write!(io.stdout, "{}", usage(tool));
-                return 0;
-            }
-            'v' | 'V' => {
-                let _ = writeln!(io.stdout, "{name} (fw-env) {}", env!("CARGO_PKG_VERSION"));
-                return 0;
-            }
+            'h' => return Ok(Parsed::Help),
+            'v' | 'V' => return Ok(Parsed::Version),
             other => Err(format!(
                 "{name}: option -{other} is not an option of {name}\n{}",
                 usage(tool)
             )),
         };
-        if let Err(e) = checked {
-            let _ = writeln!(io.stderr, "{e}");
-            return 1;
-        }
+        checked.map_err(RunError::Refused)?;
     }
     if tool == Tool::Print && noheader {
         let wrong = match style {
@@ -230,31 +233,63 @@ pub fn run_with(tool: Tool, style: Style, args: &[OsString], io: &mut Io<'_>) ->
             Style::UbootTools => operands.len() != 1,
         };
         if wrong {
-            let _ = writeln!(
-                io.stderr,
+            return Err(RunError::Refused(format!(
                 "## Error: `-n'/`--noheader' option requires {} argument",
                 match style {
                     Style::Libubootenv => "at least one",
                     Style::UbootTools => "exactly one",
                 }
-            );
-            return 1;
+            )));
         }
     }
     if script.is_some() && !operands.is_empty() {
-        let _ = writeln!(
-            io.stderr,
+        return Err(RunError::Refused(format!(
             "{name}: -s FILE takes no NAME or VALUE arguments (got {}): put them in the script; nothing was written",
             operands
                 .iter()
                 .map(|o| format!("{:?}", o))
                 .collect::<Vec<_>>()
                 .join(" ")
-        );
-        return 1;
+        )));
     }
+    Ok(Parsed::Run(Options {
+        config,
+        defenv,
+        lock_dir,
+        noheader,
+        script,
+        operands,
+    }))
+}
+
+/// [`run`] in a given style.
+pub fn run_with(
+    tool: Tool,
+    style: Style,
+    args: &[OsString],
+    io: &mut Io<'_>,
+) -> Result<u8, RunError> {
+    let name = tool_name(tool);
+    let Options {
+        config,
+        defenv,
+        lock_dir,
+        noheader,
+        script,
+        operands,
+    } = match parse_options(tool, style, args)? {
+        Parsed::Run(o) => o,
+        Parsed::Help => {
+            let _ = write!(io.stdout, "{}", usage(tool));
+            return Ok(0);
+        }
+        Parsed::Version => {
+            let _ = writeln!(io.stdout, "{name} (fw-env) {}", env!("CARGO_PKG_VERSION"));
+            return Ok(0);
+        }
+    };
     let lock_file = lock_dir.map(|d| d.join("fw_printenv.lock"));
-    let result = (|| -> Result<i32, CliError> {
+    let result = (|| -> Result<u8, CliError> {
         // Arguments and the script are checked before the environment is opened.
         let changes = match (tool, &script) {
             (Tool::Print, _) => None,
@@ -277,13 +312,11 @@ pub fn run_with(tool: Tool, style: Style, args: &[OsString], io: &mut Io<'_>) ->
             }
         }
     })();
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            let _ = writeln!(io.stderr, "{name}: {}", super::error_chain(&e));
-            1
-        }
-    }
+    result.map_err(|source| RunError::Failed {
+        prefix: format!("{name}: "),
+        source: Box::new(source),
+        code: 1,
+    })
 }
 
 /// Errors of the drop-in beyond the library's.
@@ -347,7 +380,7 @@ fn print(
     names: &[OsString],
     noheader: bool,
     io: &mut Io<'_>,
-) -> i32 {
+) -> u8 {
     if names.is_empty() && snapshot.source == Source::Empty {
         let _ = writeln!(io.stderr, "fw_printenv: no default environment to show: give the board's with -f FILE (u-boot-initial-env)");
         return 1;

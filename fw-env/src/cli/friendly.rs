@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use super::dropin::CliError;
-use super::{error_chain, open_store, print_warning, Io};
+use super::{open_store, print_warning, Io, RunError};
 use crate::codec::{self, Layout};
 use crate::storage::WriteMode;
 use crate::store::{CopyStatus, Snapshot, Source};
@@ -120,31 +120,31 @@ fn parse_byte(s: &str) -> Result<u8, String> {
     parse_number(s).and_then(|n| u8::try_from(n).map_err(|_| format!("{s} does not fit in a byte")))
 }
 
-/// Run `fw-env` with a full argv.
-pub fn run(argv: Vec<OsString>, io: &mut Io<'_>) -> i32 {
+/// Run `fw-env` with a full argv. Ok: the exit code of a command that ran (0, or 1 for `get`
+/// of an unset variable and `check` finding a problem).
+pub fn run(argv: Vec<OsString>, io: &mut Io<'_>) -> Result<u8, RunError> {
     let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
-        Err(e) => {
-            let text = e.render().to_string();
-            if e.use_stderr() {
-                let _ = write!(io.stderr, "{text}");
-            } else {
-                let _ = write!(io.stdout, "{text}");
-            }
-            return e.exit_code();
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = write!(io.stdout, "{}", e.render());
+            return Ok(u8::try_from(e.exit_code()).unwrap_or(0));
         }
+        Err(e) => return Err(RunError::Usage(e)),
     };
-    let is_check = matches!(cli.command, Command::Check { .. });
+    // `check` tells "problem found" (1) from "could not check" (2).
+    let code = if matches!(cli.command, Command::Check { .. }) {
+        2
+    } else {
+        1
+    };
     match execute(cli, io) {
-        Ok(code) => code,
-        Err(e) => {
-            let _ = writeln!(io.stderr, "fw-env: error: {}", error_chain(&e));
-            if is_check {
-                2
-            } else {
-                1
-            }
-        }
+        Ok(c) => Ok(u8::try_from(c).unwrap_or(1)),
+        Err(source) => Err(RunError::Failed {
+            prefix: "fw-env: error: ".into(),
+            source: Box::new(source),
+            code,
+        }),
     }
 }
 
@@ -177,46 +177,7 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
     }
     let store = open_store(cli.config.as_deref(), cli.defaults.as_deref(), None)?;
     match cli.command {
-        Command::Print { names, json, raw } => {
-            let snapshot = store.read()?;
-            print_warning(&snapshot, io);
-            let vars = shown(&snapshot.vars, raw);
-            let mut code = 0;
-            let selected: Vec<(String, String)> = if names.is_empty() {
-                vars.iter()
-                    .map(|(k, v)| {
-                        (
-                            String::from_utf8_lossy(k).into_owned(),
-                            String::from_utf8_lossy(v).into_owned(),
-                        )
-                    })
-                    .collect()
-            } else {
-                let mut out = Vec::new();
-                for n in names {
-                    match vars.get(&n) {
-                        Some(v) => out.push((n, v.into_owned())),
-                        None => {
-                            let _ = writeln!(io.stderr, "fw-env: {n:?} is not set");
-                            code = 1;
-                        }
-                    }
-                }
-                out
-            };
-            if json {
-                let map: serde_json::Map<String, serde_json::Value> = selected
-                    .into_iter()
-                    .map(|(k, v)| (k, serde_json::Value::String(v)))
-                    .collect();
-                let _ = writeln!(io.stdout, "{}", serde_json::Value::Object(map));
-            } else {
-                for (k, v) in selected {
-                    let _ = writeln!(io.stdout, "{k}={v}");
-                }
-            }
-            Ok(code)
-        }
+        Command::Print { names, json, raw } => print(&store, names, json, raw, io),
         Command::Get { name, raw } => {
             let snapshot = store.read()?;
             print_warning(&snapshot, io);
@@ -233,23 +194,74 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<i32, CliError> {
             }
         }
         Command::Set { args, raw } => write(&store, set_changes(&args, raw)?, io),
-        Command::Unset { names } => {
-            let mut changes = Changes::new();
-            for n in names {
-                check_name(n.as_bytes()).map_err(|e| CliError::BadName {
-                    name: n.clone(),
-                    reason: e.to_string(),
-                })?;
-                changes.push(n, None);
-            }
-            write(&store, changes, io)
-        }
+        Command::Unset { names } => write(&store, unset_changes(names)?, io),
         Command::Check { json } => {
             let snapshot = store.read()?;
             Ok(check(&snapshot, json, io))
         }
         Command::Mkimage { .. } => unreachable!("handled above"),
     }
+}
+
+/// `fw-env print`: all variables, or the named ones (exit 1 when one is not set).
+fn print(
+    store: &crate::Store,
+    names: Vec<String>,
+    json: bool,
+    raw: bool,
+    io: &mut Io<'_>,
+) -> Result<i32, CliError> {
+    let snapshot = store.read()?;
+    print_warning(&snapshot, io);
+    let vars = shown(&snapshot.vars, raw);
+    let mut code = 0;
+    let selected: Vec<(String, String)> = if names.is_empty() {
+        vars.iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    } else {
+        let mut out = Vec::new();
+        for n in names {
+            match vars.get(&n) {
+                Some(v) => out.push((n, v.into_owned())),
+                None => {
+                    let _ = writeln!(io.stderr, "fw-env: {n:?} is not set");
+                    code = 1;
+                }
+            }
+        }
+        out
+    };
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = selected
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        let _ = writeln!(io.stdout, "{}", serde_json::Value::Object(map));
+    } else {
+        for (k, v) in selected {
+            let _ = writeln!(io.stdout, "{k}={v}");
+        }
+    }
+    Ok(code)
+}
+
+/// The changes of `fw-env unset`.
+fn unset_changes(names: Vec<String>) -> Result<Changes, CliError> {
+    let mut changes = Changes::new();
+    for n in names {
+        check_name(n.as_bytes()).map_err(|e| CliError::BadName {
+            name: n.clone(),
+            reason: e.to_string(),
+        })?;
+        changes.push(n, None);
+    }
+    Ok(changes)
 }
 
 /// Apply `changes` in one write, warning first when no copy was valid.

@@ -8,14 +8,13 @@ pub mod getopt;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use crate::config::DEFAULT_CONFIG_PATH;
-use crate::defaults::DefaultsFrom;
-use crate::store::{self, Snapshot, Store};
+use crate::open::{OpenOptions, LOCK_FILE_VAR, LOCK_TIMEOUT_VAR};
+use crate::store::{Snapshot, Store};
 
-/// Where the default environment is read from when no `-f`/`--defaults` is given and the file
-/// exists (libubootenv's default; U-Boot's build writes it as `u-boot-initial-env`).
-pub const DEFAULT_DEFAULTS_PATH: &str = "/etc/u-boot-initial-env";
+pub use crate::open::DEFAULT_DEFAULTS_PATH;
 
 /// The standard streams, injectable for tests.
 pub struct Io<'a> {
@@ -28,27 +27,27 @@ pub struct Io<'a> {
 }
 
 /// Open the store for the CLI options: config (default `/etc/fw_env.config`), defaults file
-/// (explicit, or the default path when it exists), lock file (explicit, or the library's).
+/// (explicit, or the default path when it exists), lock file (`-l`, else `$FW_ENV_LOCK_FILE`,
+/// else the shared one) and `$FW_ENV_LOCK_TIMEOUT`: the process environment is read here, in
+/// the CLI layer, never by the library.
 pub fn open_store(
     config: Option<&Path>,
     defaults: Option<&Path>,
     lock_file: Option<PathBuf>,
 ) -> Result<Store, dropin::CliError> {
-    let config = config.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
-    let mut s = Store::from_config_file(config)?;
-    let defaults = match defaults {
-        Some(p) => Some(store::load_defaults(p)?),
-        // symlink_metadata: a dangling link is reported by the load, not taken for "absent".
-        None if std::fs::symlink_metadata(DEFAULT_DEFAULTS_PATH).is_ok() => Some(
-            crate::Defaults::load(Path::new(DEFAULT_DEFAULTS_PATH), DefaultsFrom::DefaultPath)?,
-        ),
-        None => None,
-    };
-    s = s.with_defaults_file(defaults);
-    if let Some(l) = lock_file {
-        s = s.with_lock_file(Some(l));
+    let mut options = OpenOptions {
+        config: config.unwrap_or(Path::new(DEFAULT_CONFIG_PATH)).to_owned(),
+        defaults: defaults.map(Path::to_owned),
+        ..OpenOptions::default()
     }
-    Ok(s)
+    .with_lock_vars(
+        std::env::var_os(LOCK_FILE_VAR),
+        std::env::var_os(LOCK_TIMEOUT_VAR),
+    )?;
+    if let Some(l) = lock_file {
+        options.lock_file = l;
+    }
+    Ok(options.open()?)
 }
 
 /// Say on stderr when no copy is valid.
@@ -58,24 +57,42 @@ pub fn print_warning(snapshot: &Snapshot, io: &mut Io<'_>) {
     }
 }
 
-/// An error and its causes on one line, `: `-separated.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
+/// Why a tool stopped: the text for stderr and the exit code, carried together.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The arguments are not understood (clap's message and usage; exit 2).
+    #[error("{}", .0.render())]
+    Usage(clap::Error),
+    /// A command failed: `PREFIX` then the error and its causes on one line.
+    #[error("{prefix}{}", crate::error_chain(.source.as_ref()))]
+    Failed {
+        /// `fw-env: error: `, `fw_setenv: `.
+        prefix: String,
+        /// What failed.
+        #[source]
+        source: Box<dropin::CliError>,
+        /// 1, or 2 for a `check` that could not read.
+        code: u8,
+    },
+    /// A drop-in refusal in the C tools' words (exit 1).
+    #[error("{0}")]
+    Refused(String),
 }
 
-/// Entry point of every binary: dispatch on argv\[0\] (`fw_printenv`, `fw_setenv`, anything
-/// else is the friendly `fw-env`) and return the exit code.
-pub fn main(argv: Vec<OsString>) -> i32 {
+impl RunError {
+    /// The exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(e) => u8::try_from(e.exit_code()).unwrap_or(2),
+            RunError::Failed { code, .. } => *code,
+            RunError::Refused(_) => 1,
+        }
+    }
+}
+
+/// Entry point of every binary: [`run`] on the process's streams; an error is printed on
+/// stderr (one line, or clap's usage) and ends the process with its code.
+pub fn main(argv: Vec<OsString>) -> ExitCode {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
@@ -87,16 +104,28 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         stdout: &mut stdout,
         stderr: &mut stderr,
     };
-    run(argv, &mut io)
+    match run(argv, &mut io) {
+        Ok(code) => code,
+        Err(e) => {
+            match &e {
+                RunError::Usage(_) => write!(io.stderr, "{e}"),
+                _ => writeln!(io.stderr, "{e}"),
+            }
+            .ok();
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
-/// [`main`] with injected streams.
-pub fn run(argv: Vec<OsString>, io: &mut Io<'_>) -> i32 {
+/// Dispatch on argv\[0\] (`fw_printenv`, `fw_setenv`, anything else is the friendly `fw-env`)
+/// and run the tool with injected streams. Ok: the code of a command that ran (0; 1 for a
+/// variable not found or a problem `check` found). Errors carry their exit code.
+pub fn run(argv: Vec<OsString>, io: &mut Io<'_>) -> Result<ExitCode, RunError> {
     let argv0 = argv.first().cloned().unwrap_or_default();
-    let code = match dropin::tool_for(Path::new(&argv0)) {
+    let result = match dropin::tool_for(Path::new(&argv0)) {
         Some(tool) => dropin::run(tool, &argv[1..], io),
         None => friendly::run(argv, io),
     };
     let _ = io.stdout.flush();
-    code
+    result.map(ExitCode::from)
 }
