@@ -188,3 +188,33 @@ fn uboot_env_fragments_agree_with_the_layout() {
         );
     }
 }
+
+/// The test kit's card has the machine's env (location, size, filesystem) and its `ENV_SIZE`.
+#[test]
+fn test_card_env_is_the_machine_env() {
+    let t = Layout::from_toml(zbot_tests::TEST_CARD_LAYOUT).unwrap();
+    let q = layout("qemu/machine/layout.toml");
+    let (n, te) = t.env_partition().unwrap();
+    let (m, qe) = q.env_partition().unwrap();
+    assert_eq!((n, te.size), (m, qe.size));
+    let Content::Env {
+        backend,
+        file,
+        size,
+        ..
+    } = &te.content
+    else {
+        unreachable!()
+    };
+    let Content::Env {
+        backend: b,
+        file: f,
+        size: s,
+        ..
+    } = &qe.content
+    else {
+        unreachable!()
+    };
+    assert_eq!((backend, file, size), (b, f, s));
+    assert_eq!(size.0, zbot_tests::ENV_SIZE as u64);
+}
