@@ -189,7 +189,8 @@ stage() {
     cp "$repo/bootcount/dist/fsck-bootenv" "$d/etc/init.d/fsck-bootenv"
     cp -a "$repo/bootcount/dist/health.d" "$d/etc/bootcount/"
     cp "$m/rootfs/etc/bootcount/health.d/required.d/90-zbot-test" "$d/etc/bootcount/health.d/required.d/"
-    cp "$m/slots.toml" "$d/etc/bootcount/slots.toml"
+    "$bins/partctl" emit slots "$m/layout.toml" >"$d/etc/bootcount/slots.toml" ||
+        die "partctl emit slots $m/layout.toml failed"
     cp "$out/u-boot-initial-env" "$d/etc/u-boot-initial-env"
     echo "$name" >"$d/etc/zbot-image"
     printf 'ZBOT_TEST_HEALTH=%s\nZBOT_TEST_HANG=%s\n' "$health" "$hang" >"$d/etc/zbot-test.conf"

@@ -58,6 +58,16 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The QEMU machine's slots: `partctl emit slots qemu/machine/layout.toml` (what make-image.sh
+/// installs as `/etc/bootcount/slots.toml` and the boot script is generated from).
+pub fn machine_slots() -> bootcount::SlotConfig {
+    let path = repo_root().join("qemu/machine/layout.toml");
+    let l = partctl::layout::Layout::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let text = partctl::emit::emit(&l, partctl::emit::EmitKind::Slots);
+    bootcount::SlotConfig::from_toml(&text, &path.display().to_string())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The cache directory of the U-Boot builds: `${ZBOT_CACHE:-$HOME/.cache/zbot}`.
 pub fn cache_dir() -> PathBuf {
     if let Some(c) = std::env::var_os("ZBOT_CACHE").filter(|c| !c.is_empty()) {

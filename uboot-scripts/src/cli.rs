@@ -14,8 +14,11 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Slot file (default: the built-in rootfs + otafs board, bootcount/dist/slots.toml).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "layout")]
     pub slots: Option<PathBuf>,
+    /// Or the card's partctl layout: the slots are `partctl emit slots LAYOUT`.
+    #[arg(long, global = true)]
+    pub layout: Option<PathBuf>,
     /// Board preset: milkv-duos (board), sandbox, qemu.
     #[arg(long, global = true, default_value = "milkv-duos")]
     pub board: String,
@@ -59,12 +62,20 @@ pub enum Cmd {
 /// Run one command, writing to `out` (stdout in the binary). The error is the whole message
 /// (the binary prefixes `uboot-scripts: error: ` and exits 1).
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
-    let (cfg, origin) = match &cli.slots {
-        Some(p) => (
+    let (cfg, origin) = match (&cli.slots, &cli.layout) {
+        (_, Some(p)) => {
+            let l = partctl::layout::Layout::load(p).map_err(|e| e.to_string())?;
+            let text = partctl::emit::emit(&l, partctl::emit::EmitKind::Slots);
+            let origin = format!("{} (partctl emit slots)", p.display());
+            let cfg =
+                bootcount::SlotConfig::from_toml(&text, &origin).map_err(|e| e.to_string())?;
+            (cfg, origin)
+        }
+        (Some(p), None) => (
             bootcount::SlotConfig::load(p).map_err(|e| e.to_string())?,
             p.display().to_string(),
         ),
-        None => (
+        (None, None) => (
             bootcount::SlotConfig::builtin(),
             "the built-in slot file".to_string(),
         ),
@@ -140,6 +151,13 @@ mod tests {
             .starts_with("bootcmd=run zbot-policy\n"));
         let e = out(&["--board", "nope", "boot-script"]).unwrap_err();
         assert!(e.contains("unknown board \"nope\""), "{e}");
+        // The card's layout gives the same slots as its committed slot file.
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let layout = format!("{root}/partctl/layouts/zbot-duos.toml");
+        assert_eq!(
+            out(&["--layout", &layout, "default-env"]).unwrap(),
+            out(&["default-env"]).unwrap()
+        );
         let e = out(&["--bootpart", "0", "boot-script"]).unwrap_err();
         assert!(
             e.starts_with("board milkv-duos with the options given: bootpart 0"),
