@@ -992,6 +992,19 @@ pub fn fw_env_config(dir: &Path, file: &Path, size: usize) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
+    /// The test card keeps the geometry the sgdisk-made image had (and the docs state).
+    #[test]
+    fn test_card_geometry() {
+        assert_eq!(
+            Layout::default(),
+            Layout {
+                image_size: 4 << 20,
+                p1: (2048, 2048),
+                p2: (4096, 512),
+            }
+        );
+    }
+
     #[test]
     fn missing_uboot_build_names_the_build_script() {
         let e = MissingPeer {
