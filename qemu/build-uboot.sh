@@ -52,9 +52,10 @@
 #   ZBOT_CACHE   cache root (default: $HOME/.cache/zbot); never inside the repository.
 #   ZBOT_JOBS    make -j value (default 2; this host's builds must not use more).
 #   ZBOT_UBOOT_DSC  use this .dsc instead of the newest one in $ZBOT_CACHE/src.
-# Needs: scripts/setup-debian.sh (dpkg-dev, build deps, gcc-riscv64-linux-gnu, sgdisk,
-# e2fsprogs for --selftest).  --selftest: after building, prove the sandbox U-Boot saves and
-# loads /uboot.env on partition 2 of a fresh GPT image (about a second).
+# Needs: scripts/setup-debian.sh (dpkg-dev, build deps, gcc-riscv64-linux-gnu; e2fsprogs,
+# dosfstools and cargo for --selftest).  --selftest: after building, prove the sandbox U-Boot
+# saves and loads /uboot.env on partition 2 of the test kit's card (tests/src/test-card.toml,
+# made by partctl like every card; a few seconds, plus partctl's build the first time).
 set -euo pipefail
 
 RECIPE=1 # bump when the build steps change in a way that must invalidate the cache
@@ -290,15 +291,14 @@ sed '/^#/d' "$paths"
 # --- optional self test ---------------------------------------------------------------------
 if [ "$selftest" = 1 ]; then
     [ -n "$sandbox" ] || die "--selftest needs the sandbox target"
-    need sgdisk gdisk
-    need mkfs.ext4 e2fsprogs
-    need debugfs e2fsprogs
+    need mke2fs e2fsprogs
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
     img="$tmp/disk.img"
-    truncate -s 4M "$img"
-    sgdisk -o -n 1:2048:+1M -t 1:ef00 -n 2:0:+512K -t 2:8300 "$img" >/dev/null
-    mkfs.ext4 -q -F -O ^metadata_csum,^has_journal -E offset=$((4096 * 512)) "$img" 512k >/dev/null
+    repo="$(cd "$here/.." && pwd)"
+    (cd "$repo" && PATH="$PATH:/usr/sbin:/sbin" CARGO_TARGET_DIR="$repo/target/zbot-static" \
+        cargo run -q --locked -p partctl -- create "$repo/tests/src/test-card.toml" "$img") >/dev/null ||
+        die "selftest: partctl create of tests/src/test-card.toml failed"
     "$sandbox" -c "host bind 0 $img; env select EXT4; env load; setenv zbot_selftest ok; saveenv" \
         >"$tmp/out" 2>&1 || die "selftest: sandbox saveenv failed:$(printf '\n'; cat "$tmp/out")"
     out="$("$sandbox" -c "host bind 0 $img; env select EXT4; env load; printenv zbot_selftest" 2>&1 | tr -d '\r')" ||

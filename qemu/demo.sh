@@ -13,7 +13,7 @@
 # Usage: qemu/demo.sh     (installs what is missing on Debian 12, builds, plays; 21 boots,
 #                          ~3 min on an idle 2-core host, ~5 min shared with another QEMU)
 # Needs the generated boot script: automatic once uboot-scripts' generator is in the workspace,
-# else set ZBOT_POLICY_ENV to its output (`uboot-scripts --slots qemu/machine/slots.toml
+# else set ZBOT_POLICY_ENV to its output (`uboot-scripts --layout qemu/machine/layout.toml
 # --board qemu default-env`). The log of every boot: target/zbot-machine/logs/demo.log.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

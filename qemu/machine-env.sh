@@ -4,7 +4,8 @@
 # win: a name defined twice keeps its first position and its last value.
 # The policy part is, in this order:
 #   $ZBOT_POLICY_ENV                  a file (u-boot-initial-env text)
-#   `uboot-scripts --slots qemu/machine/slots.toml --board qemu default-env`, when the
+#   `uboot-scripts --layout qemu/machine/layout.toml --board qemu default-env` (the slots are
+#                                     the layout's, `partctl emit slots`), when the
 #                                     workspace's uboot-scripts has its generator (src/main.rs;
 #                                     built with cargo into target/zbot-static)
 #   qemu/machine/env/placeholder-policy.env   (boots next_boot, no counting; see docs/qemu.md)
@@ -22,7 +23,7 @@ if [ -z "$policy" ] && [ -f "$repo/uboot-scripts/src/main.rs" ]; then
     tmp="$(mktemp)"
     trap 'rm -f "$tmp"' EXIT
     (cd "$repo" && CARGO_TARGET_DIR="$repo/target/zbot-static" cargo run -q --locked -p uboot-scripts -- \
-        --slots "$here/machine/slots.toml" --board qemu default-env) >"$tmp" || {
+        --layout "$here/machine/layout.toml" --board qemu default-env) >"$tmp" || {
         echo "machine-env: uboot-scripts default-env failed (set ZBOT_POLICY_ENV to override)" >&2
         exit 1
     }

@@ -8,7 +8,7 @@
 #   u-boot-initial-env    U-Boot's compiled-in default env (normalised text; also installed
 #                         as /etc/u-boot-initial-env in every slot, for fw-env/bootcount)
 #   image-env.txt         the env the fresh image holds in /uboot.env (defaults + next_boot=rootfs)
-#   uboot.env             that env as a 16 KiB image (fw-env mkimage)
+#   uboot.env             that env as an image of the layout's env size (fw-env mkimage)
 #   vmlinuz initrd.img    the shared kernel (Debian amd64) and initramfs, also on p1
 #   otafs.ext4 rootfs.ext4               the slots as installed on the card (image v1)
 #   update-good.ext4 update-unhealthy.ext4 update-hang.ext4 update-garbage.img
@@ -16,16 +16,10 @@
 #                         fails; one whose init hangs; one that is not a filesystem at all)
 #   machine.env           shell assignments: paths, partition numbers and byte offsets
 #
-# Layout (board: qemu/machine/layout.toml mirrors partctl's zbot-duos-small.toml GUIDs):
-#   p1 boot    34M  FAT32 (EF00)  vmlinuz, initrd.img         board: 128M fip.bin, boot.sd
-#   p2 env    256K  ext4 -O ^metadata_csum,^has_journal, /uboot.env   (board: same)
-#   p3 otafs   16M  ext4 (recovery/updater slot)               board: 125M
-#   p4 rootfs  16M  ext4 (main slot)                           board: 275M
-#   p5 data     4M  ext4                                       board: 50M
-#   p6 staging 24M  ext4 (download area; /pending/rootfs.ext4 is installed by otafs)  board: 300M
-# The card is made by `partctl create qemu/machine/layout.toml disk.img --input DIR` (hybrid
-# GPT/MBR as on the board, the env filesystem made so U-Boot can write it). ZBOT_PARTITIONER=sgdisk
-# makes the same partitions (sizes, names, GUIDs; protective MBR only) with sgdisk + dd instead.
+# The card is qemu/machine/layout.toml (the board's card on a virtio disk, sizes scaled down;
+# docs/partctl.md), made by `partctl create qemu/machine/layout.toml disk.img --input DIR`:
+# hybrid GPT/MBR as on the board, the env filesystem made so U-Boot can write it. partctl is the
+# only partitioner; the partition offsets in machine.env are read back with `partctl check --json`.
 #
 # Inputs (environment):
 #   ZBOT_POLICY_ENV     the boot policy part of the default env (default:
@@ -34,10 +28,9 @@
 #   ZBOT_STATIC_BIN_DIR directory with static x86_64 fw-env, bootcount and partctl binaries
 #                       (default: built here with cargo into target/zbot-static, about a
 #                       minute the first time)
-#   ZBOT_PARTITIONER    partctl (default) or sgdisk
 #   ZBOT_CACHE          cache root (kernel download), default ~/.cache/zbot
 # Needs (scripts/setup-debian.sh): busybox-static, cpio, kmod, dosfstools, mtools, e2fsprogs,
-# gdisk; the Rust toolchain (x86_64-unknown-linux-gnu, glibc's static libc.a from libc6-dev).
+# jq; the Rust toolchain (x86_64-unknown-linux-gnu, glibc's static libc.a from libc6-dev).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -60,7 +53,7 @@ need mcopy mtools
 need mke2fs e2fsprogs
 need resize2fs e2fsprogs
 need ldd libc-bin
-need sgdisk gdisk
+need jq jq
 need gzip gzip
 
 [ $# -eq 1 ] || die "usage: qemu/make-image.sh OUT_DIR"
@@ -86,7 +79,7 @@ if [ -z "$bins" ]; then
         -p fw-env -p bootcount -p partctl) >&2 || die "cargo build of the static binaries failed"
     bins="$repo/target/zbot-static/x86_64-unknown-linux-gnu/release"
 fi
-for b in fw-env bootcount; do
+for b in fw-env bootcount partctl; do
     [ -x "$bins/$b" ] || die "$bins/$b missing"
     file -L "$bins/$b" | grep -q 'static' || die "$bins/$b is not statically linked"
 done
@@ -102,7 +95,10 @@ grep -q '^bootcmd=' "$out/u-boot-initial-env" || die "no bootcmd in the default 
 # The fresh image boots the main system: /uboot.env = defaults with next_boot=rootfs.
 sed 's/^next_boot=.*/next_boot=rootfs/' "$out/u-boot-initial-env" >"$out/image-env.txt"
 grep -qx 'next_boot=rootfs' "$out/image-env.txt" || echo 'next_boot=rootfs' >>"$out/image-env.txt"
-"$bins/fw-env" mkimage --size 0x4000 "$out/image-env.txt" "$out/uboot.env" ||
+# CONFIG_ENV_SIZE as the layout says it (the data line of its fw_env.config: file offset size).
+env_size="$("$bins/partctl" emit fw_env.config "$m/layout.toml" | awk '!/^#/ { print $3 }')"
+[ -n "$env_size" ] || die "the layout $m/layout.toml has no env partition"
+"$bins/fw-env" mkimage --size "$env_size" "$out/image-env.txt" "$out/uboot.env" ||
     die "fw-env mkimage failed"
 
 # --- initramfs ---------------------------------------------------------------------------------
@@ -186,14 +182,15 @@ stage() {
     ln -s fw-env "$d/usr/bin/fw_setenv"
     cp "$bins/bootcount" "$d/usr/bin/bootcount"
     # partctl in every slot: `partctl check /dev/vda` on the running system (scenario 7).
-    [ ! -x "$bins/partctl" ] || cp "$bins/partctl" "$d/usr/sbin/partctl"
+    cp "$bins/partctl" "$d/usr/sbin/partctl"
     add_e2fsprogs "$d"
     cp "$m/layout.toml" "$d/etc/zbot-layout.toml"
     cp "$repo/bootcount/dist/S95bootcount" "$d/etc/init.d/S95bootcount"
     cp "$repo/bootcount/dist/fsck-bootenv" "$d/etc/init.d/fsck-bootenv"
     cp -a "$repo/bootcount/dist/health.d" "$d/etc/bootcount/"
     cp "$m/rootfs/etc/bootcount/health.d/required.d/90-zbot-test" "$d/etc/bootcount/health.d/required.d/"
-    cp "$m/slots.toml" "$d/etc/bootcount/slots.toml"
+    "$bins/partctl" emit slots "$m/layout.toml" >"$d/etc/bootcount/slots.toml" ||
+        die "partctl emit slots $m/layout.toml failed"
     cp "$out/u-boot-initial-env" "$d/etc/u-boot-initial-env"
     echo "$name" >"$d/etc/zbot-image"
     printf 'ZBOT_TEST_HEALTH=%s\nZBOT_TEST_HANG=%s\n' "$health" "$hang" >"$d/etc/zbot-test.conf"
@@ -216,70 +213,26 @@ mkslot "$out/update-hang.ext4" rootfs "rootfs v2-hang" pass 1
 # Not a filesystem: the kernel (initramfs) cannot mount root and panics -> reboot.
 head -c 1048576 /dev/urandom >"$out/update-garbage.img"
 
-# --- the other partitions ----------------------------------------------------------------------
-rm -f "$work/boot.vfat"
-mkfs.vfat -F 32 -n BOOT -C "$work/boot.vfat" $((34 * 1024)) >/dev/null || die "mkfs.vfat failed"
-mcopy -i "$work/boot.vfat" "$out/vmlinuz" ::vmlinuz
-mcopy -i "$work/boot.vfat" "$out/initrd.img" ::initrd.img
-mkdir -p "$work/env"
-cp "$out/uboot.env" "$work/env/uboot.env"
-rm -f "$work/env.ext4"
-mke2fs -q -F -t ext4 -O ^metadata_csum,^has_journal -L env -d "$work/env" "$work/env.ext4" 256k >/dev/null ||
-    die "mke2fs of the env filesystem failed"
-mkext4 "$work/data.ext4" data 4M
-mkdir -p "$work/staging/pending"
-mkext4 "$work/staging.ext4" staging 24M "$work/staging"
-
 # --- the card ----------------------------------------------------------------------------------
 img="$out/disk.img"
 rm -f "$img"
-partition_with_sgdisk() {
-    # 1 MiB aligned, names and GUIDs as partctl's zbot-duos-small.toml, then 1 MiB spare for
-    # the backup GPT.
-    truncate -s $((1 + 34 + 1 + 16 + 16 + 4 + 24 + 1))M "$img"
-    sgdisk -o -U 5A8B0C00-0D05-4B0A-9C3E-000000000010 \
-        -n 1:1M:+34M -t 1:EF00 -c 1:boot -u 1:5A8B0C00-0D05-4B0A-9C3E-000000000001 \
-        -n 2:35M:+256K -t 2:8300 -c 2:env -u 2:5A8B0C00-0D05-4B0A-9C3E-000000000002 \
-        -n 3:36M:+16M -t 3:8300 -c 3:otafs -u 3:5A8B0C00-0D05-4B0A-9C3E-000000000003 \
-        -n 4:52M:+16M -t 4:8300 -c 4:rootfs -u 4:5A8B0C00-0D05-4B0A-9C3E-000000000004 \
-        -n 5:68M:+4M -t 5:8300 -c 5:data -u 5:5A8B0C00-0D05-4B0A-9C3E-000000000005 \
-        -n 6:72M:+24M -t 6:8300 -c 6:staging -u 6:5A8B0C00-0D05-4B0A-9C3E-000000000006 \
-        "$img" >/dev/null || die "sgdisk failed"
-    local n f
-    n=1
-    for f in "$work/boot.vfat" "$work/env.ext4" "$out/otafs.ext4" "$out/rootfs.ext4" "$work/data.ext4" "$work/staging.ext4"; do
-        dd if="$f" of="$img" bs=1M seek="$(part_start "$n")" oflag=seek_bytes conv=notrunc,sparse status=none ||
-            die "writing $f into partition $n failed"
-        n=$((n + 1))
-    done
-}
 partition_with_partctl() {
     local input="$work/partctl-input"
     mkdir -p "$input"
     cp "$out/vmlinuz" "$out/initrd.img" "$out/uboot.env" "$out/otafs.ext4" "$out/rootfs.ext4" "$input/"
-    cp -a "$work/staging" "$input/staging"
+    mkdir -p "$input/staging/pending"
     "$bins/partctl" create "$m/layout.toml" "$img" --input "$input" >/dev/null ||
         die "partctl create $m/layout.toml failed"
 }
-part_start() { # byte offset of partition N
-    sgdisk -i "$1" "$img" | sed -n 's/^First sector: \([0-9]*\).*/\1/p' | awk '{print $1 * 512}'
-}
-case "${ZBOT_PARTITIONER:-partctl}" in
-partctl)
-    [ -x "$bins/partctl" ] || die "$bins/partctl missing (or set ZBOT_PARTITIONER=sgdisk)"
-    partition_with_partctl
-    ;;
-sgdisk) partition_with_sgdisk ;;
-*) die "ZBOT_PARTITIONER must be partctl or sgdisk" ;;
-esac
-
+[ -x "$bins/partctl" ] || die "$bins/partctl missing"
+partition_with_partctl
+# The card as partctl reads it back (exit 0: sound): partition N's byte offset.
+report="$("$bins/partctl" check "$img" --json)" || die "partctl check of the new card failed"
 {
     echo "# written by qemu/make-image.sh"
     echo "ZBOT_DISK='$img'"
     echo "ZBOT_KERNEL_VERSION='$ZBOT_KERNEL_VERSION'"
-    for n in 1 2 3 4 5 6; do
-        echo "ZBOT_P${n}_OFFSET=$(part_start "$n")"
-    done
+    jq -r '.partitions[] | "ZBOT_P\(.[0])_OFFSET=\(.[1].first_lba * 512)"' <<<"$report"
 } >"$out/machine.env"
 rm -rf "$work"
 log "image ready: $img"

@@ -453,7 +453,7 @@ impl SlotConfig {
     /// slot's (as the seed's default). No `zbot_*` variable: their defaults are "unset".
     pub fn default_env(&self) -> Vec<(String, String)> {
         let r = self.slot(self.recovery());
-        let mut v = vec![("next_boot".to_string(), r.name.clone())];
+        let mut v = vec![(crate::state::names::NEXT_BOOT.to_string(), r.name.clone())];
         v.extend(self.slots.iter().map(|s| (s.name.clone(), s.root.clone())));
         v.push(("root".to_string(), r.root.clone()));
         v

@@ -660,7 +660,7 @@ pub fn expected_mirrors(layout: Option<&Layout>, entries: &[(u32, GptEntry)]) ->
                     .map(|(_, e)| (e.first_lba, e.last_lba))
                     .unwrap_or((placed.first, placed.last));
                 Some(Mirror {
-                    slot: m.slot,
+                    mbr_index: m.mbr_index,
                     kind: m.kind,
                     bootable: m.bootable,
                     first,
@@ -714,7 +714,7 @@ fn check_mbr(
                 None,
                 at0,
                 format!(
-                    "MBR slot {} (0xEE) starts at LBA {} instead of 1: Linux will not read the GPT",
+                    "MBR entry {} (0xEE) starts at LBA {} instead of 1: Linux will not read the GPT",
                     i + 1,
                     e.start
                 ),
@@ -727,7 +727,7 @@ fn check_mbr(
                 None,
                 at0,
                 format!(
-                    "MBR slot {} (0xEE) is marked active ({:#04x})",
+                    "MBR entry {} (0xEE) is marked active ({:#04x})",
                     i + 1,
                     e.boot
                 ),
@@ -737,18 +737,18 @@ fn check_mbr(
     }
     for (i, e) in m.entries.iter().enumerate() {
         if e.boot != 0 && e.boot != 0x80 {
-            p.push(err(Kind::MbrBadBootIndicator, None, at0, format!("MBR slot {} has boot indicator {:#04x} (0x00 or 0x80 expected): Linux ignores the whole MBR", i + 1, e.boot), "run `partctl repair`"));
+            p.push(err(Kind::MbrBadBootIndicator, None, at0, format!("MBR entry {} has boot indicator {:#04x} (0x00 or 0x80 expected): Linux ignores the whole MBR", i + 1, e.boot), "run `partctl repair`"));
         }
     }
     let mirrors = expected_mirrors(layout, entries);
     for (i, e) in m.entries.iter().enumerate() {
         if e.boot == 0x80
             && e.kind != PROTECTIVE
-            && !mirrors
-                .iter()
-                .any(|mi| mi.bootable && mi.slot as usize == i + 1 && mi.first == e.start as u64)
+            && !mirrors.iter().any(|mi| {
+                mi.bootable && mi.mbr_index as usize == i + 1 && mi.first == e.start as u64
+            })
         {
-            p.push(err(Kind::MbrBootFlagMisplaced, None, at0, format!("MBR slot {} (type {:#04x}) carries the boot flag; only the FAT boot partition should", i + 1, e.kind), "run `partctl repair`"));
+            p.push(err(Kind::MbrBootFlagMisplaced, None, at0, format!("MBR entry {} (type {:#04x}) carries the boot flag; only the FAT boot partition should", i + 1, e.kind), "run `partctl repair`"));
         }
     }
     let before_mirrors = p.len();
@@ -759,44 +759,44 @@ fn check_mbr(
             start: mi.first as u32,
             size: mi.last.saturating_add(1).saturating_sub(mi.first) as u32,
         };
-        let slot = m.entries[(mi.slot as usize).clamp(1, 4) - 1];
-        if slot == want {
+        let entry = m.entries[(mi.mbr_index as usize).clamp(1, 4) - 1];
+        if entry == want {
             continue;
         }
         let elsewhere = m
             .entries
             .iter()
             .position(|e| e.kind != PROTECTIVE && e.kind != 0 && e.start as u64 == mi.first);
-        if slot.kind == mi.kind && slot.start == want.start && slot.size != want.size
-            || (slot.kind != PROTECTIVE && slot.kind != 0 && slot.start != want.start)
+        if entry.kind == mi.kind && entry.start == want.start && entry.size != want.size
+            || (entry.kind != PROTECTIVE && entry.kind != 0 && entry.start != want.start)
         {
             p.push(err(
                 Kind::MbrHybridMismatch,
                 None,
                 at0,
                 format!(
-                    "MBR slot {} describes LBA {}+{} but GPT partition at LBA {}..{} needs {}+{}",
-                    mi.slot, slot.start, slot.size, mi.first, mi.last, want.start, want.size
+                    "MBR entry {} describes LBA {}+{} but GPT partition at LBA {}..{} needs {}+{}",
+                    mi.mbr_index, entry.start, entry.size, mi.first, mi.last, want.start, want.size
                 ),
                 "run `partctl repair` (resyncs the hybrid MBR with the GPT)",
             ));
-        } else if slot.start == want.start && slot.size == want.size && slot.kind != mi.kind {
+        } else if entry.start == want.start && entry.size == want.size && entry.kind != mi.kind {
             p.push(err(
                 Kind::MbrHybridType,
                 None,
                 at0,
                 format!(
-                    "MBR slot {} has type {:#04x}, the boot ROM needs {:#04x} (FAT32 LBA)",
-                    mi.slot, slot.kind, mi.kind
+                    "MBR entry {} has type {:#04x}, the boot ROM needs {:#04x} (FAT32 LBA)",
+                    mi.mbr_index, entry.kind, mi.kind
                 ),
                 "run `partctl repair`",
             ));
-        } else if slot == (mbr::MbrEntry { boot: 0, ..want }) {
+        } else if entry == (mbr::MbrEntry { boot: 0, ..want }) {
             p.push(err(
                 Kind::MbrBootFlagMisplaced,
                 None,
                 at0,
-                format!("MBR slot {} is not marked bootable", mi.slot),
+                format!("MBR entry {} is not marked bootable", mi.mbr_index),
                 "run `partctl repair`",
             ));
         } else if let Some(j) = elsewhere {
@@ -805,14 +805,14 @@ fn check_mbr(
                 None,
                 at0,
                 format!(
-                    "the boot partition is in MBR slot {} instead of slot {} (entries swapped?)",
+                    "the boot partition is in MBR entry {} instead of entry {} (entries swapped?)",
                     j + 1,
-                    mi.slot
+                    mi.mbr_index
                 ),
                 "run `partctl repair`",
             ));
         } else {
-            p.push(err(Kind::MbrHybridMissing, None, at0, format!("MBR slot {} does not mirror GPT partition LBA {}..{} (a tool such as parted replaced the hybrid MBR by a protective one?): the boot ROM cannot find fip.bin", mi.slot, mi.first, mi.last), "run `partctl repair` (rebuilds the hybrid MBR)"));
+            p.push(err(Kind::MbrHybridMissing, None, at0, format!("MBR entry {} does not mirror GPT partition LBA {}..{} (a tool such as parted replaced the hybrid MBR by a protective one?): the boot ROM cannot find fip.bin", mi.mbr_index, mi.first, mi.last), "run `partctl repair` (rebuilds the hybrid MBR)"));
         }
     }
     // The size of the 0xEE entry only matters once the mirrors are right.

@@ -41,7 +41,7 @@ pub enum Cmd {
         /// Image size (e.g. 1G); default: the smallest that holds the layout.
         #[arg(long)]
         size: Option<String>,
-        /// Also write a derived file: KIND=PATH, KIND one of fw_env.config, uboot-fragment, fstab.
+        /// Also write a derived file: KIND=PATH, KIND one of fw_env.config, uboot-fragment, fstab, slots.
         #[arg(long, value_name = "KIND=PATH")]
         emit: Vec<String>,
     },

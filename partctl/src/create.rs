@@ -220,6 +220,7 @@ fn build_fs(
             run(c.arg(&img), part)?;
         }
         Content::Env {
+            backend,
             file,
             image,
             text,
@@ -279,18 +280,13 @@ fn build_fs(
                     detail: format!("env image {}: {e}", src.display()),
                 })?;
             }
-            // U-Boot's ext4 writer refuses metadata_csum; a journal is useless at this size.
+            // The env filesystem's recipe (layout::ENV_EXT4_FEATURES says why).
+            let crate::layout::EnvBackend::Ext4 = backend;
             let mut c = mke2fs(spec);
-            c.args([
-                "-b",
-                "1024",
-                "-O",
-                "^metadata_csum,^has_journal",
-                "-L",
-                "env",
-                "-d",
-            ])
-            .arg(&root);
+            c.arg("-b")
+                .arg(crate::layout::ENV_EXT4_BLOCK_SIZE.to_string())
+                .args(["-O", crate::layout::ENV_EXT4_FEATURES, "-L", "env", "-d"])
+                .arg(&root);
             run(c.arg(&img), part)?;
         }
     }

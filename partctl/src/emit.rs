@@ -1,4 +1,6 @@
-//! Configuration derived from the layout: fw_env.config, a U-Boot config fragment, fstab lines.
+//! Configuration derived from the layout: fw_env.config, a U-Boot config fragment, fstab lines
+//! and bootcount's slot file. Nothing here is written by hand anywhere else: a test in
+//! `zbot-tests` (`tests/tests/card.rs`) proves the committed copies equal these outputs.
 
 use crate::layout::{Content, Layout};
 use crate::SECTOR;
@@ -16,15 +18,35 @@ pub enum EmitKind {
     /// fstab lines.
     #[value(name = "fstab")]
     Fstab,
+    /// bootcount's slot file (`/etc/bootcount/slots.toml`, the boot-script generator's input)
+    /// from the partitions' `slot` keys.
+    #[value(name = "slots")]
+    Slots,
 }
 
 fn dev(l: &Layout, n: u32) -> String {
-    let d = &l.disk.linux_device;
-    // mmcblk0 -> mmcblk0p1, sda -> sda1
-    if d.chars().last().is_some_and(|c| c.is_ascii_digit()) {
-        format!("{d}p{n}")
-    } else {
-        format!("{d}{n}")
+    l.linux_partition(n)
+}
+
+fn slots(l: &Layout, o: &mut String) {
+    let (Some(spec), entries) = (&l.slots, l.boot_slots()) else {
+        o.push_str("# the layout declares no boot slots\n");
+        return;
+    };
+    o.push_str(&format!(
+        "# bootcount's slot file (/etc/bootcount/slots.toml) for the card {}; see docs/boot-contract.md.\n",
+        l.disk.linux_device
+    ));
+    o.push_str(&format!("bootlimit = {}\n", spec.bootlimit));
+    for s in entries {
+        let role = match s.role {
+            crate::layout::SlotRole::Primary => "primary",
+            crate::layout::SlotRole::Recovery => "recovery",
+        };
+        o.push_str(&format!(
+            "\n[[slot]]\nname = \"{}\"\nrole = \"{role}\"\nroot = \"{}\"\ndevice = \"{}\"\n",
+            s.name, s.root, s.device
+        ));
     }
 }
 
@@ -35,7 +57,11 @@ pub fn emit(l: &Layout, kind: EmitKind) -> String {
         EmitKind::FwEnvConfig => match l.env_partition() {
             Some((n, p)) => {
                 if let Content::Env {
-                    file, size, mount, ..
+                    backend: crate::layout::EnvBackend::Ext4,
+                    file,
+                    size,
+                    mount,
+                    ..
                 } = &p.content
                 {
                     o.push_str(&format!(
@@ -56,7 +82,13 @@ pub fn emit(l: &Layout, kind: EmitKind) -> String {
         },
         EmitKind::UbootFragment => {
             if let Some((n, p)) = l.env_partition() {
-                if let Content::Env { file, size, .. } = &p.content {
+                if let Content::Env {
+                    backend: crate::layout::EnvBackend::Ext4,
+                    file,
+                    size,
+                    ..
+                } = &p.content
+                {
                     o.push_str("CONFIG_ENV_IS_IN_EXT4=y\n");
                     o.push_str(&format!(
                         "CONFIG_ENV_EXT4_INTERFACE=\"{}\"\n",
@@ -85,6 +117,7 @@ pub fn emit(l: &Layout, kind: EmitKind) -> String {
             }
             o.push_str(&format!("# Environment variable for `gpt verify {iface} {d} ${{partitions}}` (and `gpt write`):\n# partitions={parts}\n", iface = l.disk.uboot_interface, d = l.disk.uboot_device));
         }
+        EmitKind::Slots => slots(l, &mut o),
         EmitKind::Fstab => {
             o.push_str("# device          mount point  type  options   dump pass\n");
             for (i, p) in l.partitions.iter().enumerate() {
@@ -130,5 +163,30 @@ mod tests {
         let fs = emit(&l, EmitKind::Fstab);
         assert!(fs.contains("/dev/mmcblk0p2    /bootenv     ext4"), "{fs}");
         assert!(fs.contains("/dev/mmcblk0p5    /data"), "{fs}");
+    }
+
+    #[test]
+    fn slots_follow_the_layout_and_the_device_base() {
+        let mut l = Layout::from_toml(include_str!("../layouts/zbot-duos.toml")).unwrap();
+        let board = emit(&l, EmitKind::Slots);
+        assert!(board.contains("bootlimit = 3\n"), "{board}");
+        // Primary first (bootcount's install-target preference), then recovery.
+        let rootfs = board.find("name = \"rootfs\"\nrole = \"primary\"\nroot = \"root=/dev/mmcblk0p4 rootwait rw\"\ndevice = \"/dev/mmcblk0p4\"\n");
+        let otafs = board.find("name = \"otafs\"\nrole = \"recovery\"\nroot = \"root=/dev/mmcblk0p3 rootwait rw\"\ndevice = \"/dev/mmcblk0p3\"\n");
+        assert!(
+            rootfs.is_some() && otafs.is_some() && rootfs < otafs,
+            "{board}"
+        );
+        // Another device base is the only change the QEMU machine needs.
+        l.disk.linux_device = "/dev/vda".into();
+        let vda = emit(&l, EmitKind::Slots);
+        assert_eq!(
+            vda,
+            board
+                .replace("/dev/mmcblk0p", "/dev/vda")
+                .replace("card /dev/mmcblk0;", "card /dev/vda;")
+        );
+        l.slots = None;
+        assert!(l.validate().is_err(), "slots without [slots]");
     }
 }

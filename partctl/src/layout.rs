@@ -110,8 +110,10 @@ fn default_uboot_interface() -> String {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MbrMirror {
-    /// MBR slot, 1..=4.
-    pub slot: u8,
+    /// MBR entry index, 1..=4 (`index` in the layout; the older key `slot` is accepted).
+    /// Not to be confused with a boot slot ([`BootSlot`]).
+    #[serde(rename = "index", alias = "slot")]
+    pub mbr_index: u8,
     /// MBR partition type byte (0x0C: FAT32 LBA).
     #[serde(rename = "type")]
     pub kind: u8,
@@ -145,9 +147,13 @@ pub enum Content {
         #[serde(default)]
         dir: Option<PathBuf>,
     },
-    /// The U-Boot environment filesystem: ext4 without `metadata_csum` and without a journal, so
-    /// U-Boot's ext4 writer accepts it, holding `file`.
+    /// The U-Boot environment: where and how it lives. Today's only backend is `ext4`: a
+    /// filesystem made with [`ENV_EXT4_FEATURES`] so U-Boot's ext4 writer accepts it, holding
+    /// `file`. Every derived file (fw_env.config, the U-Boot fragment, fstab) reads it from here.
     Env {
+        /// How U-Boot stores the environment (`ext4`: CONFIG_ENV_IS_IN_EXT4).
+        #[serde(default)]
+        backend: EnvBackend,
         /// Path of the environment inside the filesystem (U-Boot's CONFIG_ENV_EXT4_FILE).
         #[serde(default = "default_env_file")]
         file: String,
@@ -176,6 +182,24 @@ pub enum Content {
     /// Left untouched (zero in a fresh image).
     Empty,
 }
+
+/// How U-Boot stores the environment. A new backend (e.g. raw redundant copies in the
+/// partition) is a new variant here plus its arms in `create` and `emit`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvBackend {
+    /// A file in an ext4 filesystem (CONFIG_ENV_IS_IN_EXT4; the board today). No redundancy.
+    #[default]
+    Ext4,
+}
+
+/// The ext4 features of the env filesystem: U-Boot's ext4 writer refuses `metadata_csum`,
+/// and a journal is useless (and does not fit well) in a 256 KiB partition. The one place this
+/// recipe is written; `partctl create` makes every env filesystem with it.
+pub const ENV_EXT4_FEATURES: &str = "^metadata_csum,^has_journal";
+
+/// The ext4 block size of the env filesystem (small partition: 1 KiB blocks).
+pub const ENV_EXT4_BLOCK_SIZE: u32 = 1024;
 
 fn default_env_file() -> String {
     "/uboot.env".into()
@@ -212,6 +236,9 @@ pub struct PartitionSpec {
     /// Linux mount point for the fstab output.
     #[serde(default)]
     pub mount: Option<String>,
+    /// The boot slot this partition holds (bootcount's slot file, `partctl emit slots`).
+    #[serde(default)]
+    pub slot: Option<BootSlot>,
     /// Content at creation.
     #[serde(default = "default_content")]
     pub content: Content,
@@ -221,12 +248,64 @@ fn default_content() -> Content {
     Content::Empty
 }
 
+/// What a boot slot is for (bootcount's `Role`, spelled the same in the slot file).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotRole {
+    /// A normal system (installable, booted on trial).
+    Primary,
+    /// The last resort (the updater, `otafs`).
+    Recovery,
+}
+
+/// A partition that holds a bootable root filesystem: `slot = { role = "primary" }`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BootSlot {
+    /// Primary or recovery.
+    pub role: SlotRole,
+    /// The slot's name (`next_boot`'s value); default: the partition's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Kernel arguments after `root=<device>` (default `rootwait rw`).
+    #[serde(default = "default_root_options")]
+    pub root_options: String,
+}
+
+fn default_root_options() -> String {
+    "rootwait rw".into()
+}
+
+/// Settings of the slot file that are not per partition.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SlotsSpec {
+    /// Default number of attempts of a trial boot (bootcount's `bootlimit`, 1..=9).
+    pub bootlimit: u8,
+}
+
+/// One boot slot as the slot file lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotEntry {
+    /// Slot name.
+    pub name: String,
+    /// Role.
+    pub role: SlotRole,
+    /// `root=<device> <options>`.
+    pub root: String,
+    /// The Linux partition device.
+    pub device: String,
+}
+
 /// A whole layout file.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layout {
     /// Card-wide settings.
     pub disk: DiskSpec,
+    /// Slot-file settings (required when a partition declares a `slot`).
+    #[serde(default)]
+    pub slots: Option<SlotsSpec>,
     /// Partitions in GPT order (entry 1 first).
     #[serde(rename = "partition")]
     pub partitions: Vec<PartitionSpec>,
@@ -338,7 +417,7 @@ impl Layout {
         if self.partitions.len() > self.disk.entries as usize {
             return bad("more partitions than GPT entries".into());
         }
-        let mut slots = [false; 4];
+        let mut used = [false; 4];
         for (i, p) in self.partitions.iter().enumerate() {
             if p.size.0 == 0 || p.size.0 % SECTOR != 0 {
                 return bad(format!(
@@ -364,10 +443,10 @@ impl Layout {
                 ));
             }
             if let Some(m) = &p.mbr {
-                if !(1..=4).contains(&m.slot) || slots[m.slot as usize - 1] {
+                if !(1..=4).contains(&m.mbr_index) || used[m.mbr_index as usize - 1] {
                     return bad(format!(
-                        "partition {}: MBR slot {} invalid or used twice",
-                        p.name, m.slot
+                        "partition {}: MBR index {} invalid or used twice",
+                        p.name, m.mbr_index
                     ));
                 }
                 if m.kind == 0 || m.kind == 0xEE {
@@ -376,12 +455,13 @@ impl Layout {
                         p.name, m.kind
                     ));
                 }
-                slots[m.slot as usize - 1] = true;
+                used[m.mbr_index as usize - 1] = true;
             }
         }
-        if slots.iter().all(|s| *s) {
-            return bad("all four MBR slots used: no room for the 0xEE entry".into());
+        if used.iter().all(|s| *s) {
+            return bad("all four MBR entries used: no room for the 0xEE entry".into());
         }
+        self.validate_boot_slots()?;
         // Numbers: place the partitions with checked arithmetic, so that every later
         // computation (place, min_sectors, image_sectors, create) stays in range.
         let max_sectors = crate::files::MAX_CARD_BYTES / SECTOR;
@@ -483,6 +563,74 @@ impl Layout {
             .fold(0, |acc, b| acc | 1 << b)
     }
 
+    /// Linux's name for partition `n` of the card: `/dev/mmcblk0` -> `/dev/mmcblk0p4`,
+    /// `/dev/vda` -> `/dev/vda4`.
+    pub fn linux_partition(&self, n: u32) -> String {
+        let d = &self.disk.linux_device;
+        if d.chars().last().is_some_and(|c| c.is_ascii_digit()) {
+            format!("{d}p{n}")
+        } else {
+            format!("{d}{n}")
+        }
+    }
+
+    /// The boot slots in slot-file order: primaries first, then the recovery slot, each in
+    /// partition order (bootcount prefers earlier slots for `install-target`).
+    pub fn boot_slots(&self) -> Vec<SlotEntry> {
+        let mut out: Vec<SlotEntry> = Vec::new();
+        for role in [SlotRole::Primary, SlotRole::Recovery] {
+            for (i, p) in self.partitions.iter().enumerate() {
+                let Some(s) = p.slot.as_ref().filter(|s| s.role == role) else {
+                    continue;
+                };
+                let device = self.linux_partition(i as u32 + 1);
+                out.push(SlotEntry {
+                    name: s.name.clone().unwrap_or_else(|| p.name.clone()),
+                    role,
+                    root: format!("root={device} {}", s.root_options)
+                        .trim_end()
+                        .into(),
+                    device,
+                });
+            }
+        }
+        out
+    }
+
+    fn validate_boot_slots(&self) -> Result<(), LayoutError> {
+        let bad = |m: String| Err(LayoutError::Invalid(m));
+        let slots = self.boot_slots();
+        if slots.is_empty() {
+            return Ok(());
+        }
+        match &self.slots {
+            None => return bad("partitions declare a boot `slot` but the layout has no [slots] table (bootlimit = 3)".into()),
+            Some(s) if !(1..=9).contains(&s.bootlimit) => {
+                return bad(format!("[slots] bootlimit = {} (must be 1..=9)", s.bootlimit))
+            }
+            Some(_) => {}
+        }
+        let recovery = slots
+            .iter()
+            .filter(|s| s.role == SlotRole::Recovery)
+            .count();
+        if recovery != 1 || slots.len() == recovery {
+            return bad("boot slots: one partition must have role \"recovery\" and at least one role \"primary\"".into());
+        }
+        for (i, s) in slots.iter().enumerate() {
+            if slots[..i].iter().any(|o| o.name == s.name) {
+                return bad(format!("boot slot name {:?} used twice", s.name));
+            }
+            if s.root.contains(['\n', '"', '\\']) {
+                return bad(format!(
+                    "boot slot {}: root options must not hold quotes, backslashes or newlines",
+                    s.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The 1-based number of the partition holding the environment, if any.
     pub fn env_partition(&self) -> Option<(u32, &PartitionSpec)> {
         self.partitions
@@ -525,7 +673,7 @@ mod tests {
         assert_eq!(
             l.partitions[0].mbr,
             Some(MbrMirror {
-                slot: 1,
+                mbr_index: 1,
                 kind: 0x0C,
                 bootable: true
             })
@@ -545,7 +693,7 @@ mod tests {
         assert!(l.validate().is_err());
         let mut l = board();
         l.partitions[1].mbr = Some(MbrMirror {
-            slot: 1,
+            mbr_index: 1,
             kind: 0x83,
             bootable: false,
         });
@@ -553,5 +701,23 @@ mod tests {
         let mut l = board();
         l.partitions[0].growable = true;
         assert!(l.validate().is_err());
+        // Boot slots: exactly one recovery, at least one primary, distinct names, 1..=9 tries.
+        let mut l = board();
+        l.partitions[2].slot.as_mut().unwrap().role = SlotRole::Primary;
+        assert!(l.validate().is_err(), "no recovery slot");
+        let mut l = board();
+        l.partitions[3].slot.as_mut().unwrap().name = Some("otafs".into());
+        assert!(l.validate().is_err(), "two slots named otafs");
+        let mut l = board();
+        l.slots = Some(SlotsSpec { bootlimit: 10 });
+        assert!(l.validate().is_err(), "bootlimit 10");
+    }
+
+    #[test]
+    fn mbr_index_accepts_the_old_key() {
+        let text = include_str!("../layouts/zbot-duos.toml");
+        let old =
+            Layout::from_toml(&text.replace("mbr = { index = 1,", "mbr = { slot = 1,")).unwrap();
+        assert_eq!(old.partitions[0].mbr, board().partitions[0].mbr);
     }
 }

@@ -23,7 +23,7 @@ pub struct MbrEntry {
 }
 
 impl MbrEntry {
-    /// True for an empty slot.
+    /// True for an empty entry.
     pub fn is_empty(&self) -> bool {
         self.kind == 0
     }
@@ -114,8 +114,8 @@ impl Mbr {
 /// A GPT partition to mirror in the MBR.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mirror {
-    /// 1-based slot.
-    pub slot: u8,
+    /// 1-based MBR entry index (1..=4), not a boot slot.
+    pub mbr_index: u8,
     /// MBR type.
     pub kind: u8,
     /// Boot indicator.
@@ -128,14 +128,14 @@ pub struct Mirror {
 
 /// Build the hybrid (or, with no mirrors, protective) MBR.
 ///
-/// Mirrored partitions go to their slots; one `0xEE` entry goes to the first free slot. In a
+/// Mirrored partitions go to their entries; one `0xEE` entry goes to the first free one. In a
 /// hybrid it starts at LBA 1 and ends just before the first mirrored partition (covering the
 /// primary GPT, as gdisk makes hybrids); in a protective MBR it covers the whole disk (capped at
 /// 2^32-1 sectors). Bootcode and disk signature are the caller's (kept from the card when valid).
 pub fn build(bootcode: Vec<u8>, disk_signature: u32, mirrors: &[Mirror], disk_sectors: u64) -> Mbr {
     let mut entries = [MbrEntry::default(); 4];
     for m in mirrors {
-        let i = (m.slot as usize).clamp(1, 4) - 1;
+        let i = (m.mbr_index as usize).clamp(1, 4) - 1;
         entries[i] = MbrEntry {
             boot: if m.bootable { 0x80 } else { 0 },
             kind: m.kind,
@@ -171,7 +171,7 @@ pub fn build(bootcode: Vec<u8>, disk_signature: u32, mirrors: &[Mirror], disk_se
 }
 
 /// Without a layout: the partition to mirror is the one with the legacy-BIOS-bootable attribute,
-/// else the first ESP. It becomes FAT32 LBA, bootable, slot 1.
+/// else the first ESP. It becomes FAT32 LBA, bootable, entry 1.
 pub fn mirror_from_gpt(entries: &[(u32, GptEntry)]) -> Option<Mirror> {
     let usable: Vec<&(u32, GptEntry)> = entries
         .iter()
@@ -182,7 +182,7 @@ pub fn mirror_from_gpt(entries: &[(u32, GptEntry)]) -> Option<Mirror> {
         .find(|(_, e)| e.attributes & 4 != 0)
         .or_else(|| usable.iter().find(|(_, e)| e.type_guid == types::ESP))?;
     Some(Mirror {
-        slot: 1,
+        mbr_index: 1,
         kind: FAT32_LBA,
         bootable: true,
         first: pick.1.first_lba,
@@ -207,7 +207,7 @@ mod tests {
             vec![0; 440],
             0x1234,
             &[Mirror {
-                slot: 1,
+                mbr_index: 1,
                 kind: FAT32_LBA,
                 bootable: true,
                 first: 2048,

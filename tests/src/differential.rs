@@ -11,6 +11,7 @@
 //! console ("Saving Environment to", printed once per call).
 
 use crate::{DiskImage, HelperError, Result, Sandbox};
+use bootcount::state::names;
 use bootcount::{bootloader_step, SlotConfig};
 use fw_env::codec::{self, uboot_view};
 use fw_env::{Layout, Vars};
@@ -82,14 +83,14 @@ pub fn base_env(g: &Generated) -> Vars {
         .collect()
 }
 
-/// The policy variables the enumeration and the random cases vary.
+/// The policy variables the enumeration and the random cases vary (bootcount's names).
 pub const POLICY_VARS: &[&str] = &[
-    "next_boot",
-    "zbot_once",
-    "zbot_trial",
-    "zbot_tries",
-    "zbot_bootlimit",
-    "zbot_prev",
+    names::NEXT_BOOT,
+    names::ONCE,
+    names::TRIAL,
+    names::TRIES,
+    names::BOOTLIMIT,
+    names::PREV,
 ];
 
 /// Printable ASCII without the backslash: hush removes backslashes from every substituted

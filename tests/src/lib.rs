@@ -1,6 +1,6 @@
 //! Helpers for tests against real peers: U-Boot (sandbox and qemu-riscv64), U-Boot's own
-//! `tools/env/fw_printenv`, libubootenv's `fw_printenv`/`fw_setenv`, `mkenvimage`, `sgdisk`,
-//! e2fsprogs and QEMU.
+//! `tools/env/fw_printenv`, libubootenv's `fw_printenv`/`fw_setenv`, `mkenvimage`,
+//! e2fsprogs and QEMU. Cards are made with the partctl library.
 //!
 //! A missing peer is never skipped silently: [`Peer::path`] returns an error (and
 //! [`Peer::require`] panics with it) naming the peer, where it was looked for and the script
@@ -58,6 +58,16 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The QEMU machine's slots: `partctl emit slots qemu/machine/layout.toml` (what make-image.sh
+/// installs as `/etc/bootcount/slots.toml` and the boot script is generated from).
+pub fn machine_slots() -> bootcount::SlotConfig {
+    let path = repo_root().join("qemu/machine/layout.toml");
+    let l = partctl::layout::Layout::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let text = partctl::emit::emit(&l, partctl::emit::EmitKind::Slots);
+    bootcount::SlotConfig::from_toml(&text, &path.display().to_string())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The cache directory of the U-Boot builds: `${ZBOT_CACHE:-$HOME/.cache/zbot}`.
 pub fn cache_dir() -> PathBuf {
     if let Some(c) = std::env::var_os("ZBOT_CACHE").filter(|c| !c.is_empty()) {
@@ -92,8 +102,6 @@ pub enum Peer {
     QemuSystemRiscv64,
     /// OpenSBI's `fw_dynamic.bin` for `-bios` (Debian `opensbi`).
     Opensbi,
-    /// `sgdisk` (Debian `gdisk`).
-    Sgdisk,
     /// `mkfs.ext4` (Debian `e2fsprogs`).
     MkfsExt4,
     /// `debugfs` (Debian `e2fsprogs`).
@@ -145,7 +153,6 @@ impl Peer {
             Peer::QemuRiscvUboot => "qemu-riscv64 U-Boot (ext4 env on virtio 0:2)",
             Peer::QemuSystemRiscv64 => "qemu-system-riscv64",
             Peer::Opensbi => "OpenSBI fw_dynamic.bin",
-            Peer::Sgdisk => "sgdisk",
             Peer::MkfsExt4 => "mkfs.ext4",
             Peer::Debugfs => "debugfs",
             Peer::E2fsck => "e2fsck",
@@ -253,8 +260,6 @@ impl Peer {
                     Self::setup_fix("qemu-system-misc (from bookworm-backports)"),
                 )
             }),
-            Peer::Sgdisk => find_program("sgdisk")
-                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("gdisk"))),
             Peer::MkfsExt4 => find_program("mkfs.ext4")
                 .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("e2fsprogs"))),
             Peer::Debugfs => find_program("debugfs")
@@ -407,7 +412,13 @@ pub(crate) fn check(cmd: &mut Command, what: &str) -> Result<Output> {
     Ok(out)
 }
 
-/// The geometry of the images [`DiskImage::create`] makes (512-byte sectors).
+/// The card of the test kit: partctl's layout `tests/src/test-card.toml` (a 4 MiB GPT, an
+/// empty 1 MiB ESP as p1, the board's 256 KiB env partition as p2 with an empty env
+/// filesystem). Built only through the partctl library, like every card of the workspace.
+pub const TEST_CARD_LAYOUT: &str = include_str!("test-card.toml");
+
+/// The geometry of the images [`DiskImage::create`] makes (512-byte sectors), as placed by
+/// partctl from [`TEST_CARD_LAYOUT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     /// Total image size in bytes.
@@ -418,22 +429,35 @@ pub struct Layout {
     pub p2: (u64, u64),
 }
 
-impl Default for Layout {
-    /// 4 MiB image; p1 1 MiB at sector 2048 (type EF00); p2 256 KiB at sector 4096 (type
-    /// 8300), the board's env partition size.
-    fn default() -> Self {
+impl Layout {
+    /// The geometry partctl gives a card layout with at least two partitions.
+    pub fn of(card: &partctl::layout::Layout) -> Layout {
+        let placed = card.place();
+        let span = |i: usize| (placed[i].first, placed[i].last + 1 - placed[i].first);
         Layout {
-            image_size: 4 << 20,
-            p1: (2048, 2048),
-            p2: (4096, 512),
+            image_size: card.image_sectors() * 512,
+            p1: span(0),
+            p2: span(1),
         }
     }
 }
 
+impl Default for Layout {
+    /// 4 MiB image; p1 1 MiB at sector 2048 (type EF00); p2 256 KiB at sector 4096 (type
+    /// 8300), the board's env partition size.
+    fn default() -> Self {
+        Layout::of(&test_card())
+    }
+}
+
+fn test_card() -> partctl::layout::Layout {
+    partctl::layout::Layout::from_toml(TEST_CARD_LAYOUT).expect("tests/src/test-card.toml is valid")
+}
+
 /// A disk image file with a GPT whose partition 2 is a small ext4 filesystem that U-Boot can
-/// write: `mkfs.ext4 -O ^metadata_csum,^has_journal` (U-Boot's ext4 writer refuses
-/// `metadata_csum`; a journal is pointless at this size). Files in it are read and written
-/// with `debugfs` at the partition's byte offset, without mounting.
+/// write, made by `partctl create` (the env filesystem's recipe is partctl's
+/// `layout::ENV_EXT4_FEATURES`). Files in it are read and written with `debugfs` at the
+/// partition's byte offset, without mounting.
 #[derive(Debug, Clone)]
 pub struct DiskImage {
     path: PathBuf,
@@ -441,13 +465,16 @@ pub struct DiskImage {
 }
 
 impl DiskImage {
-    /// Create (or overwrite) `path` with the default [`Layout`] and an empty ext4 on p2.
+    /// Create (or overwrite) `path` from [`TEST_CARD_LAYOUT`], with an empty ext4 on p2.
     pub fn create(path: impl Into<PathBuf>) -> Result<DiskImage> {
-        Self::create_with(path, Layout::default())
+        Self::create_from(path, &test_card())
     }
 
-    /// Create (or overwrite) `path` with the given layout.
-    pub fn create_with(path: impl Into<PathBuf>, layout: Layout) -> Result<DiskImage> {
+    /// Create (or overwrite) `path` from a partctl layout whose partition 2 is the env.
+    pub fn create_from(
+        path: impl Into<PathBuf>,
+        card: &partctl::layout::Layout,
+    ) -> Result<DiskImage> {
         let path = path.into();
         let s = path.to_str().unwrap_or("");
         if s.is_empty() || s.contains(char::is_whitespace) || s.contains('?') {
@@ -455,41 +482,21 @@ impl DiskImage {
                 "disk image path {path:?} must be UTF-8 without blanks or '?' (debugfs and U-Boot's `host bind` split on them)"
             )));
         }
-        let f = std::fs::File::create(&path)?;
-        f.set_len(layout.image_size)?;
-        drop(f);
+        if card.env_partition().map(|(n, _)| n) != Some(2) {
+            return Err(HelperError(
+                "the test card's env must be partition 2".into(),
+            ));
+        }
+        Peer::MkfsExt4.path()?; // a clear error when e2fsprogs is missing
+        let input = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        partctl::create::create(card, &input, &path, None)
+            .map_err(|e| HelperError(format!("partctl create {}: {e}", path.display())))?;
         // Absolute, since U-Boot runs in the image's directory (see `Sandbox::run`).
         let path = path.canonicalize()?;
-        let (s1, n1) = layout.p1;
-        let (s2, n2) = layout.p2;
-        check(
-            Command::new(Peer::Sgdisk.path()?)
-                .arg("-o")
-                .arg("-n")
-                .arg(format!("1:{s1}:{}", s1 + n1 - 1))
-                .args(["-t", "1:ef00", "-n"])
-                .arg(format!("2:{s2}:{}", s2 + n2 - 1))
-                .args(["-t", "2:8300"])
-                .arg(&path),
-            "partitioning the test image",
-        )?;
-        let img = DiskImage { path, layout };
-        img.mkfs_p2()?;
-        Ok(img)
-    }
-
-    /// (Re)make the ext4 filesystem on partition 2 (empties it).
-    pub fn mkfs_p2(&self) -> Result<()> {
-        let (_, n2) = self.layout.p2;
-        check(
-            Command::new(Peer::MkfsExt4.path()?)
-                .args(["-q", "-F", "-O", "^metadata_csum,^has_journal", "-E"])
-                .arg(format!("offset={}", self.p2_offset()))
-                .arg(&self.path)
-                .arg(format!("{}k", n2 * 512 / 1024)),
-            "mkfs.ext4 on partition 2 of the test image",
-        )?;
-        Ok(())
+        Ok(DiskImage {
+            path,
+            layout: Layout::of(card),
+        })
     }
 
     /// The image file.
@@ -984,6 +991,19 @@ pub fn fw_env_config(dir: &Path, file: &Path, size: usize) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The test card keeps the geometry the sgdisk-made image had (and the docs state).
+    #[test]
+    fn test_card_geometry() {
+        assert_eq!(
+            Layout::default(),
+            Layout {
+                image_size: 4 << 20,
+                p1: (2048, 2048),
+                p2: (4096, 512),
+            }
+        );
+    }
 
     #[test]
     fn missing_uboot_build_names_the_build_script() {

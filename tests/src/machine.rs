@@ -199,7 +199,7 @@ impl MachineImage {
             env.contains("zbot-policy="),
             "the machine runs the placeholder boot script, which does not count boots: set \
              ZBOT_POLICY_ENV to the generated default env (uboot-scripts --slots \
-             qemu/machine/slots.toml --board qemu default-env), see docs/qemu.md"
+             qemu/machine/layout.toml --board qemu default-env), see docs/qemu.md"
         );
         image
     }

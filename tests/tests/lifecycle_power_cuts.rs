@@ -56,7 +56,6 @@ use zbot_tests::bootloop::loaded_vars;
 use zbot_tests::machine::{
     work_dir, Boot, Ending, Machine, MachineImage, Outcome, PowerCut, Update,
 };
-use zbot_tests::repo_root;
 
 const STEP: Duration = Duration::from_secs(120);
 /// The harness's watchdog: a boot with no health verdict by then is power cycled.
@@ -634,7 +633,7 @@ fn power_cuts() {
     let jobs = zbot_tests::env_number::<u64>("ZBOT_CUT_JOBS", 2)
         .clamp(1, cores.max(1))
         .min(cuts.max(1));
-    let cfg = SlotConfig::load(&repo_root().join("qemu/machine/slots.toml")).unwrap();
+    let cfg = zbot_tests::machine_slots();
     let defaults_text = std::fs::read(image.dir.join("u-boot-initial-env")).unwrap();
     let campaign = Campaign {
         image,

@@ -29,6 +29,8 @@
 //! script reads nothing from disk.
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod hush;
 pub mod image;
 
 use bootcount::{Role, SlotConfig};
@@ -174,9 +176,7 @@ pub enum GenError {
 }
 
 fn check_quotable(what: &str, v: &str) -> Result<(), GenError> {
-    if v.bytes()
-        .any(|b| b == b'\'' || b == b'\\' || b < 0x20 || b == 0x7f)
-    {
+    if !hush::quotable(v) {
         return Err(GenError::Unquotable {
             what: what.into(),
             value: v.into(),
@@ -221,6 +221,217 @@ pub fn one_line(lines: &[String]) -> String {
     out
 }
 
+/// The hush locals of the policy (never saved). `-` means "none": a local cannot be emptied.
+mod zb {
+    pub const SLOT: &str = "zb_slot";
+    pub const ONCE: &str = "zb_once";
+    pub const TRIAL: &str = "zb_trial";
+    pub const NEXT: &str = "zb_next";
+    pub const PREV: &str = "zb_prev";
+    /// Attempts started (validated `zbot_tries`), `-` when invalid.
+    pub const N: &str = "zb_n";
+    /// The next attempt number.
+    pub const M: &str = "zb_m";
+    /// The rollback reason, `-` while none.
+    pub const WHY: &str = "zb_why";
+    pub const ACTIVE: &str = "zb_active";
+    pub const SAVE: &str = "zb_save";
+    /// Where a failed trial falls back to.
+    pub const FALLBACK: &str = "zb_f";
+    /// The boot limit (validated `zbot_bootlimit`, else the slot file's).
+    pub const LIMIT: &str = "zb_l";
+    pub const NONE: &str = "-";
+}
+
+/// The policy (contract step 3.1-3.3, the one `saveenv`), ending with `run zbot-kernel`. Every
+/// environment variable and reason comes from bootcount's definitions (`names`, `REASON_*`).
+pub fn policy_script(cfg: &SlotConfig) -> Vec<String> {
+    use bootcount::state::{names, REASON_BOOTLIMIT, REASON_TRIES_INVALID};
+    use hush::{eq, if_, local, lt, ne, setenv, unset, var};
+    let slots: Vec<&str> = cfg.slots.iter().map(|s| s.name.as_str()).collect();
+    let rec = cfg.name(cfg.recovery());
+    let set = |v: &str, to: &str| local(v, to);
+    let mut p = hush::Script::new();
+    p.comment("The bootloader step of docs/boot-contract.md, section 3.")
+        .comment("Values are compared unquoted with an x prefix under HUSH_NO_EVAL=1: see")
+        .comment("uboot-scripts/src/lib.rs. Decisions are hush locals zb_* (never saved).")
+        .line(hush::NO_EVAL_ON);
+    for (v, init) in [
+        (zb::SLOT, rec),
+        (zb::ONCE, zb::NONE),
+        (zb::TRIAL, zb::NONE),
+        (zb::NEXT, zb::NONE),
+        (zb::PREV, zb::NONE),
+        (zb::N, zb::NONE),
+        (zb::M, zb::NONE),
+        (zb::WHY, zb::NONE),
+        (zb::ACTIVE, "0"),
+        (zb::SAVE, "0"),
+        (zb::FALLBACK, rec),
+    ] {
+        p.line(set(v, init));
+    }
+    p.line(set(zb::LIMIT, &cfg.bootlimit.to_string()));
+    p.comment("Which variables name a slot (exact string match, one test per slot).");
+    for (env, loc) in [
+        (names::ONCE, zb::ONCE),
+        (names::TRIAL, zb::TRIAL),
+        (names::NEXT_BOOT, zb::NEXT),
+        (names::PREV, zb::PREV),
+    ] {
+        for n in &slots {
+            p.line(if_(&eq(env, n), &set(loc, n)));
+        }
+    }
+    p.comment("Counters: single decimal digits, validated as strings.");
+    p.line(if_(&eq(names::TRIES, ""), &set(zb::N, "0")));
+    for d in (0..=9).map(|d: u8| d.to_string()) {
+        p.line(if_(&eq(names::TRIES, &d), &set(zb::N, &d)));
+    }
+    for d in (1..=9).map(|d: u8| d.to_string()) {
+        p.line(if_(&eq(names::BOOTLIMIT, &d), &set(zb::LIMIT, &d)));
+    }
+    p.comment("A trial is active when zbot_trial is a slot and next_boot names it.");
+    p.line(if_(
+        &ne(zb::TRIAL, zb::NONE),
+        &if_(&eq(zb::TRIAL, &var(zb::NEXT)), &set(zb::ACTIVE, "1")),
+    ));
+    p.open_if(&ne(zb::ONCE, zb::NONE))
+        .comment("1. One-shot: consume zbot_once, save, boot it.")
+        .line(set(zb::SLOT, &var(zb::ONCE)))
+        .line(unset(names::ONCE))
+        .line(set(zb::SAVE, "1"))
+        .elif(&eq(zb::ACTIVE, "1"))
+        .comment("2. Active trial: attempt n+1 of L, or give up.")
+        .open_if(&eq(zb::N, zb::NONE))
+        .line(set(zb::WHY, REASON_TRIES_INVALID))
+        .elif(&lt(zb::N, zb::LIMIT))
+        .line(set(zb::SLOT, &var(zb::TRIAL)))
+        .else_()
+        .line(set(zb::WHY, REASON_BOOTLIMIT))
+        .fi()
+        .open_if(&eq(zb::WHY, zb::NONE));
+    for d in 0..=8u8 {
+        p.line(if_(
+            &eq(zb::N, &d.to_string()),
+            &set(zb::M, &(d + 1).to_string()),
+        ));
+    }
+    p.line(setenv(names::TRIES, &var(zb::M)))
+        .line(set(zb::SAVE, "1"))
+        .else_()
+        .line(if_(
+            &ne(zb::PREV, zb::NONE),
+            &if_(
+                &ne(zb::PREV, &var(zb::TRIAL)),
+                &set(zb::FALLBACK, &var(zb::PREV)),
+            ),
+        ))
+        .line(setenv(names::NEXT_BOOT, &var(zb::FALLBACK)))
+        .line(setenv(names::RB_SLOT, &var(zb::TRIAL)))
+        .line(setenv(names::RB_REASON, &var(zb::WHY)))
+        .line(setenv(&names::bad(&var(zb::TRIAL)), &var(zb::WHY)))
+        .line(unset(names::TRIAL))
+        .line(unset(names::TRIES))
+        .line(unset(names::PREV))
+        .line(set(zb::SLOT, &var(zb::FALLBACK)))
+        .line(set(zb::SAVE, "1"))
+        .fi()
+        .else_()
+        .comment("3. Normal: resolve(next_boot), write nothing.")
+        .line(if_(&ne(zb::NEXT, zb::NONE), &set(zb::SLOT, &var(zb::NEXT))))
+        .fi()
+        .comment("One saveenv at most, after all changes, before root/bootargs.")
+        .line(if_(&eq(zb::SAVE, "1"), "saveenv"))
+        .line(format!("run {VAR_KERNEL}"));
+    p.into_lines()
+}
+
+/// The kernel part: `root` (the variable named after the slot, else the slot file's default,
+/// in memory only), `bootargs`, then `run zbot-bootm`. Roots must be [`hush::quotable`].
+pub fn kernel_script(cfg: &SlotConfig) -> Vec<String> {
+    use hush::{eq, if_, if_else, quoted, setenv, var};
+    let mut k = hush::Script::new();
+    k.comment("root = the variable named after the slot, else the slot file's default;")
+        .comment("in memory only (after any saveenv).")
+        .line(hush::NO_EVAL_ON);
+    for s in &cfg.slots {
+        k.line(if_(
+            &eq(zb::SLOT, &s.name),
+            &if_else(
+                &eq(&s.name, ""),
+                &setenv("root", &quoted(&s.root)),
+                &setenv("root", &var(&s.name)),
+            ),
+        ));
+    }
+    k.line(format!(
+        "setenv bootargs {} {} zbot.slot={}",
+        var("bootargs_base"),
+        var("root"),
+        var(zb::SLOT)
+    ))
+    .line(hush::NO_EVAL_OFF)
+    .line(format!("run {VAR_BOOTM}"));
+    k.into_lines()
+}
+
+/// The manual entry points: `boot-<slot>` for every slot, then the seed's aliases
+/// ([`ALIAS_MAIN`] = the first primary, [`ALIAS_RECOVERY`]) unless a slot already has that name.
+pub fn entry_points(cfg: &SlotConfig) -> Result<Vec<(String, Vec<String>)>, GenError> {
+    let boot = |slot: &str| vec![hush::local(zb::SLOT, slot), format!("run {VAR_KERNEL}")];
+    let names: Vec<&str> = cfg.slots.iter().map(|s| s.name.as_str()).collect();
+    let rec = cfg.name(cfg.recovery());
+    let main = cfg
+        .slots
+        .iter()
+        .find(|s| s.role == Role::Primary)
+        .map(|s| s.name.as_str())
+        .expect("checked: one primary");
+    let mut entries: Vec<(String, Vec<String>)> = names
+        .iter()
+        .map(|n| (format!("boot-{n}"), boot(n)))
+        .collect();
+    for (alias, target) in [(ALIAS_MAIN, main), (ALIAS_RECOVERY, rec)] {
+        let slot_named = alias.strip_prefix("boot-").expect("boot- prefix");
+        if names.contains(&slot_named) {
+            if slot_named != target {
+                return Err(GenError::AliasCollision(slot_named.into()));
+            }
+            continue; // boot-<slot> already is the alias
+        }
+        entries.push((alias.to_string(), boot(target)));
+    }
+    Ok(entries)
+}
+
+/// The default environment, in order: `bootcmd`, the slot file's part, the board's, then the
+/// scripts as one-line variables.
+pub fn default_env(
+    cfg: &SlotConfig,
+    board: &Board,
+    policy: &[String],
+    kernel: &[String],
+    entries: &[(String, Vec<String>)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![("bootcmd".into(), format!("run {VAR_POLICY}"))];
+    env.extend(cfg.default_env());
+    env.push(("bootargs_base".into(), board.bootargs_base.clone()));
+    env.push(("zbot_devtype".into(), board.devtype.clone()));
+    // U-Boot reads `dev:part` in hex (`mmc 0:10` is partition 16): write them in hex, so
+    // that `--bootpart 10` means partition 10 (0..9 read the same either way).
+    env.push(("zbot_devnum".into(), format!("{:x}", board.devnum)));
+    env.push(("zbot_bootpart".into(), format!("{:x}", board.bootpart)));
+    env.extend(board.extra_env.iter().cloned());
+    env.push((VAR_POLICY.into(), one_line(policy)));
+    env.push((VAR_KERNEL.into(), one_line(kernel)));
+    env.push((VAR_BOOTM.into(), board.bootm.clone()));
+    for (name, body) in entries {
+        env.push((name.clone(), one_line(body)));
+    }
+    env
+}
+
 impl Generated {
     /// Generate everything for `cfg` on `board`. `origin` names the slot file in comments.
     pub fn new(cfg: &SlotConfig, board: &Board, origin: &str) -> Result<Generated, GenError> {
@@ -231,175 +442,15 @@ impl Generated {
         }
         check_quotable("bootargs_base", &board.bootargs_base)?;
         check_quotable("bootm", &board.bootm)?;
-        let names: Vec<&str> = cfg.slots.iter().map(|s| s.name.as_str()).collect();
-        let rec = cfg.name(cfg.recovery()).to_string();
-        let main = cfg
-            .slots
-            .iter()
-            .find(|s| s.role == Role::Primary)
-            .map(|s| s.name.clone())
-            .expect("checked: one primary");
-
-        let mut p: Vec<String> = vec![
-            "# The bootloader step of docs/boot-contract.md, section 3.".into(),
-            "# Values are compared unquoted with an x prefix under HUSH_NO_EVAL=1: see".into(),
-            "# uboot-scripts/src/lib.rs. Decisions are hush locals zb_* (never saved).".into(),
-            "HUSH_NO_EVAL=1".into(),
-        ];
-        // Locals cannot be emptied (`zb_x=` keeps the old value): '-' means "none".
-        for (v, init) in [
-            ("zb_slot", rec.as_str()),
-            ("zb_once", "-"),
-            ("zb_trial", "-"),
-            ("zb_next", "-"),
-            ("zb_prev", "-"),
-            ("zb_n", "-"),
-            ("zb_m", "-"),
-            ("zb_why", "-"),
-            ("zb_active", "0"),
-            ("zb_save", "0"),
-            ("zb_f", rec.as_str()),
-        ] {
-            p.push(format!("{v}={init}"));
-        }
-        p.push(format!("zb_l={}", cfg.bootlimit));
-        p.push("# Which variables name a slot (exact string match, one test per slot).".into());
-        for (var, local) in [
-            ("zbot_once", "zb_once"),
-            ("zbot_trial", "zb_trial"),
-            ("next_boot", "zb_next"),
-            ("zbot_prev", "zb_prev"),
-        ] {
-            for n in &names {
-                p.push(format!("if test x${{{var}}} = x{n}; then {local}={n}; fi"));
-            }
-        }
-        p.push("# Counters: single decimal digits, validated as strings.".into());
-        p.push("if test x${zbot_tries} = x; then zb_n=0; fi".into());
-        for d in 0..=9 {
-            p.push(format!(
-                "if test x${{zbot_tries}} = x{d}; then zb_n={d}; fi"
-            ));
-        }
-        for d in 1..=9 {
-            p.push(format!(
-                "if test x${{zbot_bootlimit}} = x{d}; then zb_l={d}; fi"
-            ));
-        }
-        p.push("# A trial is active when zbot_trial is a slot and next_boot names it.".into());
-        p.push("if test x${zb_trial} != x-; then if test x${zb_trial} = x${zb_next}; then zb_active=1; fi; fi".into());
-        p.extend(
-            [
-                "if test x${zb_once} != x-; then",
-                "  # 1. One-shot: consume zbot_once, save, boot it.",
-                "  zb_slot=${zb_once}",
-                "  setenv zbot_once",
-                "  zb_save=1",
-                "elif test x${zb_active} = x1; then",
-                "  # 2. Active trial: attempt n+1 of L, or give up.",
-                "  if test x${zb_n} = x-; then",
-                "    zb_why=tries-invalid",
-                "  elif test ${zb_n} -lt ${zb_l}; then",
-                "    zb_slot=${zb_trial}",
-                "  else",
-                "    zb_why=bootlimit",
-                "  fi",
-                "  if test x${zb_why} = x-; then",
-            ]
-            .map(String::from),
-        );
-        for d in 0..=8 {
-            p.push(format!(
-                "    if test x${{zb_n}} = x{d}; then zb_m={}; fi",
-                d + 1
-            ));
-        }
-        p.extend(
-            [
-                "    setenv zbot_tries ${zb_m}",
-                "    zb_save=1",
-                "  else",
-                "    if test x${zb_prev} != x-; then if test x${zb_prev} != x${zb_trial}; then zb_f=${zb_prev}; fi; fi",
-                "    setenv next_boot ${zb_f}",
-                "    setenv zbot_rb_slot ${zb_trial}",
-                "    setenv zbot_rb_reason ${zb_why}",
-                "    setenv zbot_bad_${zb_trial} ${zb_why}",
-                "    setenv zbot_trial",
-                "    setenv zbot_tries",
-                "    setenv zbot_prev",
-                "    zb_slot=${zb_f}",
-                "    zb_save=1",
-                "  fi",
-                "else",
-                "  # 3. Normal: resolve(next_boot), write nothing.",
-                "  if test x${zb_next} != x-; then zb_slot=${zb_next}; fi",
-                "fi",
-                "# One saveenv at most, after all changes, before root/bootargs.",
-                "if test x${zb_save} = x1; then saveenv; fi",
-            ]
-            .map(String::from),
-        );
-
-        let mut k: Vec<String> = vec![
-            "# root = the variable named after the slot, else the slot file's default;".into(),
-            "# in memory only (after any saveenv).".into(),
-            "HUSH_NO_EVAL=1".into(),
-        ];
-        for s in &cfg.slots {
-            k.push(format!(
-                "if test x${{zb_slot}} = x{n}; then if test x${{{n}}} = x; then setenv root '{r}'; else setenv root ${{{n}}}; fi; fi",
-                n = s.name,
-                r = s.root
-            ));
-        }
-        k.push("setenv bootargs ${bootargs_base} ${root} zbot.slot=${zb_slot}".into());
-        k.push("HUSH_NO_EVAL=0".into());
-        k.push(format!("run {VAR_BOOTM}"));
-
-        let mut policy = p;
-        policy.push(format!("run {VAR_KERNEL}"));
-
-        let mut entries = Vec::new();
-        for n in &names {
-            entries.push((
-                format!("boot-{n}"),
-                vec![format!("zb_slot={n}"), format!("run {VAR_KERNEL}")],
-            ));
-        }
-        for (alias, target) in [(ALIAS_MAIN, &main), (ALIAS_RECOVERY, &rec)] {
-            let slot_named = alias.strip_prefix("boot-").expect("boot- prefix");
-            if names.contains(&slot_named) {
-                if slot_named != target {
-                    return Err(GenError::AliasCollision(slot_named.into()));
-                }
-                continue; // boot-<slot> already is the alias
-            }
-            entries.push((
-                alias.to_string(),
-                vec![format!("zb_slot={target}"), format!("run {VAR_KERNEL}")],
-            ));
-        }
-
-        let mut env: Vec<(String, String)> = vec![("bootcmd".into(), format!("run {VAR_POLICY}"))];
-        env.extend(cfg.default_env());
-        env.push(("bootargs_base".into(), board.bootargs_base.clone()));
-        env.push(("zbot_devtype".into(), board.devtype.clone()));
-        // U-Boot reads `dev:part` in hex (`mmc 0:10` is partition 16): write them in hex, so
-        // that `--bootpart 10` means partition 10 (0..9 read the same either way).
-        env.push(("zbot_devnum".into(), format!("{:x}", board.devnum)));
-        env.push(("zbot_bootpart".into(), format!("{:x}", board.bootpart)));
-        env.extend(board.extra_env.iter().cloned());
-        env.push((VAR_POLICY.into(), one_line(&policy)));
-        env.push((VAR_KERNEL.into(), one_line(&k)));
-        env.push((VAR_BOOTM.into(), board.bootm.clone()));
-        for (name, body) in &entries {
-            env.push((name.clone(), one_line(body)));
-        }
+        let policy = policy_script(cfg);
+        let kernel = kernel_script(cfg);
+        let entries = entry_points(cfg)?;
+        let default_env = default_env(cfg, board, &policy, &kernel, &entries);
         Ok(Generated {
             policy,
-            kernel: k,
+            kernel,
             entries,
-            default_env: env,
+            default_env,
             origin: origin.into(),
         })
     }

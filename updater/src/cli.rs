@@ -62,7 +62,8 @@ pub enum Command {
         /// sw-description's description [default: "ZBot SLOT VERSION"]
         #[arg(long)]
         description: Option<String>,
-        /// Slot file (bootcount's) [default: /etc/bootcount/slots.toml if present, else built in]
+        /// Slot file (bootcount's) [default: with --layout, the layout's slots (`partctl emit
+        /// slots`); else /etc/bootcount/slots.toml if present, else built in]
         #[arg(long, value_name = "FILE")]
         slots: Option<PathBuf>,
         /// Slot to install [default: the slot file's only primary slot]
@@ -248,8 +249,14 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
                     return Err(fail(EXIT_USAGE, "give --layout FILE or --slot-size SIZE"))
                 }
             };
-            let cfg =
-                bootcount::cli::load_slots(slots.as_deref()).map_err(|e| fail(EXIT_REFUSED, e))?;
+            // The layout is the card's one description: its slots, unless a slot file is named.
+            let cfg = match (&slots, &size) {
+                (None, SlotSize::Layout(l)) => {
+                    crate::pack::slots_from_layout(l).map_err(|e| fail(EXIT_REFUSED, e))?
+                }
+                _ => bootcount::cli::load_slots(slots.as_deref())
+                    .map_err(|e| fail(EXIT_REFUSED, e))?,
+            };
             let o = PackOptions {
                 image,
                 version,

@@ -505,11 +505,17 @@ pub fn create(
     Ok((len, warnings))
 }
 
+/// The boot slots a card's layout describes (`partctl emit slots`), as bootcount reads them.
+pub fn slots_from_layout(layout: &Path) -> Result<SlotConfig, String> {
+    let l = partctl::layout::Layout::load(layout).map_err(|e| e.to_string())?;
+    let text = partctl::emit::emit(&l, partctl::emit::EmitKind::Slots);
+    let origin = format!("{} (partctl emit slots)", layout.display());
+    SlotConfig::from_toml(&text, &origin).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const QEMU_SLOTS: &str = include_str!("../../qemu/machine/slots.toml");
 
     #[test]
     fn target_from_the_board_layout_and_slot_file() {
@@ -523,8 +529,8 @@ mod tests {
 
     #[test]
     fn target_on_the_qemu_machine_matches_by_name_and_number() {
-        let cfg = SlotConfig::from_toml(QEMU_SLOTS, "qemu").unwrap();
         let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../qemu/machine/layout.toml");
+        let cfg = slots_from_layout(&layout).unwrap();
         let t = resolve_target(&cfg, None, &SlotSize::Layout(layout)).unwrap();
         assert_eq!((t.device.as_str(), t.size), ("/dev/vda4", 16 << 20));
         assert!(resolve_target(&cfg, Some("otafs"), &SlotSize::Bytes(1)).is_err());
