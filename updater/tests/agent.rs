@@ -143,7 +143,7 @@ impl Robot {
             .to_string()
     }
     fn env(&self) -> fw_env::Vars {
-        let cfg = fw_env::cli::open_store(Some(&self.p("fw_env.config")), None, None).unwrap();
+        let cfg = fw_env::Store::from_config_file(self.p("fw_env.config")).unwrap();
         cfg.read().unwrap().vars
     }
     fn once(&self) -> Option<String> {

@@ -140,7 +140,7 @@ impl Recovery {
     }
     fn env(&self) -> Env {
         let cfg = self.p("etc/fw_env.config");
-        let store = fw_env::cli::open_store(Some(&cfg), None, None).unwrap();
+        let store = fw_env::Store::from_config_file(&cfg).unwrap();
         store
             .read()
             .unwrap()

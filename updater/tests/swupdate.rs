@@ -467,7 +467,8 @@ fn pack_refusals_name_the_problem_and_leave_no_file() {
                     .unwrap_or_else(|| f.p("rootfs.ext4")),
             )
             .args(["--hardware", "1.1"]);
-        if !args.contains(&"--slots") {
+        // With --layout and no --slots, the slots are the layout's own (as on the robot).
+        if !args.contains(&"--slots") && !args.contains(&"--layout") {
             c.arg("--slots").arg(f.p("slots.toml"));
         }
         c.arg("-o").arg(f.p("out.swu")).args(args);
