@@ -12,7 +12,7 @@
 #   5. qemu/demo.sh              the README's main command as a newcomer runs it: an empty
 #                                cache (ZBOT_CACHE in a fresh temporary directory), so U-Boot's
 #                                source, the kernel and the ROM are fetched and built from
-#                                nothing (about 5 more minutes; ZBOT_SKIP_NEWCOMER=1 skips it,
+#                                nothing (about 10 more minutes; ZBOT_SKIP_NEWCOMER=1 skips it,
 #                                loudly, for a quick local run)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

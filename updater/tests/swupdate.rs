@@ -6,9 +6,9 @@
 
 #![cfg(feature = "pack")]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use zbot_updater::cpio;
@@ -18,72 +18,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_zbot-updater");
 /// which is private per run, but one at a time keeps the 2-core machine responsive too.
 static SWUPDATE: Mutex<()> = Mutex::new(());
 
-/// Run a command with a deadline, in its own process group. When it exits (or the deadline
-/// passes) the whole group is killed: SWUpdate 2022.12 forks helpers, and one that outlives a
-/// refused install keeps our output pipes open (seen here: a `-N` refusal left one behind and a
-/// test waited on its pipe for ever).
-fn run(cmd: &mut Command, timeout: Duration) -> Output {
-    use std::os::unix::process::CommandExt;
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    // Drain the pipes in threads so a chatty child cannot block on a full pipe.
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            timed_out = true;
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // Whatever the child left running in its group goes too, so the pipes reach EOF.
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-    let out = Output {
-        status,
-        stdout: t1.join().unwrap(),
-        stderr: t2.join().unwrap(),
-    };
-    assert!(
-        !timed_out,
-        "{what} did not finish within {timeout:?}: killed\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn need(tool: &str) -> PathBuf {
-    for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] {
-        let p = Path::new(d).join(tool);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{tool} is not installed: these tests prove packages against the real program; run `sudo bash scripts/setup-debian.sh` (Debian package {tool})");
-}
+mod common;
+use common::{need, run};
 
 struct Fixture {
     dir: tempfile::TempDir,
