@@ -259,27 +259,11 @@ impl Config {
                 line,
             });
         }
-        match copies.as_slice() {
-            [] => Err(ConfigError::Empty { path }),
-            [a, b] if a.size != b.size => Err(ConfigError::SizeMismatch {
-                path,
-                first: a.size,
-                second: b.size,
-            }),
-            [a, b] => {
-                if let Some(region) = overlap(a, b) {
-                    return Err(ConfigError::Overlap {
-                        path,
-                        device: a.device.clone(),
-                        first: region,
-                        first_line: a.line,
-                        second_line: b.line,
-                    });
-                }
-                Ok(Config { path, copies })
-            }
-            _ => Ok(Config { path, copies }),
-        }
+        // The layout rules (one or two copies, equal sizes, no overlap) live in `validate`,
+        // which also runs again once links and negative offsets are resolved.
+        let config = Config { path, copies };
+        config.validate()?;
+        Ok(config)
     }
 
     /// A config for a single copy, built in code (tests, `--file` style use).

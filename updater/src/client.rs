@@ -39,15 +39,21 @@ fn http_head(addr: SocketAddr, request: &str) -> Result<(u16, String), UpdateErr
     let mut s = connect(addr, Duration::from_secs(10))?;
     s.write_all(request.as_bytes())
         .map_err(|e| UpdateError::Unreachable(format!("{addr}: {e}")))?;
+    read_reply(s, 8 << 10, &addr.to_string())
+}
+
+/// Read an HTTP reply (at most `limit` bytes) and its status code from the status line only:
+/// SWUpdate 2022.12's headers are malformed ("%sContent-Length: ..."), so they are not parsed.
+fn read_reply(s: impl Read, limit: u64, what: &str) -> Result<(u16, String), UpdateError> {
     let mut reply = Vec::new();
-    let _ = s.take(8 << 10).read_to_end(&mut reply);
+    let _ = s.take(limit).read_to_end(&mut reply);
     let text = String::from_utf8_lossy(&reply).into_owned();
     let code = text
         .lines()
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| UpdateError::Unreachable(format!("{addr}: no HTTP reply")))?;
+        .ok_or_else(|| UpdateError::Unreachable(format!("{what}: no HTTP reply")))?;
     Ok((code, text))
 }
 
@@ -309,15 +315,7 @@ fn upload(
     let s = stream;
     // The reply. 2022.12's header is malformed ("%sContent-Length: ..."): read the status line
     // and the body after the blank line, ignore the headers.
-    let mut reply = Vec::new();
-    let _ = s.take(64 << 10).read_to_end(&mut reply);
-    let text = String::from_utf8_lossy(&reply).into_owned();
-    let code = text
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| UpdateError::Unreachable(format!("upload to {addr}: no HTTP reply")))?;
+    let (code, text) = read_reply(s, 64 << 10, &format!("upload to {addr}"))?;
     let body = text
         .split("\r\n\r\n")
         .nth(1)
