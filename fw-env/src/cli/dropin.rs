@@ -262,6 +262,58 @@ fn parse_options(tool: Tool, style: Style, args: &[OsString]) -> Result<Parsed, 
     }))
 }
 
+/// The drop-in tool as a `clap::Command`, for its man page and shell completions only: the
+/// tool itself parses with [`getopt`] (the C tools' syntax, which clap does not follow). The
+/// options come from the same table the parser uses, the notes from the `--help` text.
+pub fn command(tool: Tool) -> clap::Command {
+    let mut cmd = clap::Command::new(tool_name(tool))
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(match tool {
+            Tool::Print => "Print variables from the U-Boot environment",
+            Tool::Set => "Modify variables in the U-Boot environment (one atomic write)",
+        })
+        // The `--help` text after its option list: the examples and where the C tools differ.
+        .after_long_help(
+            usage(tool)
+                .splitn(3, "\n\n")
+                .nth(2)
+                .unwrap_or_default()
+                .to_owned(),
+        )
+        .disable_help_flag(true)
+        .disable_version_flag(true);
+    for spec in SPECS {
+        let (value, help) = match spec.short {
+            'c' => (Some("FILE"), "configuration file"),
+            'f' => (Some("FILE"), "default environment when no copy is valid"),
+            'l' => (Some("DIR"), "directory of the lock file"),
+            'n' if tool == Tool::Print => (None, "print only the values"),
+            's' if tool == Tool::Set => (Some("FILE"), "set variables from FILE ('-' for stdin)"),
+            'h' => (None, "print this help"),
+            'v' | 'V' => (None, "print the version"),
+            _ => continue,
+        };
+        let mut arg = clap::Arg::new(spec.long).long(spec.long).help(help);
+        // `-n` has two long spellings and `-v`/`-V` one meaning: give each letter once.
+        if !cmd
+            .get_arguments()
+            .any(|a| a.get_short() == Some(spec.short))
+        {
+            arg = arg.short(spec.short);
+        }
+        arg = match value {
+            Some(v) => arg.value_name(v).action(clap::ArgAction::Set),
+            None => arg.action(clap::ArgAction::SetTrue),
+        };
+        cmd = cmd.arg(arg);
+    }
+    let operands = match tool {
+        Tool::Print => clap::Arg::new("VARIABLE").num_args(0..),
+        Tool::Set => clap::Arg::new("NAME [VALUE]").num_args(0..),
+    };
+    cmd.arg(operands.action(clap::ArgAction::Append))
+}
+
 /// [`run`] in a given style.
 pub fn run_with(
     tool: Tool,
@@ -587,6 +639,19 @@ pub fn parse_script(style: Style, script: &Script) -> Result<Changes, CliError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documentation_command_has_every_option_of_the_parser() {
+        for (tool, only) in [(Tool::Print, 'n'), (Tool::Set, 's')] {
+            let cmd = command(tool);
+            cmd.clone().debug_assert();
+            for spec in SPECS {
+                let shown = cmd.get_arguments().any(|a| a.get_long() == Some(spec.long));
+                let belongs = !matches!(spec.short, 'n' | 's') || spec.short == only;
+                assert_eq!(shown, belongs, "{:?} {}", tool, spec.long);
+            }
+        }
+    }
 
     fn script(style: Style, t: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         parse_script(
