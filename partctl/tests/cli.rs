@@ -188,6 +188,14 @@ fn grow_refuses_before_repair_on_a_larger_card() {
     };
     let o = grow_staging(&d.path().join("b2"));
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    // The gpt and mbrman crates read the grown card as partctl does: staging ends at the last
+    // usable sector rounded down to the 1 MiB alignment.
+    let grown = independent_readers_agree(&img).unwrap();
+    let (_, start, size, _, _, name) = grown.last().unwrap();
+    assert_eq!(
+        (name.as_str(), start + size),
+        ("staging", (sectors(&img) - 33) / 2048 * 2048)
+    );
     let o = partctl(&["check", img.to_str().unwrap(), "--layout", SMALL]);
     assert_eq!(
         o.code, 0,

@@ -1,5 +1,5 @@
 //! The damage matrix: for each damage, `check` finds it (message, exit code 1); `repair` gives
-//! back tables `sgdisk -v` finds clean, the golden MBR (and golden tables), unchanged partition
+//! back tables `sgdisk -v` finds clean and the `gpt` and `mbrman` crates read as partctl does, the golden MBR (and golden tables), unchanged partition
 //! contents; the backup file restores the damaged state byte for byte.
 
 mod common;
@@ -96,6 +96,9 @@ fn damage_matrix() {
         let (clean, text) = sgdisk_clean(&img);
         if !clean {
             fail(format!("sgdisk -v after repair: {text}"));
+        }
+        if let Err(e) = independent_readers_agree(&img) {
+            fail(format!("gpt/mbrman after repair: {e}"));
         }
         let c = partctl(&["check", imgs, "--layout", SMALL]);
         if c.code != 0 {

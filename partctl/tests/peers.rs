@@ -1,6 +1,7 @@
 //! Real peers: images made by `partctl create` pass `sgdisk -v` and read the same in sfdisk and
 //! parted; partctl reads images made by genimage (Debian's) and by sgdisk/sfdisk.
-//! U-Boot's `part list` (sandbox U-Boot): tests/uboot.rs.
+//! U-Boot's `part list` (sandbox U-Boot): tests/uboot.rs. Wherever sfdisk reads a card, the
+//! `gpt` and `mbrman` crates read it too (common::independent_readers_agree).
 
 mod common;
 use common::*;
@@ -8,7 +9,7 @@ use partctl::check::check;
 use std::path::Path;
 
 /// `(number, start, size, type, uuid, name)` as sfdisk --json reports them.
-fn sfdisk_parts(img: &Path) -> Vec<(u32, u64, u64, String, String, String)> {
+fn sfdisk_parts(img: &Path) -> Vec<Part> {
     let o = sh("sfdisk", &["--json", img.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
@@ -33,23 +34,6 @@ fn sfdisk_parts(img: &Path) -> Vec<(u32, u64, u64, String, String, String)> {
         .collect()
 }
 
-fn partctl_parts(img: &Path) -> Vec<(u32, u64, u64, String, String, String)> {
-    let r = check(&snapshot(img), None);
-    r.partitions
-        .iter()
-        .map(|(n, e)| {
-            (
-                *n,
-                e.first_lba,
-                e.last_lba - e.first_lba + 1,
-                e.type_guid.to_string(),
-                e.uuid.to_string(),
-                e.name.clone(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn created_image_reads_the_same_in_sgdisk_sfdisk_parted() {
     let img = golden();
@@ -59,6 +43,7 @@ fn created_image_reads_the_same_in_sgdisk_sfdisk_parted() {
     let ours = partctl_parts(img);
     assert_eq!(ours.len(), 6);
     assert_eq!(sfdisk_parts(img), ours);
+    assert_eq!(independent_readers_agree(img).unwrap(), sfdisk_parts(img));
     for ((n, start, size, _, uuid, name), (spec, pl)) in
         ours.iter().zip(l.partitions.iter().zip(l.place()))
     {
@@ -156,6 +141,7 @@ fn board_layout_image_with_content() {
     assert_eq!(c.code, 0, "{}", c.stdout);
     assert!(c.stdout.contains("No problems found."), "{}", c.stdout);
     assert_eq!(sfdisk_parts(&img), partctl_parts(&img));
+    assert_eq!(independent_readers_agree(&img).unwrap(), sfdisk_parts(&img));
     // Pull the partitions out and look inside with the filesystem tools.
     let l = partctl::layout::Layout::load(Path::new(BOARD)).unwrap();
     let pl = l.place();
@@ -271,6 +257,7 @@ fn reads_genimage_hybrid_image() {
     let ours = partctl_parts(&img);
     assert_eq!(ours.len(), 6);
     assert_eq!(sfdisk_parts(&img), ours);
+    assert_eq!(independent_readers_agree(&img).unwrap(), sfdisk_parts(&img));
     // genimage's 0xEE entry covers only the GPT (LBA 1..33): legal, reported as a warning.
     let c = partctl(&["check", "--json", img.to_str().unwrap()]);
     assert_eq!(c.code, 0, "{}", c.stdout);
@@ -361,6 +348,7 @@ fn reads_sgdisk_hybrid_and_sfdisk_images_and_repairs_them_into_board_hybrids() {
     assert_eq!(partition_crcs(&img, &small_layout()), before);
     let (clean, text) = sgdisk_clean(&img);
     assert!(clean, "{text}");
+    assert_eq!(independent_readers_agree(&img).unwrap(), sfdisk_parts(&img));
     let m = snapshot(&img).mbr;
     assert_eq!(
         (
@@ -417,6 +405,7 @@ fn reads_sgdisk_hybrid_and_sfdisk_images_and_repairs_them_into_board_hybrids() {
     let (clean, text) = sgdisk_clean(&img);
     assert!(clean, "{text}");
     assert_eq!(partctl_parts(&img), sfdisk_parts(&img));
+    assert_eq!(independent_readers_agree(&img).unwrap(), sfdisk_parts(&img));
     let o = sh("sfdisk", &["--label-nested", "dos", "-d", s]);
     assert!(
         o.stdout

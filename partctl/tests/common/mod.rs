@@ -1,9 +1,11 @@
 //! Shared test harness: a fresh temp dir per case, the partctl binary, the golden small image,
-//! and the peers (sgdisk, sfdisk, parted).
+//! the peers (sgdisk, sfdisk, parted) and the independent readers (the `gpt` and `mbrman`
+//! crates).
 #![allow(dead_code)]
 
 pub mod damages;
 
+use partctl::check::check;
 use partctl::disk::{read_sectors, Snapshot};
 use partctl::gpt::{parse_header, GptHeader};
 use partctl::layout::Layout;
@@ -177,4 +179,132 @@ pub fn table_sectors(p: &Path) -> Vec<Vec<u8>> {
 
 pub fn file_crc(p: &Path) -> u32 {
     crc32fast::hash(&std::fs::read(p).unwrap())
+}
+
+/// A GPT partition as `(number, start, size, type, uuid, name)`, GUIDs in capitals (as sfdisk
+/// --json reports them).
+pub type Part = (u32, u64, u64, String, String, String);
+
+/// The partitions as partctl itself reads them.
+pub fn partctl_parts(img: &Path) -> Vec<Part> {
+    let r = check(&snapshot(img), None);
+    r.partitions
+        .iter()
+        .map(|(n, e)| {
+            (
+                *n,
+                e.first_lba,
+                e.last_lba - e.first_lba + 1,
+                e.type_guid.to_string(),
+                e.uuid.to_string(),
+                e.name.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Read `img` with the `gpt` and `mbrman` crates, which share no code with partctl's
+/// hand-written codecs, and compare with partctl's own reading: both GPT headers valid (CRCs,
+/// signature, the crate's own checks) with the same disk GUID, usable range and entry array;
+/// the same partitions; the same four MBR entries, disk signature and CHS addresses (255
+/// heads, 63 sectors, saturated as fdisk does). Returns the partitions, or what disagrees.
+pub fn independent_readers_agree(img: &Path) -> Result<Vec<Part>, String> {
+    let ours = partctl_parts(img);
+    let s = snapshot(img);
+    let disk = gpt::GptConfig::new()
+        .writable(false)
+        .only_valid_headers(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .open(img)
+        .map_err(|e| format!("gpt crate cannot read {}: {e}", img.display()))?;
+    let theirs: Vec<Part> = disk
+        .partitions()
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(n, p)| {
+            (
+                *n,
+                p.first_lba,
+                p.last_lba - p.first_lba + 1,
+                p.part_type_guid.guid.to_string().to_uppercase(),
+                p.part_guid.to_string().to_uppercase(),
+                p.name.clone(),
+            )
+        })
+        .collect();
+    if theirs != ours {
+        return Err(format!(
+            "gpt crate reads {theirs:?}\npartctl reads {ours:?}"
+        ));
+    }
+    let ours_h = &s
+        .primary
+        .raw
+        .as_ref()
+        .ok_or("partctl: no primary header")?
+        .header;
+    for (which, h) in [
+        ("primary", disk.primary_header()),
+        ("backup", disk.backup_header()),
+    ] {
+        let h = h.map_err(|e| format!("gpt crate: {which} header: {e}"))?;
+        let seen = (
+            h.disk_guid.to_string().to_uppercase(),
+            h.first_usable,
+            h.last_usable,
+            h.num_parts,
+            h.part_size,
+        );
+        let want = (
+            ours_h.disk_guid.to_string(),
+            ours_h.first_usable,
+            ours_h.last_usable,
+            ours_h.num_entries,
+            ours_h.entry_size,
+        );
+        if seen != want {
+            return Err(format!(
+                "{which} header: gpt crate {seen:?}, partctl {want:?}"
+            ));
+        }
+    }
+    let mbr = mbrman::MBR::read_from(&mut File::open(img).unwrap(), 512)
+        .map_err(|e| format!("mbrman cannot read {}: {e}", img.display()))?;
+    if mbr.header.disk_signature != s.mbr.disk_signature.to_le_bytes() {
+        return Err(format!(
+            "disk signature: mbrman {:02x?}, partctl {:08x}",
+            mbr.header.disk_signature, s.mbr.disk_signature
+        ));
+    }
+    if !mbr.logical_partitions.is_empty() {
+        return Err(format!(
+            "mbrman finds logical partitions: {:?}",
+            mbr.logical_partitions
+        ));
+    }
+    let chs = |lba: u32| {
+        mbrman::CHS::from_lba_exact(lba, 1024, 255, 63).unwrap_or(mbrman::CHS::new(1023, 254, 63))
+    };
+    for (i, e) in s.mbr.entries.iter().enumerate() {
+        let m = mbr.get(i + 1).unwrap();
+        let seen = (m.boot, m.sys, m.starting_lba, m.sectors);
+        let want = (e.boot, e.kind, e.start, e.size);
+        if seen != want {
+            return Err(format!(
+                "MBR entry {}: mbrman {seen:?}, partctl {want:?}",
+                i + 1
+            ));
+        }
+        if !e.is_empty() && (m.first_chs, m.last_chs) != (chs(e.start), chs(e.start + e.size - 1)) {
+            return Err(format!(
+                "MBR entry {}: CHS {:?}..{:?} for LBA {}+{}",
+                i + 1,
+                m.first_chs,
+                m.last_chs,
+                e.start,
+                e.size
+            ));
+        }
+    }
+    Ok(ours)
 }
