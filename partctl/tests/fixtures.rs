@@ -61,8 +61,8 @@ fn bless() {
         .set_len(34 << 20)
         .unwrap();
     std::fs::write(dir.join("g.cfg"), "image sdcard.img {\n hdimage {\n  partition-table-type = \"hybrid\"\n  align = 1M\n  disk-uuid = \"5a8b0c00-0d05-4b0a-9c3e-0000000000aa\"\n }\n partition boot { partition-type = 0xC partition-type-uuid = \"U\" bootable = true image = \"boot.vfat\" partition-uuid = \"5a8b0c00-0d05-4b0a-9c3e-0000000000a1\" }\n partition env { partition-type-uuid = \"L\" size = 256K partition-uuid = \"5a8b0c00-0d05-4b0a-9c3e-0000000000a2\" }\n partition rootfs { partition-type-uuid = \"L\" size = 3M partition-uuid = \"5a8b0c00-0d05-4b0a-9c3e-0000000000a4\" }\n}\n").unwrap();
-    let o = sh(
-        "genimage",
+    let o = peer(
+        Peer::Genimage,
         &[
             "--config",
             dir.join("g.cfg").to_str().unwrap(),
@@ -90,8 +90,8 @@ fn bless() {
         .unwrap();
     let s = img.to_str().unwrap();
     assert_eq!(
-        sh(
-            "sgdisk",
+        peer(
+            Peer::Sgdisk,
             &[
                 "-o",
                 "-U",
@@ -116,7 +116,7 @@ fn bless() {
         .code,
         0
     );
-    assert_eq!(sh("sgdisk", &["-h", "1", s]).code, 0);
+    assert_eq!(peer(Peer::Sgdisk, &["-h", "1", s]).code, 0);
     std::fs::write(fixture("sgdisk-hybrid.tables"), tables_of(&img).to_bytes()).unwrap();
 }
 

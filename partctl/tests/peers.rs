@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// `(number, start, size, type, uuid, name)` as sfdisk --json reports them.
 fn sfdisk_parts(img: &Path) -> Vec<Part> {
-    let o = sh("sfdisk", &["--json", img.to_str().unwrap()]);
+    let o = peer(Peer::Sfdisk, &["--json", img.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     v["partitiontable"]["partitions"]
@@ -59,8 +59,8 @@ fn created_image_reads_the_same_in_sgdisk_sfdisk_parted() {
         );
     }
     // sfdisk on the nested MBR: slot 1 is FAT32 LBA, bootable, same sectors as GPT p1; slot 2 is 0xEE from LBA 1.
-    let o = sh(
-        "sfdisk",
+    let o = peer(
+        Peer::Sfdisk,
         &["--label-nested", "dos", "-d", img.to_str().unwrap()],
     );
     assert!(
@@ -76,8 +76,8 @@ fn created_image_reads_the_same_in_sgdisk_sfdisk_parted() {
         o.stdout
     );
     // parted -m: number:start:end:size:fs:name:flags
-    let o = sh(
-        "parted",
+    let o = peer(
+        Peer::Parted,
         &["-m", "-s", img.to_str().unwrap(), "unit", "s", "print"],
     );
     assert_eq!(o.code, 0, "{}", o.stderr);
@@ -112,8 +112,8 @@ fn board_layout_image_with_content() {
         let p = input.join(fs);
         std::fs::File::create(&p).unwrap().set_len(8 << 20).unwrap();
         assert_eq!(
-            sh(
-                "mke2fs",
+            peer(
+                Peer::Mke2fs,
                 &["-q", "-F", "-t", "ext4", "-L", fs, p.to_str().unwrap()]
             )
             .code,
@@ -162,19 +162,19 @@ fn board_layout_image_with_content() {
         out
     };
     let boot = extract(0, "boot.part");
-    let o = sh("mdir", &["-i", boot.to_str().unwrap(), "-b", "::/"]);
+    let o = peer(Peer::Mdir, &["-i", boot.to_str().unwrap(), "-b", "::/"]);
     assert!(
         o.stdout.contains("FIP.BIN") || o.stdout.contains("fip.bin"),
         "{}{}",
         o.stdout,
         o.stderr
     );
-    let o = sh("fsck.vfat", &["-n", boot.to_str().unwrap()]);
+    let o = peer(Peer::FsckVfat, &["-n", boot.to_str().unwrap()]);
     assert!(o.stdout.contains("32") || o.code == 0, "{}", o.stdout);
     let env = extract(1, "env.part");
-    let o = sh("e2fsck", &["-fn", env.to_str().unwrap()]);
+    let o = peer(Peer::E2fsck, &["-fn", env.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
-    let o = sh("dumpe2fs", &["-h", env.to_str().unwrap()]);
+    let o = peer(Peer::Dumpe2fs, &["-h", env.to_str().unwrap()]);
     let features = o
         .stdout
         .lines()
@@ -185,12 +185,15 @@ fn board_layout_image_with_content() {
         !features.contains("metadata_csum") && !features.contains("has_journal"),
         "{features}"
     );
-    let o = sh("debugfs", &["-R", "stat /uboot.env", env.to_str().unwrap()]);
+    let o = peer(
+        Peer::Debugfs,
+        &["-R", "stat /uboot.env", env.to_str().unwrap()],
+    );
     assert!(o.stdout.contains("Size: 16384"), "{}{}", o.stdout, o.stderr);
     let data = extract(4, "data.part");
-    assert_eq!(sh("e2fsck", &["-fn", data.to_str().unwrap()]).code, 0);
+    assert_eq!(peer(Peer::E2fsck, &["-fn", data.to_str().unwrap()]).code, 0);
     let root = extract(3, "rootfs.part");
-    let o = sh("dumpe2fs", &["-h", root.to_str().unwrap()]);
+    let o = peer(Peer::Dumpe2fs, &["-h", root.to_str().unwrap()]);
     assert!(
         o.stdout.contains("rootfs.ext4"),
         "raw image copied: {}",
@@ -211,8 +214,8 @@ fn reads_genimage_hybrid_image() {
         .set_len(34 << 20)
         .unwrap();
     assert_eq!(
-        sh(
-            "mkfs.vfat",
+        peer(
+            Peer::MkfsVfat,
             &["-F", "32", "-s", "1", boot.to_str().unwrap()]
         )
         .code,
@@ -237,8 +240,8 @@ fn reads_genimage_hybrid_image() {
 "#,
     )
     .unwrap();
-    let o = sh(
-        "genimage",
+    let o = peer(
+        Peer::Genimage,
         &[
             "--config",
             cfg.to_str().unwrap(),
@@ -297,8 +300,8 @@ fn reads_sgdisk_hybrid_and_sfdisk_images_and_repairs_them_into_board_hybrids() {
         .set_len(45 << 20)
         .unwrap();
     let s = img.to_str().unwrap();
-    let o = sh(
-        "sgdisk",
+    let o = peer(
+        Peer::Sgdisk,
         &[
             "-o",
             "-n",
@@ -331,7 +334,7 @@ fn reads_sgdisk_hybrid_and_sfdisk_images_and_repairs_them_into_board_hybrids() {
         ],
     );
     assert_eq!(o.code, 0, "{}", o.stderr);
-    assert_eq!(sh("sgdisk", &["-h", "1", s]).code, 0);
+    assert_eq!(peer(Peer::Sgdisk, &["-h", "1", s]).code, 0);
     assert_eq!(partctl_parts(&img), sfdisk_parts(&img));
     let c = partctl(&["check", "--json", s]);
     assert_eq!(c.code, 1);
@@ -369,7 +372,8 @@ fn reads_sgdisk_hybrid_and_sfdisk_images_and_repairs_them_into_board_hybrids() {
         .unwrap();
     let s = img.to_str().unwrap();
     let script = "label: gpt\nfirst-lba: 34\nstart=2048, size=69632, type=U, name=boot\nsize=512, type=L, name=env\nstart=73728, size=4096, type=L, name=otafs\nsize=6144, type=L, name=rootfs\n";
-    let mut child = std::process::Command::new("sfdisk")
+    let mut child = Peer::Sfdisk
+        .command()
         .arg(s)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -406,7 +410,7 @@ fn reads_sgdisk_hybrid_and_sfdisk_images_and_repairs_them_into_board_hybrids() {
     assert!(clean, "{text}");
     assert_eq!(partctl_parts(&img), sfdisk_parts(&img));
     assert_eq!(independent_readers_agree(&img).unwrap(), sfdisk_parts(&img));
-    let o = sh("sfdisk", &["--label-nested", "dos", "-d", s]);
+    let o = peer(Peer::Sfdisk, &["--label-nested", "dos", "-d", s]);
     assert!(
         o.stdout
             .contains("start=        2048, size=       69632, type=c, bootable"),
@@ -422,7 +426,7 @@ fn parted_destroys_the_hybrid_and_repair_rebuilds_it() {
     let img = d.path().join("card.img");
     copy_image(golden(), &img);
     let s = img.to_str().unwrap();
-    let o = sh("parted", &["-s", s, "name", "6", "staging"]);
+    let o = peer(Peer::Parted, &["-s", s, "name", "6", "staging"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let c = partctl(&["check", "--json", s]);
     assert_eq!(c.code, 1);

@@ -1,47 +1,19 @@
 //! End to end on the board's architecture: a card made by `partctl create` (with a default
-//! environment made by `mkenvimage`) boots the qemu-riscv64 U-Boot built with the board's env
-//! backend (ext4 file on virtio 0:2). U-Boot loads the environment from the env filesystem,
-//! lists the GPT partitions, and its `saveenv` writes back; the card stays sound. Skipped, with
-//! a message, when QEMU, OpenSBI, mkenvimage or the U-Boot build are missing.
+//! environment made from text by fw-env's mkimage) boots the qemu-riscv64 U-Boot built with the
+//! board's env backend (ext4 file on virtio 0:2). U-Boot loads the environment from the env
+//! filesystem, lists the GPT partitions, and its `saveenv` writes back; the card stays sound.
+//! QEMU, OpenSBI and the U-Boot build are found by `zbot_tests::Peer`: a missing one fails.
 
 mod common;
 use common::*;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
-
-fn uboot_bin() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("ZBOT_UBOOT_QEMU_RISCV") {
-        return Some(PathBuf::from(p)).filter(|p| p.exists());
-    }
-    let cache = std::env::var("ZBOT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/zbot")
-        });
-    let env = std::fs::read_to_string(cache.join("uboot/paths.env")).ok()?;
-    env.lines()
-        .find_map(|l| l.strip_prefix("ZBOT_UBOOT_QEMU_RISCV="))
-        .map(|v| PathBuf::from(v.trim_matches('\'')))
-        .filter(|p| p.exists())
-}
-
-fn which(p: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {p}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 #[test]
 fn qemu_riscv_uboot_boots_a_created_card() {
-    let opensbi = PathBuf::from("/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin");
-    let Some(ub) = uboot_bin()
-        .filter(|_| opensbi.exists() && which("qemu-system-riscv64") && which("mkenvimage"))
-    else {
-        panic!("missing test peer: needs qemu-system-riscv64, OpenSBI, mkenvimage and qemu/build-uboot.sh's qemu-riscv64 U-Boot; run scripts/test.sh (it installs and builds every peer)");
-    };
+    // A missing peer fails the test and says how to install or build it.
+    let opensbi = Peer::Opensbi.require();
+    let ub = Peer::QemuRiscvUboot.require();
     let d = tmp();
     let input = d.path();
     std::fs::write(input.join("env.txt"), "bootdelay=0\nmarker=from-partctl\nbootcmd=echo ZBOT marker=${marker}; part list virtio 0; setenv marker saved-by-uboot; saveenv; poweroff\n").unwrap();
@@ -57,7 +29,8 @@ fn qemu_riscv_uboot_boots_a_created_card() {
     let o = partctl(&["create", lp.to_str().unwrap(), img.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
 
-    let mut child = Command::new("qemu-system-riscv64")
+    let mut child = Peer::QemuSystemRiscv64
+        .command()
         .args([
             "-M",
             "virt",
@@ -123,8 +96,11 @@ fn qemu_riscv_uboot_boots_a_created_card() {
         ],
     );
     assert_eq!(o.code, 0);
-    assert_eq!(sh("e2fsck", &["-fn", env.to_str().unwrap()]).code, 0);
-    let o = sh("debugfs", &["-R", "cat /uboot.env", env.to_str().unwrap()]);
+    assert_eq!(peer(Peer::E2fsck, &["-fn", env.to_str().unwrap()]).code, 0);
+    let o = peer(
+        Peer::Debugfs,
+        &["-R", "cat /uboot.env", env.to_str().unwrap()],
+    );
     assert!(
         o.stdout.contains("marker=saved-by-uboot"),
         "saveenv wrote back"

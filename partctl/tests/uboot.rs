@@ -1,30 +1,13 @@
 //! Real U-Boot (the sandbox build from `qemu/build-uboot.sh`): `part list` reads created and
 //! repaired images like partctl does, falls back to the backup GPT where Linux does not, and
-//! U-Boot's ext4 writer accepts the env filesystem. Skipped, with a message, when the sandbox
-//! U-Boot has not been built (found through `ZBOT_UBOOT_SANDBOX` or
-//! `${ZBOT_CACHE:-$HOME/.cache/zbot}/uboot/paths.env`).
+//! U-Boot's ext4 writer accepts the env filesystem. The sandbox U-Boot is found by
+//! `zbot_tests::Peer::Sandbox`; a missing build fails the tests and says how to build it.
 
 mod common;
 use common::damages::{cases, Repair};
 use common::*;
 use partctl::kernel::KernelTable;
-use std::path::{Path, PathBuf};
-
-fn sandbox() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("ZBOT_UBOOT_SANDBOX") {
-        return Some(PathBuf::from(p)).filter(|p| p.exists());
-    }
-    let cache = std::env::var("ZBOT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/zbot")
-        });
-    let env = std::fs::read_to_string(cache.join("uboot/paths.env")).ok()?;
-    env.lines()
-        .find_map(|l| l.strip_prefix("ZBOT_UBOOT_SANDBOX="))
-        .map(|v| PathBuf::from(v.trim_matches('\'')))
-        .filter(|p| p.exists())
-}
+use std::path::Path;
 
 fn uboot(u: &Path, script: &str) -> String {
     let o = std::process::Command::new(u)
@@ -67,9 +50,7 @@ fn ours(img: &Path) -> Vec<(u32, u64, u64, String)> {
 
 #[test]
 fn uboot_reads_created_and_repaired_images() {
-    let Some(u) = sandbox() else {
-        panic!("missing test peer: sandbox U-Boot not built (qemu/build-uboot.sh); run scripts/test.sh (it installs and builds every peer)");
-    };
+    let u = Peer::Sandbox.require();
     let golden_list = part_list(&u, golden());
     assert_eq!(
         golden_list.len(),
@@ -102,9 +83,7 @@ fn uboot_reads_created_and_repaired_images() {
 
 #[test]
 fn uboot_falls_back_to_the_backup_where_linux_does_not() {
-    let Some(u) = sandbox() else {
-        panic!("missing test peer: sandbox U-Boot not built (qemu/build-uboot.sh); run scripts/test.sh (it installs and builds every peer)");
-    };
+    let u = Peer::Sandbox.require();
     let d = tmp();
     let img = d.path().join("card.img");
     copy_image(golden(), &img);
@@ -121,9 +100,7 @@ fn uboot_falls_back_to_the_backup_where_linux_does_not() {
 
 #[test]
 fn uboot_ext4_writer_accepts_the_env_filesystem() {
-    let Some(u) = sandbox() else {
-        panic!("missing test peer: sandbox U-Boot not built (qemu/build-uboot.sh); run scripts/test.sh (it installs and builds every peer)");
-    };
+    let u = Peer::Sandbox.require();
     let d = tmp();
     let img = d.path().join("card.img");
     copy_image(golden(), &img);
@@ -146,7 +123,7 @@ fn uboot_ext4_writer_accepts_the_env_filesystem() {
         ],
     );
     assert_eq!(o.code, 0);
-    let o = sh("e2fsck", &["-fn", env.to_str().unwrap()]);
+    let o = peer(Peer::E2fsck, &["-fn", env.to_str().unwrap()]);
     assert_eq!(
         o.code, 0,
         "e2fsck after U-Boot's write: {}{}",

@@ -25,6 +25,9 @@
 pub mod bootloop;
 pub mod differential;
 pub mod machine;
+pub mod oracle;
+
+pub use oracle::parse_env_vars;
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -112,6 +115,38 @@ pub enum Peer {
     MkfsVfat,
     /// `mcopy` (Debian `mtools`).
     Mcopy,
+    /// `mdir` (Debian `mtools`).
+    Mdir,
+    /// `fsck.vfat` (Debian `dosfstools`).
+    FsckVfat,
+    /// `mke2fs` (Debian `e2fsprogs`).
+    Mke2fs,
+    /// `dumpe2fs` (Debian `e2fsprogs`).
+    Dumpe2fs,
+    /// `sgdisk` (Debian `gdisk`).
+    Sgdisk,
+    /// `sfdisk` (Debian `fdisk`).
+    Sfdisk,
+    /// `parted` (Debian `parted`).
+    Parted,
+    /// `genimage` (Debian `genimage`).
+    Genimage,
+}
+
+/// Where a peer comes from: with [`Peer::source`], the one table of the programs and files the
+/// tests of every crate run against.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// A program in `$PATH` or an sbin directory: `(name, Debian package)`.
+    Program(&'static str, &'static str),
+    /// A U-Boot build: `$VAR`, else its line in `paths.env`: `(VAR, build-uboot.sh target)`.
+    Artefact(&'static str, &'static str),
+    /// U-Boot's `tools/env` program `name`, next to `$ZBOT_UBOOT_FW_PRINTENV`'s build.
+    UbootTool(&'static str),
+    /// A file: `(VAR, default path, Debian package)`.
+    File(&'static str, &'static str, &'static str),
+    /// libubootenv's tool: `(VAR, name in /usr/bin)`; it must answer `-V`.
+    Libubootenv(&'static str, &'static str),
 }
 
 /// Why a peer could not be found. Its `Display` says what to run.
@@ -158,6 +193,50 @@ impl Peer {
             Peer::E2fsck => "e2fsck",
             Peer::MkfsVfat => "mkfs.vfat",
             Peer::Mcopy => "mcopy",
+            Peer::Mdir => "mdir",
+            Peer::FsckVfat => "fsck.vfat",
+            Peer::Mke2fs => "mke2fs",
+            Peer::Dumpe2fs => "dumpe2fs",
+            Peer::Sgdisk => "sgdisk",
+            Peer::Sfdisk => "sfdisk",
+            Peer::Parted => "parted",
+            Peer::Genimage => "genimage",
+        }
+    }
+
+    fn source(self) -> Source {
+        use Source::*;
+        match self {
+            Peer::LibubootenvPrintenv => Libubootenv("ZBOT_LIBUBOOTENV_FW_PRINTENV", "fw_printenv"),
+            Peer::LibubootenvSetenv => Libubootenv("ZBOT_LIBUBOOTENV_FW_SETENV", "fw_setenv"),
+            Peer::UbootPrintenv => UbootTool("fw_printenv"),
+            Peer::UbootSetenv => UbootTool("fw_setenv"),
+            Peer::Sandbox => Artefact("ZBOT_UBOOT_SANDBOX", "sandbox"),
+            Peer::SandboxRedund => Artefact("ZBOT_UBOOT_SANDBOX_REDUND", "sandbox-redund"),
+            Peer::QemuRiscvUboot => Artefact("ZBOT_UBOOT_QEMU_RISCV", "qemu-riscv64"),
+            Peer::Opensbi => File(
+                "ZBOT_OPENSBI",
+                "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
+                "opensbi",
+            ),
+            Peer::Mkenvimage => Program("mkenvimage", "u-boot-tools"),
+            Peer::QemuSystemRiscv64 => Program(
+                "qemu-system-riscv64",
+                "qemu-system-misc (from bookworm-backports)",
+            ),
+            Peer::MkfsExt4 => Program("mkfs.ext4", "e2fsprogs"),
+            Peer::Mke2fs => Program("mke2fs", "e2fsprogs"),
+            Peer::Debugfs => Program("debugfs", "e2fsprogs"),
+            Peer::E2fsck => Program("e2fsck", "e2fsprogs"),
+            Peer::Dumpe2fs => Program("dumpe2fs", "e2fsprogs"),
+            Peer::MkfsVfat => Program("mkfs.vfat", "dosfstools"),
+            Peer::FsckVfat => Program("fsck.vfat", "dosfstools"),
+            Peer::Mcopy => Program("mcopy", "mtools"),
+            Peer::Mdir => Program("mdir", "mtools"),
+            Peer::Sgdisk => Program("sgdisk", "gdisk"),
+            Peer::Sfdisk => Program("sfdisk", "fdisk"),
+            Peer::Parted => Program("parted", "parted"),
+            Peer::Genimage => Program("genimage", "genimage"),
         }
     }
 
@@ -183,13 +262,43 @@ impl Peer {
             looked,
             fix,
         };
-        match self {
-            Peer::LibubootenvPrintenv | Peer::LibubootenvSetenv => {
-                let (var, name) = if self == Peer::LibubootenvPrintenv {
-                    ("ZBOT_LIBUBOOTENV_FW_PRINTENV", "fw_printenv")
+        match self.source() {
+            Source::Program(name, package) => find_program(name)
+                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix(package))),
+            Source::File(var, default, package) => {
+                let p = PathBuf::from(std::env::var_os(var).unwrap_or_else(|| default.into()));
+                if p.is_file() {
+                    Ok(p)
                 } else {
-                    ("ZBOT_LIBUBOOTENV_FW_SETENV", "fw_setenv")
+                    let looked = vec![format!("${var} or {}", p.display())];
+                    Err(missing(looked, Self::setup_fix(package)))
+                }
+            }
+            Source::Artefact(var, target) => match uboot_artefact(var) {
+                (Some(p), _) if p.is_file() => Ok(p),
+                (Some(p), _) => Err(missing(
+                    vec![p.display().to_string()],
+                    Self::build_fix(target),
+                )),
+                (None, looked) => Err(missing(looked, Self::build_fix(target))),
+            },
+            Source::UbootTool(name) => {
+                let (p, looked) = uboot_artefact("ZBOT_UBOOT_FW_PRINTENV");
+                let fix = Self::build_fix("tools");
+                let p = p.ok_or_else(|| missing(looked, fix.clone()))?;
+                // fw_setenv: the symlink to tools/env/fw_printenv the build script makes.
+                let p = if name == "fw_printenv" {
+                    p
+                } else {
+                    p.with_file_name(name)
                 };
+                if is_executable(&p) {
+                    Ok(p)
+                } else {
+                    Err(missing(vec![p.display().to_string()], fix))
+                }
+            }
+            Source::Libubootenv(var, name) => {
                 let p = std::env::var_os(var)
                     .map(PathBuf::from)
                     .unwrap_or_else(|| Path::new("/usr/bin").join(name));
@@ -208,68 +317,6 @@ impl Peer {
                     )),
                 }
             }
-            Peer::UbootPrintenv | Peer::UbootSetenv => {
-                let (p, looked) = uboot_artefact("ZBOT_UBOOT_FW_PRINTENV");
-                let fix = Self::build_fix("tools");
-                let p = p.ok_or_else(|| missing(looked.clone(), fix.clone()))?;
-                let p = if self == Peer::UbootSetenv {
-                    p.with_file_name("fw_setenv")
-                } else {
-                    p
-                };
-                if is_executable(&p) {
-                    Ok(p)
-                } else {
-                    Err(missing(vec![p.display().to_string()], fix))
-                }
-            }
-            Peer::Sandbox | Peer::SandboxRedund | Peer::QemuRiscvUboot => {
-                let (var, target) = match self {
-                    Peer::Sandbox => ("ZBOT_UBOOT_SANDBOX", "sandbox"),
-                    Peer::SandboxRedund => ("ZBOT_UBOOT_SANDBOX_REDUND", "sandbox-redund"),
-                    _ => ("ZBOT_UBOOT_QEMU_RISCV", "qemu-riscv64"),
-                };
-                let (p, looked) = uboot_artefact(var);
-                match p {
-                    Some(p) if p.is_file() => Ok(p),
-                    Some(p) => Err(missing(
-                        vec![p.display().to_string()],
-                        Self::build_fix(target),
-                    )),
-                    None => Err(missing(looked, Self::build_fix(target))),
-                }
-            }
-            Peer::Opensbi => {
-                let p = PathBuf::from(std::env::var_os("ZBOT_OPENSBI").unwrap_or_else(|| {
-                    "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin".into()
-                }));
-                if p.is_file() {
-                    Ok(p)
-                } else {
-                    Err(missing(
-                        vec![format!("$ZBOT_OPENSBI or {}", p.display())],
-                        Self::setup_fix("opensbi"),
-                    ))
-                }
-            }
-            Peer::Mkenvimage => find_program("mkenvimage")
-                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("u-boot-tools"))),
-            Peer::QemuSystemRiscv64 => find_program("qemu-system-riscv64").ok_or_else(|| {
-                missing(
-                    search_dirs_desc(),
-                    Self::setup_fix("qemu-system-misc (from bookworm-backports)"),
-                )
-            }),
-            Peer::MkfsExt4 => find_program("mkfs.ext4")
-                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("e2fsprogs"))),
-            Peer::Debugfs => find_program("debugfs")
-                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("e2fsprogs"))),
-            Peer::E2fsck => find_program("e2fsck")
-                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("e2fsprogs"))),
-            Peer::MkfsVfat => find_program("mkfs.vfat")
-                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("dosfstools"))),
-            Peer::Mcopy => find_program("mcopy")
-                .ok_or_else(|| missing(search_dirs_desc(), Self::setup_fix("mtools"))),
         }
     }
 
@@ -961,21 +1008,6 @@ pub fn mkenvimage(text: &str, size: usize, extra: &[&str]) -> Result<Vec<u8>> {
     Ok(std::fs::read(out)?)
 }
 
-/// Parse the data area of a single-copy env image (`crc | data`) into `(name, value)` pairs,
-/// raw bytes as stored (no unescaping). Stops at the first empty string.
-pub fn parse_env_vars(data: &[u8]) -> Vec<(String, String)> {
-    let mut vars = Vec::new();
-    for item in data.split(|&b| b == 0) {
-        if item.is_empty() {
-            break;
-        }
-        let s = String::from_utf8_lossy(item);
-        let (n, v) = s.split_once('=').unwrap_or((&s, ""));
-        vars.push((n.to_string(), v.to_string()));
-    }
-    vars
-}
-
 /// The directory of the committed golden env fixtures (`fw-env/tests/fixtures`).
 pub fn fixtures_dir() -> PathBuf {
     repo_root().join("fw-env/tests/fixtures")
@@ -1022,14 +1054,5 @@ mod tests {
         let msg = Peer::setup_fix("e2fsprogs");
         assert!(msg.contains("scripts/setup-debian.sh"), "{msg}");
         assert!(msg.contains("e2fsprogs"), "{msg}");
-    }
-
-    #[test]
-    fn parse_env_vars_stops_at_double_nul() {
-        let v = parse_env_vars(b"a=1\0b=x=y\0\0stale=1\0");
-        assert_eq!(
-            v,
-            vec![("a".into(), "1".into()), ("b".into(), "x=y".into())]
-        );
     }
 }

@@ -2,16 +2,12 @@
 //! against the real peers: CRCs, flags, the copy each peer picks, and what U-Boot loads.
 
 use std::path::Path;
-use zbot_tests::{fixtures_dir, parse_env_vars, run_ok, DiskImage, Peer, Sandbox};
+use zbot_tests::oracle::{crc_ok, parse_env_vars};
+use zbot_tests::{fixtures_dir, run_ok, DiskImage, Peer, Sandbox};
 
 fn fixture(name: &str) -> Vec<u8> {
     let p = fixtures_dir().join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn crc_ok(data_start: usize, image: &[u8]) -> bool {
-    let stored = u32::from_le_bytes(image[..4].try_into().unwrap());
-    crc32fast::hash(&image[data_start..]) == stored
 }
 
 #[test]

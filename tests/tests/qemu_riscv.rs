@@ -1,7 +1,8 @@
 //! The qemu-riscv64 U-Boot built with the board's env backend loads `/uboot.env` from the
 //! ext4 on virtio partition 2 at boot, runs its `bootcmd`, and its `saveenv` writes back.
 
-use zbot_tests::{mkenvimage, parse_env_vars, DiskImage, QemuRiscv, ENV_SIZE};
+use zbot_tests::oracle::parse_env_vars;
+use zbot_tests::{mkenvimage, DiskImage, QemuRiscv, ENV_SIZE};
 
 #[test]
 fn qemu_riscv_boots_with_env_from_ext4_partition_2() {

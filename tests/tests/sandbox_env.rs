@@ -1,12 +1,8 @@
 //! The helpers work against the real sandbox U-Boot: its `saveenv` puts `/uboot.env` on
 //! partition 2, the image's CRC is zlib's crc32, and it loads what `mkenvimage` wrote.
 
-use zbot_tests::{mkenvimage, parse_env_vars, DiskImage, Peer, Sandbox, ENV_SIZE};
-
-fn crc_ok(image: &[u8]) -> bool {
-    let stored = u32::from_le_bytes(image[..4].try_into().unwrap());
-    crc32fast::hash(&image[4..]) == stored
-}
+use zbot_tests::oracle::{crc_ok, parse_env_vars};
+use zbot_tests::{mkenvimage, DiskImage, Peer, Sandbox, ENV_SIZE};
 
 #[test]
 fn sandbox_saveenv_creates_uboot_env_on_partition_2() {
@@ -33,7 +29,7 @@ fn sandbox_saveenv_creates_uboot_env_on_partition_2() {
         "ext4 saveenv writes exactly CONFIG_ENV_SIZE bytes"
     );
     assert!(
-        crc_ok(&env),
+        crc_ok(4, &env),
         "CRC of U-Boot's saveenv is zlib crc32 over the data area"
     );
     let vars = parse_env_vars(&env[4..]);

@@ -1,5 +1,5 @@
 //! Shared test harness: a fresh temp dir per case, the partctl binary, the golden small image,
-//! the peers (sgdisk, sfdisk, parted) and the independent readers (the `gpt` and `mbrman`
+//! the peers (sgdisk, sfdisk, parted, ..., found by `zbot_tests::Peer`) and the independent readers (the `gpt` and `mbrman`
 //! crates).
 #![allow(dead_code)]
 
@@ -14,6 +14,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+pub use zbot_tests::Peer;
 
 pub const SMALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/layouts/zbot-duos-small.toml");
 pub const BOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/layouts/zbot-duos.toml");
@@ -40,6 +41,22 @@ pub fn partctl(args: &[&str]) -> Out {
     }
 }
 
+/// Run a test peer, found where every crate's tests find it (`zbot_tests::Peer`: a missing
+/// one fails the test and says how to install it).
+pub fn peer(p: Peer, args: &[&str]) -> Out {
+    let o = p
+        .command()
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+/// Run a base system program (coreutils, util-linux), not a peer.
 pub fn sh(cmd: &str, args: &[&str]) -> Out {
     let o = Command::new(cmd)
         .args(args)
@@ -54,7 +71,7 @@ pub fn sh(cmd: &str, args: &[&str]) -> Out {
 
 /// `sgdisk -v` exits 0 even when it finds problems: parse its output.
 pub fn sgdisk_clean(img: &Path) -> (bool, String) {
-    let o = sh("sgdisk", &["-v", img.to_str().unwrap()]);
+    let o = peer(Peer::Sgdisk, &["-v", img.to_str().unwrap()]);
     let text = format!("{}{}", o.stdout, o.stderr);
     (
         text.contains("No problems found")
