@@ -2,7 +2,7 @@
 //! saying what is wrong, where, and how to fix it, plus what Linux will see.
 
 use crate::disk::{CopyAt, Snapshot};
-use crate::gpt::{parse_entries, GptEntry, ENTRY_SIZE, HEADER_SIZE};
+use crate::gpt::{parse_entries, GptEntry, GptHeader, RawHeader, ENTRY_SIZE, HEADER_SIZE};
 use crate::kernel::{self, KernelView};
 use crate::layout::Layout;
 use crate::mbr::{self, Mirror, PROTECTIVE};
@@ -316,7 +316,21 @@ fn check_copy(c: &CopyAt, which: Which, s: &Snapshot, out: &mut Vec<Problem>) {
         ));
         return;
     };
-    let h = &rh.header;
+    check_header(c, rh, which, s, fix_from_other, out);
+    check_geometry(c, &rh.header, which, last, fix_from_other, out);
+    check_array(c, &rh.header, which, fix_from_other, out);
+}
+
+/// The header's own fields: size, CRC, revision, where it says it is and where its other copy is.
+fn check_header(
+    c: &CopyAt,
+    rh: &RawHeader,
+    which: Which,
+    s: &Snapshot,
+    fix_from_other: &'static str,
+    out: &mut Vec<Problem>,
+) {
+    let (last, at, w, h) = (s.last_lba(), Some(c.lba), Some(which), &rh.header);
     if h.header_size != HEADER_SIZE {
         out.push(err(
             Kind::HeaderSize,
@@ -390,6 +404,18 @@ fn check_copy(c: &CopyAt, which: Which, s: &Snapshot, out: &mut Vec<Problem>) {
             REPAIR,
         ));
     }
+}
+
+/// The entry array's shape and place, and the usable range, against each other and the card.
+fn check_geometry(
+    c: &CopyAt,
+    h: &GptHeader,
+    which: Which,
+    last: u64,
+    fix_from_other: &'static str,
+    out: &mut Vec<Problem>,
+) {
+    let (at, w) = (Some(c.lba), Some(which));
     if h.entry_size != ENTRY_SIZE {
         out.push(err(
             Kind::EntrySize,
@@ -439,6 +465,17 @@ fn check_copy(c: &CopyAt, which: Which, s: &Snapshot, out: &mut Vec<Problem>) {
             out.push(err(Kind::EntriesLba, w, at, format!("{which} GPT entry array at LBA {} ({asecs} sectors) overlaps the header or the usable range {}..{}", h.entries_lba, h.first_usable, h.last_usable), REPAIR));
         }
     }
+}
+
+/// The entry array is readable and matches its CRC.
+fn check_array(
+    c: &CopyAt,
+    h: &GptHeader,
+    which: Which,
+    fix_from_other: &'static str,
+    out: &mut Vec<Problem>,
+) {
+    let w = Some(which);
     match &c.array {
         Err(e) => out.push(err(
             Kind::ArrayUnreadable,
@@ -472,25 +509,8 @@ fn check_copy(c: &CopyAt, which: Which, s: &Snapshot, out: &mut Vec<Problem>) {
 
 /// Check a card. `layout` adds the per-partition comparison and the hybrid MBR's expected shape.
 pub fn check(s: &Snapshot, layout: Option<&Layout>) -> Report {
-    let last = s.last_lba();
     let mut p = Vec::new();
-
-    // --- GPT copies ---
-    check_copy(&s.primary, Which::Primary, s, &mut p);
-    let alt_of_primary = s.primary.raw.as_ref().map(|r| r.header.alternate_lba);
-    let moved = s
-        .alternate
-        .as_ref()
-        .filter(|a| copy_is_sound(a, a.lba, last));
-    match moved {
-        Some(a) if s.backup.raw.is_none() => {
-            p.push(err(Kind::BackupNotAtEnd, Some(Which::Backup), Some(a.lba), format!("backup GPT is at LBA {} but the card ends at LBA {last}: the image was written to a larger card", a.lba), "run `partctl repair` (moves the backup to the end and clears the old one), then `partctl grow` to use the space"));
-        }
-        _ => check_copy(&s.backup, Which::Backup, s, &mut p),
-    }
-    if let Some(alt) = alt_of_primary.filter(|&a| a > last) {
-        p.push(err(Kind::CardSmaller, None, Some(alt), format!("the primary GPT puts its backup at LBA {alt} but the card ends at LBA {last}: the card is smaller than the image"), "write the image to a card at least as large as the image; partitions past the end cannot be recovered by partctl"));
-    }
+    check_copies(s, &mut p);
     let source = best_source(s);
     if source.is_none() {
         p.push(err(
@@ -501,8 +521,53 @@ pub fn check(s: &Snapshot, layout: Option<&Layout>) -> Report {
             "run `partctl repair --layout FILE` to rebuild the tables from the layout",
         ));
     }
+    check_copies_agree(s, &mut p);
+    let entries = source.map(|(c, _)| copy_entries(c)).unwrap_or_default();
+    if let Some((c, _)) = source {
+        let h = &c.raw.as_ref().expect("sound").header;
+        let align = layout.map(|l| l.align_sectors()).unwrap_or(2048);
+        check_entries(h, &entries, align, s.last_lba(), &mut p);
+        check_overlaps(&entries, &mut p);
+    }
+    check_mbr(s, layout, &entries, &mut p);
+    if let Some(l) = layout {
+        check_layout(s, l, source.map(|(c, _)| c), &entries, &mut p);
+    }
 
-    // --- both copies must agree ---
+    Report {
+        disk_sectors: s.disk_sectors,
+        source: source.map(|(_, w)| w),
+        partitions: entries,
+        problems: p,
+        linux: kernel::view(s, false),
+        linux_with_gpt_option: kernel::view(s, true),
+    }
+}
+
+/// Each GPT copy where it belongs: the primary at LBA 1, the backup at the card's end (or
+/// found mid-card when the image was written to a larger card), neither past a smaller card.
+fn check_copies(s: &Snapshot, p: &mut Vec<Problem>) {
+    let last = s.last_lba();
+    check_copy(&s.primary, Which::Primary, s, p);
+    let alt_of_primary = s.primary.raw.as_ref().map(|r| r.header.alternate_lba);
+    let moved = s
+        .alternate
+        .as_ref()
+        .filter(|a| copy_is_sound(a, a.lba, last));
+    match moved {
+        Some(a) if s.backup.raw.is_none() => {
+            p.push(err(Kind::BackupNotAtEnd, Some(Which::Backup), Some(a.lba), format!("backup GPT is at LBA {} but the card ends at LBA {last}: the image was written to a larger card", a.lba), "run `partctl repair` (moves the backup to the end and clears the old one), then `partctl grow` to use the space"));
+        }
+        _ => check_copy(&s.backup, Which::Backup, s, p),
+    }
+    if let Some(alt) = alt_of_primary.filter(|&a| a > last) {
+        p.push(err(Kind::CardSmaller, None, Some(alt), format!("the primary GPT puts its backup at LBA {alt} but the card ends at LBA {last}: the card is smaller than the image"), "write the image to a card at least as large as the image; partitions past the end cannot be recovered by partctl"));
+    }
+}
+
+/// Both sound copies say the same: header fields, every entry, and the unused entry bytes.
+fn check_copies_agree(s: &Snapshot, p: &mut Vec<Problem>) {
+    let last = s.last_lba();
     let backup_sound = [Some(&s.backup), s.alternate.as_ref()]
         .into_iter()
         .flatten()
@@ -540,106 +605,97 @@ pub fn check(s: &Snapshot, layout: Option<&Layout>) -> Report {
             p.push(err(Kind::CopiesDiffer, None, Some(b.lba), format!("primary and backup GPT differ in: {}", diffs.join(", ")), "run `partctl repair` (the primary, which Linux uses, wins; with --layout the copy matching the layout wins)"));
         }
     }
+}
 
-    // --- partitions ---
-    let entries = source.map(|(c, _)| copy_entries(c)).unwrap_or_default();
-    if let Some((c, _)) = source {
-        let h = &c.raw.as_ref().expect("sound").header;
-        let align = layout.map(|l| l.align_sectors()).unwrap_or(2048);
-        let asecs = h.array_sectors();
-        for (n, e) in &entries {
-            let at = Some(e.first_lba);
-            if e.first_lba > e.last_lba {
+/// Each entry inside the card, off the table area, inside the usable range, aligned, and
+/// within the partitions an SD card's block device registers.
+fn check_entries(
+    h: &GptHeader,
+    entries: &[(u32, GptEntry)],
+    align: u64,
+    last: u64,
+    p: &mut Vec<Problem>,
+) {
+    let asecs = h.array_sectors();
+    for (n, e) in entries {
+        let at = Some(e.first_lba);
+        if e.first_lba > e.last_lba {
+            p.push(err(
+                Kind::StartAfterEnd,
+                None,
+                at,
+                format!(
+                    "partition {n} ({}) starts at LBA {} after its end at LBA {}",
+                    e.name, e.first_lba, e.last_lba
+                ),
+                "run `partctl repair --layout FILE` (rebuilds the entries from the layout)",
+            ));
+            continue;
+        }
+        if e.last_lba > last {
+            p.push(err(
+                Kind::CardSmaller,
+                None,
+                Some(e.last_lba),
+                format!(
+                    "partition {n} ({}) ends at LBA {} past the card's end at LBA {last}",
+                    e.name, e.last_lba
+                ),
+                "write the image to a card at least as large as the image",
+            ));
+        } else if e.first_lba < 2 + asecs || e.last_lba >= last.saturating_sub(asecs) {
+            p.push(err(
+                Kind::InTableArea,
+                None,
+                at,
+                format!(
+                    "partition {n} ({}) at LBA {}..{} overlaps the GPT table area",
+                    e.name, e.first_lba, e.last_lba
+                ),
+                "run `partctl repair --layout FILE`",
+            ));
+        } else if e.first_lba < h.first_usable || e.last_lba > h.last_usable {
+            p.push(err(
+                Kind::OutsideUsable,
+                None,
+                at,
+                format!(
+                    "partition {n} ({}) at LBA {}..{} is outside the usable range {}..{}",
+                    e.name, e.first_lba, e.last_lba, h.first_usable, h.last_usable
+                ),
+                "run `partctl repair --layout FILE`",
+            ));
+        }
+        if e.first_lba % align != 0 {
+            p.push(warn(Kind::Misaligned, None, at, format!("partition {n} ({}) starts at LBA {}, not a multiple of {align} sectors", e.name, e.first_lba), "recreate the card with `partctl create` (alignment cannot be changed without moving data)"));
+        }
+    }
+    for (n, e) in entries.iter().filter(|(n, _)| *n > 7) {
+        p.push(warn(Kind::BeyondMmcMinors, None, Some(e.first_lba), format!("partition {n} ({}) is GPT entry {n}: on an SD card Linux registers only mmcblk0p1..p7 (CONFIG_MMC_BLOCK_MINORS=8 by default)", e.name), "use entries 1..7, or raise CONFIG_MMC_BLOCK_MINORS in the kernel"));
+    }
+}
+
+/// No two entries share a sector.
+fn check_overlaps(entries: &[(u32, GptEntry)], p: &mut Vec<Problem>) {
+    for (i, (n, a)) in entries.iter().enumerate() {
+        for (m, b) in &entries[i + 1..] {
+            if a.first_lba <= a.last_lba
+                && b.first_lba <= b.last_lba
+                && a.first_lba <= b.last_lba
+                && b.first_lba <= a.last_lba
+            {
                 p.push(err(
-                    Kind::StartAfterEnd,
+                    Kind::Overlap,
                     None,
-                    at,
+                    Some(a.first_lba.max(b.first_lba)),
                     format!(
-                        "partition {n} ({}) starts at LBA {} after its end at LBA {}",
-                        e.name, e.first_lba, e.last_lba
+                        "partitions {n} ({}) {}..{} and {m} ({}) {}..{} overlap",
+                        a.name, a.first_lba, a.last_lba, b.name, b.first_lba, b.last_lba
                     ),
                     "run `partctl repair --layout FILE` (rebuilds the entries from the layout)",
                 ));
-                continue;
-            }
-            if e.last_lba > last {
-                p.push(err(
-                    Kind::CardSmaller,
-                    None,
-                    Some(e.last_lba),
-                    format!(
-                        "partition {n} ({}) ends at LBA {} past the card's end at LBA {last}",
-                        e.name, e.last_lba
-                    ),
-                    "write the image to a card at least as large as the image",
-                ));
-            } else if e.first_lba < 2 + asecs || e.last_lba >= last.saturating_sub(asecs) {
-                p.push(err(
-                    Kind::InTableArea,
-                    None,
-                    at,
-                    format!(
-                        "partition {n} ({}) at LBA {}..{} overlaps the GPT table area",
-                        e.name, e.first_lba, e.last_lba
-                    ),
-                    "run `partctl repair --layout FILE`",
-                ));
-            } else if e.first_lba < h.first_usable || e.last_lba > h.last_usable {
-                p.push(err(
-                    Kind::OutsideUsable,
-                    None,
-                    at,
-                    format!(
-                        "partition {n} ({}) at LBA {}..{} is outside the usable range {}..{}",
-                        e.name, e.first_lba, e.last_lba, h.first_usable, h.last_usable
-                    ),
-                    "run `partctl repair --layout FILE`",
-                ));
-            }
-            if e.first_lba % align != 0 {
-                p.push(warn(Kind::Misaligned, None, at, format!("partition {n} ({}) starts at LBA {}, not a multiple of {align} sectors", e.name, e.first_lba), "recreate the card with `partctl create` (alignment cannot be changed without moving data)"));
             }
         }
-        for (n, e) in entries.iter().filter(|(n, _)| *n > 7) {
-            p.push(warn(Kind::BeyondMmcMinors, None, Some(e.first_lba), format!("partition {n} ({}) is GPT entry {n}: on an SD card Linux registers only mmcblk0p1..p7 (CONFIG_MMC_BLOCK_MINORS=8 by default)", e.name), "use entries 1..7, or raise CONFIG_MMC_BLOCK_MINORS in the kernel"));
-        }
-        for (i, (n, a)) in entries.iter().enumerate() {
-            for (m, b) in &entries[i + 1..] {
-                if a.first_lba <= a.last_lba
-                    && b.first_lba <= b.last_lba
-                    && a.first_lba <= b.last_lba
-                    && b.first_lba <= a.last_lba
-                {
-                    p.push(err(
-                        Kind::Overlap,
-                        None,
-                        Some(a.first_lba.max(b.first_lba)),
-                        format!(
-                            "partitions {n} ({}) {}..{} and {m} ({}) {}..{} overlap",
-                            a.name, a.first_lba, a.last_lba, b.name, b.first_lba, b.last_lba
-                        ),
-                        "run `partctl repair --layout FILE` (rebuilds the entries from the layout)",
-                    ));
-                }
-            }
-        }
-    }
-
-    // --- MBR ---
-    check_mbr(s, layout, &entries, &mut p);
-
-    // --- layout ---
-    if let Some(l) = layout {
-        check_layout(s, l, source.map(|(c, _)| c), &entries, &mut p);
-    }
-
-    Report {
-        disk_sectors: s.disk_sectors,
-        source: source.map(|(_, w)| w),
-        partitions: entries,
-        problems: p,
-        linux: kernel::view(s, false),
-        linux_with_gpt_option: kernel::view(s, true),
     }
 }
 
@@ -684,6 +740,52 @@ fn check_mbr(
         p.push(err(Kind::MbrNoSignature, None, at0, "MBR has no 55AA signature: the boot ROM cannot find the boot partition and Linux ignores the GPT".into(), "run `partctl repair` (rebuilds the hybrid MBR)"));
         return;
     }
+    let ee = check_protective(m, p);
+    for (i, e) in m.entries.iter().enumerate() {
+        if e.boot != 0 && e.boot != 0x80 {
+            p.push(err(Kind::MbrBadBootIndicator, None, at0, format!("MBR entry {} has boot indicator {:#04x} (0x00 or 0x80 expected): Linux ignores the whole MBR", i + 1, e.boot), "run `partctl repair`"));
+        }
+    }
+    let mirrors = expected_mirrors(layout, entries);
+    for (i, e) in m.entries.iter().enumerate() {
+        if e.boot == 0x80
+            && e.kind != PROTECTIVE
+            && !mirrors.iter().any(|mi| {
+                mi.bootable && mi.mbr_index as usize == i + 1 && mi.first == e.start as u64
+            })
+        {
+            p.push(err(Kind::MbrBootFlagMisplaced, None, at0, format!("MBR entry {} (type {:#04x}) carries the boot flag; only the FAT boot partition should", i + 1, e.kind), "run `partctl repair`"));
+        }
+    }
+    let before_mirrors = p.len();
+    for mi in &mirrors {
+        check_mirror(m, mi, p);
+    }
+    // The size of the 0xEE entry only matters once the mirrors are right.
+    if ee.len() == 1 && ee[0].1.start == 1 && p.len() == before_mirrors {
+        let want = match mirrors.iter().map(|mi| mi.first).min() {
+            Some(f) => f.saturating_sub(1),
+            None => s.last_lba().min(u32::MAX as u64),
+        };
+        if ee[0].1.size as u64 != want {
+            p.push(warn(
+                Kind::MbrProtectiveSize,
+                None,
+                at0,
+                format!(
+                    "MBR 0xEE entry covers {} sectors (partctl writes {want})",
+                    ee[0].1.size
+                ),
+                "nothing needed: the boot ROM, U-Boot and Linux accept it (a repair made for another reason rewrites it)",
+            ));
+        }
+    }
+}
+
+/// Exactly one 0xEE entry, at LBA 1, not active: what Linux needs to read the GPT. Returns the
+/// 0xEE entries with their index.
+fn check_protective<'a>(m: &'a mbr::Mbr, p: &mut Vec<Problem>) -> Vec<(usize, &'a mbr::MbrEntry)> {
+    let at0 = Some(0);
     let ee: Vec<(usize, &mbr::MbrEntry)> = m
         .entries
         .iter()
@@ -735,104 +837,73 @@ fn check_mbr(
             ));
         }
     }
-    for (i, e) in m.entries.iter().enumerate() {
-        if e.boot != 0 && e.boot != 0x80 {
-            p.push(err(Kind::MbrBadBootIndicator, None, at0, format!("MBR entry {} has boot indicator {:#04x} (0x00 or 0x80 expected): Linux ignores the whole MBR", i + 1, e.boot), "run `partctl repair`"));
-        }
+    ee
+}
+
+/// The MBR entry that mirrors a GPT partition for the boot ROM: what is wrong with it, if
+/// anything (one finding, the most specific).
+fn check_mirror(m: &mbr::Mbr, mi: &Mirror, p: &mut Vec<Problem>) {
+    let at0 = Some(0);
+    let want = mbr::MbrEntry {
+        boot: if mi.bootable { 0x80 } else { 0 },
+        kind: mi.kind,
+        start: mi.first as u32,
+        size: mi.last.saturating_add(1).saturating_sub(mi.first) as u32,
+    };
+    let entry = m.entries[(mi.mbr_index as usize).clamp(1, 4) - 1];
+    if entry == want {
+        return;
     }
-    let mirrors = expected_mirrors(layout, entries);
-    for (i, e) in m.entries.iter().enumerate() {
-        if e.boot == 0x80
-            && e.kind != PROTECTIVE
-            && !mirrors.iter().any(|mi| {
-                mi.bootable && mi.mbr_index as usize == i + 1 && mi.first == e.start as u64
-            })
-        {
-            p.push(err(Kind::MbrBootFlagMisplaced, None, at0, format!("MBR entry {} (type {:#04x}) carries the boot flag; only the FAT boot partition should", i + 1, e.kind), "run `partctl repair`"));
-        }
-    }
-    let before_mirrors = p.len();
-    for mi in &mirrors {
-        let want = mbr::MbrEntry {
-            boot: if mi.bootable { 0x80 } else { 0 },
-            kind: mi.kind,
-            start: mi.first as u32,
-            size: mi.last.saturating_add(1).saturating_sub(mi.first) as u32,
-        };
-        let entry = m.entries[(mi.mbr_index as usize).clamp(1, 4) - 1];
-        if entry == want {
-            continue;
-        }
-        let elsewhere = m
-            .entries
-            .iter()
-            .position(|e| e.kind != PROTECTIVE && e.kind != 0 && e.start as u64 == mi.first);
-        if entry.kind == mi.kind && entry.start == want.start && entry.size != want.size
-            || (entry.kind != PROTECTIVE && entry.kind != 0 && entry.start != want.start)
-        {
-            p.push(err(
-                Kind::MbrHybridMismatch,
-                None,
-                at0,
-                format!(
-                    "MBR entry {} describes LBA {}+{} but GPT partition at LBA {}..{} needs {}+{}",
-                    mi.mbr_index, entry.start, entry.size, mi.first, mi.last, want.start, want.size
-                ),
-                "run `partctl repair` (resyncs the hybrid MBR with the GPT)",
-            ));
-        } else if entry.start == want.start && entry.size == want.size && entry.kind != mi.kind {
-            p.push(err(
-                Kind::MbrHybridType,
-                None,
-                at0,
-                format!(
-                    "MBR entry {} has type {:#04x}, the boot ROM needs {:#04x} (FAT32 LBA)",
-                    mi.mbr_index, entry.kind, mi.kind
-                ),
-                "run `partctl repair`",
-            ));
-        } else if entry == (mbr::MbrEntry { boot: 0, ..want }) {
-            p.push(err(
-                Kind::MbrBootFlagMisplaced,
-                None,
-                at0,
-                format!("MBR entry {} is not marked bootable", mi.mbr_index),
-                "run `partctl repair`",
-            ));
-        } else if let Some(j) = elsewhere {
-            p.push(err(
-                Kind::MbrHybridSlot,
-                None,
-                at0,
-                format!(
-                    "the boot partition is in MBR entry {} instead of entry {} (entries swapped?)",
-                    j + 1,
-                    mi.mbr_index
-                ),
-                "run `partctl repair`",
-            ));
-        } else {
-            p.push(err(Kind::MbrHybridMissing, None, at0, format!("MBR entry {} does not mirror GPT partition LBA {}..{} (a tool such as parted replaced the hybrid MBR by a protective one?): the boot ROM cannot find fip.bin", mi.mbr_index, mi.first, mi.last), "run `partctl repair` (rebuilds the hybrid MBR)"));
-        }
-    }
-    // The size of the 0xEE entry only matters once the mirrors are right.
-    if ee.len() == 1 && ee[0].1.start == 1 && p.len() == before_mirrors {
-        let want = match mirrors.iter().map(|mi| mi.first).min() {
-            Some(f) => f.saturating_sub(1),
-            None => s.last_lba().min(u32::MAX as u64),
-        };
-        if ee[0].1.size as u64 != want {
-            p.push(warn(
-                Kind::MbrProtectiveSize,
-                None,
-                at0,
-                format!(
-                    "MBR 0xEE entry covers {} sectors (partctl writes {want})",
-                    ee[0].1.size
-                ),
-                "nothing needed: the boot ROM, U-Boot and Linux accept it (a repair made for another reason rewrites it)",
-            ));
-        }
+    let elsewhere = m
+        .entries
+        .iter()
+        .position(|e| e.kind != PROTECTIVE && e.kind != 0 && e.start as u64 == mi.first);
+    if entry.kind == mi.kind && entry.start == want.start && entry.size != want.size
+        || (entry.kind != PROTECTIVE && entry.kind != 0 && entry.start != want.start)
+    {
+        p.push(err(
+            Kind::MbrHybridMismatch,
+            None,
+            at0,
+            format!(
+                "MBR entry {} describes LBA {}+{} but GPT partition at LBA {}..{} needs {}+{}",
+                mi.mbr_index, entry.start, entry.size, mi.first, mi.last, want.start, want.size
+            ),
+            "run `partctl repair` (resyncs the hybrid MBR with the GPT)",
+        ));
+    } else if entry.start == want.start && entry.size == want.size && entry.kind != mi.kind {
+        p.push(err(
+            Kind::MbrHybridType,
+            None,
+            at0,
+            format!(
+                "MBR entry {} has type {:#04x}, the boot ROM needs {:#04x} (FAT32 LBA)",
+                mi.mbr_index, entry.kind, mi.kind
+            ),
+            "run `partctl repair`",
+        ));
+    } else if entry == (mbr::MbrEntry { boot: 0, ..want }) {
+        p.push(err(
+            Kind::MbrBootFlagMisplaced,
+            None,
+            at0,
+            format!("MBR entry {} is not marked bootable", mi.mbr_index),
+            "run `partctl repair`",
+        ));
+    } else if let Some(j) = elsewhere {
+        p.push(err(
+            Kind::MbrHybridSlot,
+            None,
+            at0,
+            format!(
+                "the boot partition is in MBR entry {} instead of entry {} (entries swapped?)",
+                j + 1,
+                mi.mbr_index
+            ),
+            "run `partctl repair`",
+        ));
+    } else {
+        p.push(err(Kind::MbrHybridMissing, None, at0, format!("MBR entry {} does not mirror GPT partition LBA {}..{} (a tool such as parted replaced the hybrid MBR by a protective one?): the boot ROM cannot find fip.bin", mi.mbr_index, mi.first, mi.last), "run `partctl repair` (rebuilds the hybrid MBR)"));
     }
 }
 
