@@ -39,11 +39,11 @@ pub enum Cmd {
         #[arg(long)]
         input: Option<PathBuf>,
         /// Image size (e.g. 1G); default: the smallest that holds the layout.
-        #[arg(long)]
-        size: Option<String>,
+        #[arg(long, value_parser = parse_card_size)]
+        size: Option<u64>,
         /// Also write a derived file: KIND=PATH, KIND one of fw_env.config, uboot-fragment, fstab, slots.
-        #[arg(long, value_name = "KIND=PATH")]
-        emit: Vec<String>,
+        #[arg(long, value_name = "KIND=PATH", value_parser = parse_emit)]
+        emit: Vec<(EmitKind, PathBuf)>,
     },
     /// Print a file derived from the layout.
     Emit {
@@ -128,20 +128,26 @@ pub fn parse_align(s: &str) -> Result<u64, String> {
 }
 
 /// `create --size`: bytes (`1G`, `64M`, ...), a multiple of 512, at most 128 TiB.
-pub fn parse_card_size(s: &str) -> Result<u64, CliError> {
+pub fn parse_card_size(s: &str) -> Result<u64, String> {
     let v = crate::layout::Size::parse(s)
-        .ok_or_else(|| {
-            CliError::Msg(format!(
-                "bad --size {s:?}: use e.g. 1G, 512M or a number of bytes"
-            ))
-        })?
+        .ok_or_else(|| format!("bad --size {s:?}: use e.g. 1G, 512M or a number of bytes"))?
         .0;
     if v % SECTOR != 0 || v == 0 || v > files::MAX_CARD_BYTES {
-        return Err(CliError::Msg(format!(
+        return Err(format!(
             "--size {s}: {v} bytes is not a card size (a positive multiple of 512, at most 128 TiB)"
-        )));
+        ));
     }
     Ok(v)
+}
+
+/// `create --emit KIND=PATH`: which derived file, and where to write it.
+pub fn parse_emit(s: &str) -> Result<(EmitKind, PathBuf), String> {
+    let (k, p) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--emit {s:?}: expected KIND=PATH"))?;
+    let kind = <EmitKind as clap::ValueEnum>::from_str(k, false)
+        .map_err(|_| format!("--emit: unknown kind {k:?}"))?;
+    Ok((kind, PathBuf::from(p)))
 }
 
 /// A failure that stops the command (exit 2).
@@ -341,21 +347,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             output,
             input,
             size,
-            emit: emits,
+            emit: outs,
         } => {
             let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
             let input =
                 input.unwrap_or_else(|| layout.parent().map(Path::to_path_buf).unwrap_or_default());
-            let size = size.map(|s| parse_card_size(&s)).transpose()?;
-            let mut outs = Vec::new();
-            for e in &emits {
-                let (k, p) = e
-                    .split_once('=')
-                    .ok_or_else(|| CliError::Msg(format!("--emit {e:?}: expected KIND=PATH")))?;
-                let kind = <EmitKind as clap::ValueEnum>::from_str(k, false)
-                    .map_err(|_| CliError::Msg(format!("--emit: unknown kind {k:?}")))?;
-                outs.push((kind, PathBuf::from(p)));
-            }
             let t = create::create(&l, &input, &output, size)
                 .map_err(|e| CliError::Msg(format!("creating {}: {e}", output.display())))?;
             println!(
