@@ -156,6 +156,16 @@ fn layout_matches(l: &Layout, entries: &[(u32, GptEntry)]) -> bool {
             })
 }
 
+/// What one sound GPT copy can be as the source of a repair.
+enum Candidate {
+    /// Fits the card (and the layout, when given): the GPT to write, with notes on what changed.
+    Usable(GptImage, Vec<String>),
+    /// Its entries cannot be written safely on this card: why.
+    Unsafe(String),
+    /// Sound, but not what the layout says: which copy.
+    DiffersFromLayout(String),
+}
+
 /// The tables the card should carry.
 pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<String>), Refusal> {
     let n = s.disk_sectors;
@@ -170,20 +180,7 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
             });
         }
     }
-    let mut candidates: Vec<(&crate::disk::CopyAt, Which)> = Vec::new();
-    if let Some(c) = best_source(s) {
-        candidates.push(c);
-    }
-    for c in [Some(&s.backup), s.alternate.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        if crate::check::copy_is_sound(c, c.lba, last)
-            && !candidates.iter().any(|(d, _)| d.lba == c.lba)
-        {
-            candidates.push((c, Which::Backup));
-        }
-    }
+    let candidates = candidates(s);
     if let Some(p) = s
         .primary
         .raw
@@ -199,83 +196,25 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
             });
         }
     }
+    // The first usable candidate wins, in the order of `candidates`.
     let mut chosen = None;
     let mut unsafe_reason = None;
     let mut sane_but_different = None;
     for (c, which) in &candidates {
-        let h = &c.raw.as_ref().expect("sound").header;
-        let entries = copy_entries(c);
-        let asecs = h.array_sectors();
-        if n < 2 * asecs + 3 {
-            unsafe_reason.get_or_insert(format!(
-                "the card ({n} sectors) cannot hold two {asecs}-sector entry arrays"
-            ));
-            continue;
-        }
-        let first_usable = h.first_usable.max(2 + asecs);
-        if let Some(why) = entries_problem(&entries, first_usable, n, asecs) {
-            if entries.iter().any(|(_, e)| e.last_lba > last) && layout.is_none() {
-                let need = entries
-                    .iter()
-                    .map(|(_, e)| e.last_lba.saturating_add(2 + asecs))
-                    .max()
-                    .unwrap_or(0);
-                return Err(Refusal::CardSmaller {
-                    disk: n,
-                    need,
-                    what: "partition table",
-                });
+        match classify(c, *which, s, layout)? {
+            Candidate::Usable(gpt, more) => {
+                notes.extend(more);
+                chosen = Some(gpt);
+                break;
             }
-            unsafe_reason.get_or_insert(why);
-            continue;
-        }
-        if let Some(l) = layout {
-            if !layout_matches(l, &entries) {
-                notes.push(format!(
-                    "the {which} GPT at LBA {} does not match the layout",
-                    c.lba
-                ));
-                sane_but_different.get_or_insert(format!("the {which} GPT at LBA {}", c.lba));
-                continue;
+            Candidate::Unsafe(why) => {
+                unsafe_reason.get_or_insert(why);
+            }
+            Candidate::DiffersFromLayout(what) => {
+                notes.push(format!("{what} does not match the layout"));
+                sane_but_different.get_or_insert(what);
             }
         }
-        let anchored = if *which == Which::Primary {
-            h.alternate_lba == last
-        } else {
-            c.lba == last
-        };
-        let max_end = entries.iter().map(|(_, e)| e.last_lba).max().unwrap_or(0);
-        let last_usable = if anchored
-            && h.last_usable >= max_end
-            && h.last_usable <= last.saturating_sub(1 + asecs)
-        {
-            h.last_usable
-        } else {
-            last.saturating_sub(1 + asecs)
-        };
-        let array = c.array.as_ref().expect("sound").clone();
-        let mut disk_guid = h.disk_guid;
-        if let Some(l) = layout.filter(|l| l.disk.guid != h.disk_guid) {
-            notes.push(format!(
-                "disk GUID {} replaced by the layout's {}",
-                h.disk_guid, l.disk.guid
-            ));
-            disk_guid = l.disk.guid;
-        }
-        let gpt = GptImage {
-            disk_guid,
-            first_usable,
-            last_usable,
-            num_entries: h.num_entries,
-            array,
-        };
-        notes.push(format!(
-            "using the {which} GPT at LBA {} ({} partitions)",
-            c.lba,
-            entries.len()
-        ));
-        chosen = Some(gpt);
-        break;
     }
     let gpt_tables = match (chosen, layout) {
         (Some(g), _) => {
@@ -314,6 +253,107 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
         }
     };
     Ok((gpt_tables, notes))
+}
+
+/// The sound copies a repair may start from, best first: the one `check` reads, then any
+/// other sound backup (at the card's end, or left mid-card by a smaller image).
+fn candidates(s: &Snapshot) -> Vec<(&crate::disk::CopyAt, Which)> {
+    let last = s.last_lba();
+    let mut candidates: Vec<(&crate::disk::CopyAt, Which)> = Vec::new();
+    if let Some(c) = best_source(s) {
+        candidates.push(c);
+    }
+    for c in [Some(&s.backup), s.alternate.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if crate::check::copy_is_sound(c, c.lba, last)
+            && !candidates.iter().any(|(d, _)| d.lba == c.lba)
+        {
+            candidates.push((c, Which::Backup));
+        }
+    }
+    candidates
+}
+
+/// Whether the sound copy `c` can be the repair's source; a card too small for its partitions
+/// (without a layout to rebuild from) refuses the whole repair.
+fn classify(
+    c: &crate::disk::CopyAt,
+    which: Which,
+    s: &Snapshot,
+    layout: Option<&Layout>,
+) -> Result<Candidate, Refusal> {
+    let (n, last) = (s.disk_sectors, s.last_lba());
+    let h = &c.raw.as_ref().expect("sound").header;
+    let entries = copy_entries(c);
+    let asecs = h.array_sectors();
+    if n < 2 * asecs + 3 {
+        return Ok(Candidate::Unsafe(format!(
+            "the card ({n} sectors) cannot hold two {asecs}-sector entry arrays"
+        )));
+    }
+    let first_usable = h.first_usable.max(2 + asecs);
+    if let Some(why) = entries_problem(&entries, first_usable, n, asecs) {
+        if entries.iter().any(|(_, e)| e.last_lba > last) && layout.is_none() {
+            let need = entries
+                .iter()
+                .map(|(_, e)| e.last_lba.saturating_add(2 + asecs))
+                .max()
+                .unwrap_or(0);
+            return Err(Refusal::CardSmaller {
+                disk: n,
+                need,
+                what: "partition table",
+            });
+        }
+        return Ok(Candidate::Unsafe(why));
+    }
+    if let Some(l) = layout {
+        if !layout_matches(l, &entries) {
+            return Ok(Candidate::DiffersFromLayout(format!(
+                "the {which} GPT at LBA {}",
+                c.lba
+            )));
+        }
+    }
+    let anchored = if which == Which::Primary {
+        h.alternate_lba == last
+    } else {
+        c.lba == last
+    };
+    let max_end = entries.iter().map(|(_, e)| e.last_lba).max().unwrap_or(0);
+    let last_usable = if anchored
+        && h.last_usable >= max_end
+        && h.last_usable <= last.saturating_sub(1 + asecs)
+    {
+        h.last_usable
+    } else {
+        last.saturating_sub(1 + asecs)
+    };
+    let array = c.array.as_ref().expect("sound").clone();
+    let mut notes = Vec::new();
+    let mut disk_guid = h.disk_guid;
+    if let Some(l) = layout.filter(|l| l.disk.guid != h.disk_guid) {
+        notes.push(format!(
+            "disk GUID {} replaced by the layout's {}",
+            h.disk_guid, l.disk.guid
+        ));
+        disk_guid = l.disk.guid;
+    }
+    let gpt = GptImage {
+        disk_guid,
+        first_usable,
+        last_usable,
+        num_entries: h.num_entries,
+        array,
+    };
+    notes.push(format!(
+        "using the {which} GPT at LBA {} ({} partitions)",
+        c.lba,
+        entries.len()
+    ));
+    Ok(Candidate::Usable(gpt, notes))
 }
 
 /// Plan the writes that turn the card into `target`.
