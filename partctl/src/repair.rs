@@ -217,18 +217,7 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
         }
     }
     let gpt_tables = match (chosen, layout) {
-        (Some(g), _) => {
-            let mirrors = expected_mirrors(layout, &g.entries());
-            let (bootcode, sig) = if s.mbr.signature_ok {
-                (
-                    s.mbr.bootcode.clone(),
-                    Some(s.mbr.disk_signature).filter(|&d| d != 0),
-                )
-            } else {
-                (vec![0; 440], None)
-            };
-            Tables::from_gpt(g, &mirrors, bootcode, sig, n)
-        }
+        (Some(g), _) => tables_from_gpt(s, layout, g),
         (None, Some(_)) if sane_but_different.is_some() => {
             return Err(Refusal::LayoutConflict(
                 sane_but_different.expect("checked"),
@@ -236,14 +225,7 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
         }
         (None, Some(l)) => {
             notes.push("rebuilding the GPT entries from the layout".into());
-            let mut t = Tables::from_layout(l, n);
-            if s.mbr.signature_ok {
-                t.mbr.bootcode = s.mbr.bootcode.clone();
-                if s.mbr.disk_signature != 0 {
-                    t.mbr.disk_signature = s.mbr.disk_signature;
-                }
-            }
-            t
+            tables_from_layout(s, l)
         }
         (None, None) => {
             return Err(match unsafe_reason {
@@ -253,6 +235,33 @@ pub fn target(s: &Snapshot, layout: Option<&Layout>) -> Result<(Tables, Vec<Stri
         }
     };
     Ok((gpt_tables, notes))
+}
+
+/// The tables around the chosen GPT: its hybrid MBR rebuilt, keeping the boot code and disk
+/// signature of a valid MBR.
+fn tables_from_gpt(s: &Snapshot, layout: Option<&Layout>, g: GptImage) -> Tables {
+    let mirrors = expected_mirrors(layout, &g.entries());
+    let (bootcode, sig) = if s.mbr.signature_ok {
+        (
+            s.mbr.bootcode.clone(),
+            Some(s.mbr.disk_signature).filter(|&d| d != 0),
+        )
+    } else {
+        (vec![0; 440], None)
+    };
+    Tables::from_gpt(g, &mirrors, bootcode, sig, s.disk_sectors)
+}
+
+/// The tables the layout prescribes, keeping the boot code and disk signature of a valid MBR.
+fn tables_from_layout(s: &Snapshot, l: &Layout) -> Tables {
+    let mut t = Tables::from_layout(l, s.disk_sectors);
+    if s.mbr.signature_ok {
+        t.mbr.bootcode = s.mbr.bootcode.clone();
+        if s.mbr.disk_signature != 0 {
+            t.mbr.disk_signature = s.mbr.disk_signature;
+        }
+    }
+    t
 }
 
 /// The sound copies a repair may start from, best first: the one `check` reads, then any

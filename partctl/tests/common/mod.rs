@@ -285,6 +285,12 @@ pub fn independent_readers_agree(img: &Path) -> Result<Vec<Part>, String> {
             ));
         }
     }
+    mbrman_agrees(img, &s)?;
+    Ok(ours)
+}
+
+/// The MBR as mbrman reads it against partctl's reading `s`: see [`independent_readers_agree`].
+fn mbrman_agrees(img: &Path, s: &Snapshot) -> Result<(), String> {
     let mbr = mbrman::MBR::read_from(&mut File::open(img).unwrap(), 512)
         .map_err(|e| format!("mbrman cannot read {}: {e}", img.display()))?;
     if mbr.header.disk_signature != s.mbr.disk_signature.to_le_bytes() {
@@ -323,5 +329,5 @@ pub fn independent_readers_agree(img: &Path) -> Result<Vec<Part>, String> {
             ));
         }
     }
-    Ok(ours)
+    Ok(())
 }
