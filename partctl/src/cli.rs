@@ -348,130 +348,21 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             input,
             size,
             emit: outs,
-        } => {
-            let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
-            let input =
-                input.unwrap_or_else(|| layout.parent().map(Path::to_path_buf).unwrap_or_default());
-            let t = create::create(&l, &input, &output, size)
-                .map_err(|e| CliError::Msg(format!("creating {}: {e}", output.display())))?;
-            println!(
-                "created {} ({} sectors, {} partitions)",
-                output.display(),
-                t.disk_sectors,
-                l.partitions.len()
-            );
-            for (kind, p) in outs {
-                std::fs::write(&p, emit(&l, kind)).map_err(msg(p.display()))?;
-                println!("wrote {}", p.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Emit { kind, layout } => {
-            let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
-            print!("{}", emit(&l, kind));
-            Ok(ExitCode::SUCCESS)
-        }
+        } => create_cmd(layout, output, input, size, outs),
+        Cmd::Emit { kind, layout } => emit_cmd(kind, layout),
         Cmd::Check {
             target,
             layout,
             json,
-        } => {
-            let l = load_layout(&layout)?;
-            let (mut f, n) = open_ro(&target)?;
-            let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
-            let r = check::check(&s, l.as_ref());
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).map_err(msg("json"))?);
-            } else {
-                print!("{}", format_report(&target.display().to_string(), &r));
-            }
-            Ok(ExitCode::from(r.exit_code()))
-        }
+        } => check_cmd(target, layout, json),
         Cmd::Repair {
             target,
             layout,
             dry_run,
             yes,
             backup,
-        } => {
-            let l = load_layout(&layout)?;
-            let (mut f, n) = if dry_run {
-                open_ro(&target)?
-            } else {
-                open_rw(&target)?
-            };
-            let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
-            let plan = match repair::plan(&mut f, &s, l.as_ref()) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("partctl: refusing to repair {}: {e}", target.display());
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            print!("Repair plan for {}:\n{}", target.display(), plan.describe());
-            if plan.is_empty() {
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut after = Patched::new(&mut f);
-            for w in &plan.writes {
-                after.patch(w.lba, &w.data);
-            }
-            let sa = Snapshot::read(&mut after, n).map_err(msg(target.display()))?;
-            let ra = check::check(&sa, l.as_ref());
-            print!(
-                "After the repair:\n{}",
-                format_report(&target.display().to_string(), &ra)
-            );
-            if dry_run || !confirm(yes) {
-                println!(
-                    "Nothing written{}.",
-                    if dry_run {
-                        " (dry run)"
-                    } else {
-                        ": rerun with --yes"
-                    }
-                );
-                return Ok(ExitCode::from(1));
-            }
-            write_plan(&mut f, &target, &plan, &backup)?;
-            if let Err(e) = blockdev::reread(&f) {
-                println!("note: the kernel did not reread the table ({e}); reboot to use it");
-            }
-            let r = recheck(&mut f, n, l.as_ref(), &target.display().to_string())?;
-            println!(
-                "Repaired. {}",
-                if r.is_sound() {
-                    "The tables are sound."
-                } else {
-                    "Problems remain:"
-                }
-            );
-            if !r.is_sound() {
-                print!("{}", format_report(&target.display().to_string(), &r));
-            }
-            Ok(ExitCode::from(r.exit_code()))
-        }
-        Cmd::Restore { backup, target } => {
-            let bytes = files::read_small(&backup, repair::MAX_BACKUP_FILE_BYTES)
-                .map_err(|e| CliError::Msg(no_dup(&backup, e)))?;
-            let b = Backup::from_bytes(&bytes).map_err(msg(backup.display()))?;
-            let (mut f, n) = open_rw(&target)?;
-            if n != b.disk_bytes {
-                return Err(CliError::Msg(format!(
-                    "{} is {n} bytes but the backup was taken from a {}-byte card: restore it to the card it was taken from",
-                    target.display(),
-                    b.disk_bytes
-                )));
-            }
-            repair::restore(&mut f, &b, |f| f.sync_data()).map_err(msg(target.display()))?;
-            let _ = blockdev::reread(&f);
-            println!(
-                "restored {} sector(s) to {}",
-                b.sectors.len(),
-                target.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => repair_cmd(target, layout, dry_run, yes, backup),
+        Cmd::Restore { backup, target } => restore_cmd(backup, target),
         Cmd::Grow {
             name,
             target,
@@ -479,53 +370,198 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             yes,
             backup,
             align,
-        } => {
-            let (mut f, n) = if dry_run {
-                open_ro(&target)?
+        } => grow_cmd(name, target, dry_run, yes, backup, align),
+    }
+}
+
+/// `create`: the image, then the derived files asked for.
+fn create_cmd(
+    layout: PathBuf,
+    output: PathBuf,
+    input: Option<PathBuf>,
+    size: Option<u64>,
+    outs: Vec<(EmitKind, PathBuf)>,
+) -> Result<ExitCode, CliError> {
+    let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
+    let input = input.unwrap_or_else(|| layout.parent().map(Path::to_path_buf).unwrap_or_default());
+    let t = create::create(&l, &input, &output, size)
+        .map_err(|e| CliError::Msg(format!("creating {}: {e}", output.display())))?;
+    println!(
+        "created {} ({} sectors, {} partitions)",
+        output.display(),
+        t.disk_sectors,
+        l.partitions.len()
+    );
+    for (kind, p) in outs {
+        std::fs::write(&p, emit(&l, kind)).map_err(msg(p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `emit`: print one derived file.
+fn emit_cmd(kind: EmitKind, layout: PathBuf) -> Result<ExitCode, CliError> {
+    let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
+    print!("{}", emit(&l, kind));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check`: exit 0 sound, 1 problems found (2, as an error: could not check).
+fn check_cmd(target: PathBuf, layout: Option<PathBuf>, json: bool) -> Result<ExitCode, CliError> {
+    let l = load_layout(&layout)?;
+    let (mut f, n) = open_ro(&target)?;
+    let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
+    let r = check::check(&s, l.as_ref());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).map_err(msg("json"))?);
+    } else {
+        print!("{}", format_report(&target.display().to_string(), &r));
+    }
+    Ok(ExitCode::from(r.exit_code()))
+}
+
+/// `repair`: plan, show the plan and the result, write with a backup when confirmed.
+fn repair_cmd(
+    target: PathBuf,
+    layout: Option<PathBuf>,
+    dry_run: bool,
+    yes: bool,
+    backup: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    let l = load_layout(&layout)?;
+    let (mut f, n) = if dry_run {
+        open_ro(&target)?
+    } else {
+        open_rw(&target)?
+    };
+    let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
+    let plan = match repair::plan(&mut f, &s, l.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("partctl: refusing to repair {}: {e}", target.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print!("Repair plan for {}:\n{}", target.display(), plan.describe());
+    if plan.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut after = Patched::new(&mut f);
+    for w in &plan.writes {
+        after.patch(w.lba, &w.data);
+    }
+    let sa = Snapshot::read(&mut after, n).map_err(msg(target.display()))?;
+    let ra = check::check(&sa, l.as_ref());
+    print!(
+        "After the repair:\n{}",
+        format_report(&target.display().to_string(), &ra)
+    );
+    if dry_run || !confirm(yes) {
+        println!(
+            "Nothing written{}.",
+            if dry_run {
+                " (dry run)"
             } else {
-                open_rw(&target)?
-            };
-            let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
-            let r = check::check(&s, None);
-            // Including a backup left mid-card: `repair` clears it while it is still free
-            // space; after the grow it would lie inside the partition and stay.
-            if let Some(p) = r.problems.iter().find(|p| p.severity == Severity::Error) {
-                eprintln!("partctl: refusing to grow {}: the tables have problems ({p}); run `partctl repair` first", target.display());
-                return Ok(ExitCode::from(1));
+                ": rerun with --yes"
             }
-            let (plan, num, start, sectors) = match repair::plan_grow(&mut f, &s, &name, align) {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("partctl: {e}");
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            print!("Grow plan for {}:\n{}", target.display(), plan.describe());
-            if plan.is_empty() {
-                // Already grown: nothing written, no backup file, success (reruns are safe).
-                return Ok(ExitCode::SUCCESS);
+        );
+        return Ok(ExitCode::from(1));
+    }
+    write_plan(&mut f, &target, &plan, &backup)?;
+    if let Err(e) = blockdev::reread(&f) {
+        println!("note: the kernel did not reread the table ({e}); reboot to use it");
+    }
+    let r = recheck(&mut f, n, l.as_ref(), &target.display().to_string())?;
+    println!(
+        "Repaired. {}",
+        if r.is_sound() {
+            "The tables are sound."
+        } else {
+            "Problems remain:"
+        }
+    );
+    if !r.is_sound() {
+        print!("{}", format_report(&target.display().to_string(), &r));
+    }
+    Ok(ExitCode::from(r.exit_code()))
+}
+
+/// `restore`: put back the sectors a backup file holds, on the card it came from.
+fn restore_cmd(backup: PathBuf, target: PathBuf) -> Result<ExitCode, CliError> {
+    let bytes = files::read_small(&backup, repair::MAX_BACKUP_FILE_BYTES)
+        .map_err(|e| CliError::Msg(no_dup(&backup, e)))?;
+    let b = Backup::from_bytes(&bytes).map_err(msg(backup.display()))?;
+    let (mut f, n) = open_rw(&target)?;
+    if n != b.disk_bytes {
+        return Err(CliError::Msg(format!(
+            "{} is {n} bytes but the backup was taken from a {}-byte card: restore it to the card it was taken from",
+            target.display(),
+            b.disk_bytes
+        )));
+    }
+    repair::restore(&mut f, &b, |f| f.sync_data()).map_err(msg(target.display()))?;
+    let _ = blockdev::reread(&f);
+    println!(
+        "restored {} sector(s) to {}",
+        b.sectors.len(),
+        target.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `grow`: refuse on unsound tables; plan, confirm, write, tell the kernel.
+fn grow_cmd(
+    name: String,
+    target: PathBuf,
+    dry_run: bool,
+    yes: bool,
+    backup: Option<PathBuf>,
+    align: u64,
+) -> Result<ExitCode, CliError> {
+    let (mut f, n) = if dry_run {
+        open_ro(&target)?
+    } else {
+        open_rw(&target)?
+    };
+    let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
+    let r = check::check(&s, None);
+    // Including a backup left mid-card: `repair` clears it while it is still free
+    // space; after the grow it would lie inside the partition and stay.
+    if let Some(p) = r.problems.iter().find(|p| p.severity == Severity::Error) {
+        eprintln!("partctl: refusing to grow {}: the tables have problems ({p}); run `partctl repair` first", target.display());
+        return Ok(ExitCode::from(1));
+    }
+    let (plan, num, start, sectors) = match repair::plan_grow(&mut f, &s, &name, align) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("partctl: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print!("Grow plan for {}:\n{}", target.display(), plan.describe());
+    if plan.is_empty() {
+        // Already grown: nothing written, no backup file, success (reruns are safe).
+        return Ok(ExitCode::SUCCESS);
+    }
+    if dry_run || !confirm(yes) {
+        println!(
+            "Nothing written{}.",
+            if dry_run {
+                " (dry run)"
+            } else {
+                ": rerun with --yes"
             }
-            if dry_run || !confirm(yes) {
-                println!(
-                    "Nothing written{}.",
-                    if dry_run {
-                        " (dry run)"
-                    } else {
-                        ": rerun with --yes"
-                    }
-                );
-                return Ok(ExitCode::from(1));
-            }
-            write_plan(&mut f, &target, &plan, &backup)?;
-            if blockdev::reread(&f).is_err() {
-                match blockdev::resize_partition(&f, num, start, sectors) {
-                    Ok(()) => println!("told the kernel partition {num} now has {sectors} sectors (BLKPG); grow the filesystem with resize2fs"),
-                    Err(e) => println!("note: the kernel still uses the old size ({e}); reboot, then resize2fs"),
-                }
-            }
-            let r = recheck(&mut f, n, None, &target.display().to_string())?;
-            print!("{}", format_report(&target.display().to_string(), &r));
-            Ok(ExitCode::from(r.exit_code()))
+        );
+        return Ok(ExitCode::from(1));
+    }
+    write_plan(&mut f, &target, &plan, &backup)?;
+    if blockdev::reread(&f).is_err() {
+        match blockdev::resize_partition(&f, num, start, sectors) {
+            Ok(()) => println!("told the kernel partition {num} now has {sectors} sectors (BLKPG); grow the filesystem with resize2fs"),
+            Err(e) => println!("note: the kernel still uses the old size ({e}); reboot, then resize2fs"),
         }
     }
+    let r = recheck(&mut f, n, None, &target.display().to_string())?;
+    print!("{}", format_report(&target.display().to_string(), &r));
+    Ok(ExitCode::from(r.exit_code()))
 }
