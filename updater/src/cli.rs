@@ -147,7 +147,6 @@ pub enum Command {
     },
     /// Push a package to a robot: reboot it into recovery through its agent if needed,
     /// upload to SWUpdate, follow it, wait for the robot to come back
-    #[cfg(feature = "pack")]
     Update {
         /// The robot
         host: String,
@@ -346,7 +345,6 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
             let _ = err.flush();
             Agent::new(secret, cfg).run(listener, err)
         }
-        #[cfg(feature = "pack")]
         Command::Update {
             host,
             file,
@@ -503,7 +501,6 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
 }
 
 /// The whole `update` flow. Ok: (exit code, outcome word, detail).
-#[cfg(feature = "pack")]
 #[allow(clippy::too_many_arguments)]
 fn update(
     host: &str,
