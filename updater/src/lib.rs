@@ -14,7 +14,10 @@ pub mod cpio;
 pub mod digest;
 pub mod events;
 pub mod inspect;
+pub mod progress;
+pub mod report;
 pub mod swdesc;
+pub mod update;
 pub mod version;
 pub mod ws;
 
