@@ -381,6 +381,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
                 },
                 _ => None,
             };
+            // Checked once, before any robot is touched.
+            if let Err(e) = std::fs::File::open(&file).and_then(|f| f.metadata()) {
+                return Err(fail(EXIT_USAGE, format!("{}: {e}", file.display())));
+            }
+            if !file.is_file() {
+                return Err(fail(EXIT_USAGE, format!("{}: not a file", file.display())));
+            }
             let targets = host
                 .iter()
                 .map(|h| parse_target(h, port))
