@@ -139,6 +139,8 @@ ip link set lo up
 mkdir -p "$w/sw" "$w/www"
 TMPDIR="$w/sw" swupdate -l 5 -k "$w/cert.pem" -H zbot:1.1 -w "-p 18180 -r $w/www" >"$w/swupdate.log" 2>&1 &
 sw=\$!
+# SWUpdate and its helpers outlive the namespace's shell: end them however this script ends.
+trap 'kill -9 \$sw \$(pgrep -P \$sw) 2>/dev/null' EXIT
 for i in \$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18180) 2>/dev/null && break; sleep 0.1; done
 ours() { "$bin" update 127.0.0.1:18180 "$w/up.swu" --no-wait --timeout 300 --json >>"$w/ours.jsonl" || true; sleep 0.5; }
 seed() { python3 "$w/seed_client.py" "$w/up.swu" 18180 >>"$w/seed.txt"; sleep 0.5; }
@@ -146,7 +148,6 @@ seed() { python3 "$w/seed_client.py" "$w/up.swu" 18180 >>"$w/seed.txt"; sleep 0.
 for i in \$(seq $runs); do
     if [ \$((i % 2)) = 1 ]; then ours; seed; else seed; ours; fi
 done
-kill \$sw
 EOF
 unshare -n bash "$w/uploads.sh"
 up_size=$(size "$w/up.swu")
