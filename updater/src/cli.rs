@@ -145,23 +145,32 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         io_timeout: u64,
     },
-    /// Push a package to a robot: reboot it into recovery through its agent if needed,
-    /// upload to SWUpdate, follow it, wait for the robot to come back
-    #[cfg(feature = "pack")]
+    /// Push a package to robots: reboot each into recovery through its agent if needed,
+    /// upload to SWUpdate, follow it, wait for the robot to come back (several robots: a
+    /// bounded number at a time, one summary row each)
     Update {
-        /// The robot
-        host: String,
+        /// The robots: HOST or HOST:PORT (the port of its agent and SWUpdate)
+        #[arg(value_name = "HOST", required = true, num_args = 1..)]
+        host: Vec<String>,
         /// The package
         file: PathBuf,
         /// Port of the agent and of SWUpdate's web server (both 10000 on the robot)
         #[arg(long, default_value_t = 10000)]
         port: u16,
-        /// SWUpdate's port if it differs from --port
+        /// SWUpdate's port if it differs from the agent's
         #[arg(long)]
         swupdate_port: Option<u16>,
-        /// The robot's secret (needed when it runs rootfs)
-        #[arg(long, value_name = "FILE")]
+        /// The robot's secret (needed when it runs rootfs); with several robots, one secret
+        /// shared by all
+        #[arg(long, value_name = "FILE", conflicts_with = "secret_dir")]
         secret: Option<PathBuf>,
+        /// A directory of per-robot secrets: HOST.secret (HOST:PORT.secret first when the
+        /// robot is given with a port)
+        #[arg(long, value_name = "DIR")]
+        secret_dir: Option<PathBuf>,
+        /// Robots updated at the same time
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
         /// Seconds for the upload and install
         #[arg(long, default_value_t = 900)]
         timeout: u64,
@@ -177,7 +186,7 @@ pub enum Command {
         /// Stop once SWUpdate reports success (do not wait for the robot to come back)
         #[arg(long)]
         no_wait: bool,
-        /// One JSON object on stdout
+        /// JSON on stdout (one object for one robot, an array for several), no progress
         #[arg(long)]
         json: bool,
     },
@@ -346,13 +355,14 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
             let _ = err.flush();
             Agent::new(secret, cfg).run(listener, err)
         }
-        #[cfg(feature = "pack")]
         Command::Update {
             host,
             file,
             port,
             swupdate_port,
             secret,
+            secret_dir,
+            jobs,
             timeout,
             boot_timeout,
             http_user,
@@ -360,6 +370,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
             no_wait,
             json,
         } => {
+            use crate::update::{parse_target, Options, Secrets};
             let who = match (http_user, http_password_file) {
                 (Some(user), Some(f)) => match std::fs::read_to_string(&f) {
                     Ok(t) => Some(crate::digest::Credentials {
@@ -370,39 +381,53 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
                 },
                 _ => None,
             };
-            let r = update(
-                &host,
-                &file,
-                port,
-                swupdate_port.unwrap_or(port),
-                secret.as_deref(),
-                std::time::Duration::from_secs(timeout),
-                std::time::Duration::from_secs(boot_timeout),
-                who.as_ref(),
-                no_wait,
-                err,
-            );
-            let (code, outcome, detail) = match &r {
-                Ok((code, outcome, detail)) => (*code, *outcome, detail.clone()),
-                Err((code, e)) => (
-                    *code,
-                    match *code {
-                        EXIT_SWUPDATE_REFUSED => "refused",
-                        EXIT_AGENT_REFUSED => "agent-refused",
-                        EXIT_UNREACHABLE => "unreachable",
-                        EXIT_AUTH => "auth-refused",
-                        _ => "error",
-                    },
-                    e.to_string(),
-                ),
-            };
-            if json {
-                let v = serde_json::json!({ "host": host, "outcome": outcome, "exit": code, "detail": detail });
-                let _ = writeln!(out, "{v}");
-            } else {
-                let _ = writeln!(out, "{host}: {outcome}: {detail}");
+            // Checked once, before any robot is touched.
+            if let Err(e) = std::fs::File::open(&file).and_then(|f| f.metadata()) {
+                return Err(fail(EXIT_USAGE, format!("{}: {e}", file.display())));
             }
-            Ok(code)
+            if !file.is_file() {
+                return Err(fail(EXIT_USAGE, format!("{}: not a file", file.display())));
+            }
+            let targets = host
+                .iter()
+                .map(|h| parse_target(h, port))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| fail(EXIT_USAGE, e))?;
+            let secrets = match (secret, secret_dir) {
+                (Some(f), _) => Secrets::File(f),
+                (None, Some(d)) if !d.is_dir() => {
+                    return Err(fail(
+                        EXIT_USAGE,
+                        format!("--secret-dir {}: not a directory", d.display()),
+                    ))
+                }
+                (None, Some(d)) => Secrets::Dir(d),
+                (None, None) => Secrets::None,
+            };
+            let o = Options {
+                swupdate_port,
+                secrets,
+                timeout: std::time::Duration::from_secs(timeout),
+                boot_timeout: std::time::Duration::from_secs(boot_timeout),
+                done_grace: std::time::Duration::from_secs(15),
+                who,
+                no_wait,
+            };
+            let fleet = targets.len() > 1;
+            let ui = crate::progress::choose(json);
+            let reports = if fleet {
+                crate::update::update_fleet(&targets, &file, &o, usize::from(jobs), ui.as_ref())
+            } else {
+                vec![crate::update::update_one(
+                    &targets[0],
+                    &file,
+                    &o,
+                    ui.as_ref(),
+                )]
+            };
+            drop(ui);
+            crate::report::print(&reports, json, fleet, out);
+            Ok(crate::report::overall_exit(&reports))
         }
         Command::Inspect { file, cert } => inspect(&file, cert.as_deref(), out),
     }
@@ -492,7 +517,8 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
             return if e.exit_code() == 0 { 0 } else { EXIT_USAGE };
         }
     };
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    // stderr unlocked: a fleet's worker threads print progress to it while run() waits.
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     match run(cli, &mut out, &mut err) {
         Ok(c) => c,
         Err(f) => {
@@ -500,148 +526,4 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
             f.code
         }
     }
-}
-
-/// The whole `update` flow. Ok: (exit code, outcome word, detail).
-#[cfg(feature = "pack")]
-#[allow(clippy::too_many_arguments)]
-fn update(
-    host: &str,
-    file: &std::path::Path,
-    port: u16,
-    swport: u16,
-    secret: Option<&std::path::Path>,
-    timeout: std::time::Duration,
-    boot_timeout: std::time::Duration,
-    who: Option<&crate::digest::Credentials>,
-    no_wait: bool,
-    err: &mut dyn Write,
-) -> Result<(i32, &'static str, String), (i32, crate::client::UpdateError)> {
-    use crate::client::{self, Msg, Probe, UpdateError};
-    use std::time::Duration;
-    let code = |e: UpdateError| {
-        let c = match e {
-            UpdateError::Refused(_) => EXIT_SWUPDATE_REFUSED,
-            UpdateError::Agent(_) => EXIT_AGENT_REFUSED,
-            UpdateError::Auth(_) => EXIT_AUTH,
-            UpdateError::Unreachable(_) | UpdateError::Timeout(_) => EXIT_UNREACHABLE,
-            UpdateError::Local(_) => EXIT_USAGE,
-        };
-        (c, e)
-    };
-    if !file.is_file() {
-        return Err(code(UpdateError::Local(format!(
-            "{}: not a file",
-            file.display()
-        ))));
-    }
-    let mut before_rollback = serde_json::Value::Null;
-    match client::probe(host, port).map_err(code)? {
-        Probe::Swupdate => {
-            let _ = writeln!(
-                err,
-                "{host}: SWUpdate answers on port {port}: the robot is in recovery"
-            );
-        }
-        Probe::Agent(st) => {
-            before_rollback = st["last_rollback"].clone();
-            let _ = writeln!(
-                err,
-                "{host}: agent: running {} (version {}); asking for recovery",
-                st["booted_slot"], st["image_version"]
-            );
-            let path = secret.ok_or_else(|| {
-                code(UpdateError::Local(
-                    "the robot runs its main system: give --secret FILE (the robot's agent secret)"
-                        .into(),
-                ))
-            })?;
-            let s = crate::agent::load_secret(path).map_err(|e| code(UpdateError::Local(e)))?;
-            client::request_recovery(host, port, &s).map_err(code)?;
-            client::wait_for(
-                boot_timeout,
-                Duration::from_secs(2),
-                "SWUpdate did not come up",
-                || matches!(client::probe(host, swport), Ok(Probe::Swupdate)).then_some(()),
-            )
-            .map_err(code)?;
-        }
-    }
-    let mut last = 0u64;
-    let mut progress = |sent: u64, total: u64| {
-        let pct = sent * 100 / total.max(1);
-        if pct >= last + 10 || sent == total {
-            last = pct;
-            eprint!("\rupload {pct:3}% ({sent} of {total} bytes)");
-            if sent == total {
-                eprintln!();
-            }
-        }
-    };
-    let mut log = |m: &Msg| match m {
-        Msg::Message { level, text } if *level <= 4 => eprintln!("swupdate: {text}"),
-        Msg::Status(s) => eprintln!("swupdate: {s}"),
-        _ => {}
-    };
-    let inst = client::install(
-        host,
-        swport,
-        file,
-        timeout,
-        Duration::from_secs(15),
-        who,
-        &mut progress,
-        &mut log,
-    )
-    .map_err(code)?;
-    let rate = inst.bytes as f64 / inst.upload.as_secs_f64().max(1e-3) / 1e6;
-    let _ = writeln!(
-        err,
-        "{host}: installed ({} bytes uploaded in {:.1} s, {rate:.1} MB/s)",
-        inst.bytes,
-        inst.upload.as_secs_f64()
-    );
-    if !inst.done {
-        // SWUpdate 2022.12 sometimes skips the post-update command: run it ourselves.
-        let _ = writeln!(
-            err,
-            "{host}: no DONE from SWUpdate: its post-update command did not run; POST /restart"
-        );
-        client::restart(host, swport, who).map_err(code)?;
-    }
-    if no_wait {
-        return Ok((
-            0,
-            "installed",
-            "SWUpdate reported success; not waiting for the reboot (--no-wait)".into(),
-        ));
-    }
-    let st = client::wait_for(
-        boot_timeout,
-        Duration::from_secs(3),
-        "the robot did not come back with a verdict",
-        || match client::probe(host, port) {
-            Ok(Probe::Agent(v)) if v["trial"].is_null() => Some(v),
-            _ => None,
-        },
-    )
-    .map_err(code)?;
-    if !st["last_rollback"].is_null() && st["last_rollback"] != before_rollback {
-        return Ok((
-            EXIT_ROLLED_BACK,
-            "rolled-back",
-            format!(
-                "rolled back: {} ({})",
-                st["last_rollback"]["slot"], st["last_rollback"]["reason"]
-            ),
-        ));
-    }
-    Ok((
-        0,
-        "updated",
-        format!(
-            "running {} version {}",
-            st["booted_slot"], st["image_version"]
-        ),
-    ))
 }

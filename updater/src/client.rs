@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub use crate::events::{parse_msg, Msg};
+pub use crate::events::{parse_msg, parse_msgs, Msg};
 
 /// Why an update did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -34,27 +34,35 @@ pub enum UpdateError {
 }
 
 /// Send REQUEST (a whole HTTP request without a body) and read the status code and the
-/// headers (at most 8 KiB, bounded by the connection's timeouts).
+/// head, up to its blank line (at most 8 KiB): mongoose keeps the connection open after
+/// `GET /` whatever the request says, so reading to the end would wait for the timeout.
 fn http_head(addr: SocketAddr, request: &str) -> Result<(u16, String), UpdateError> {
     let mut s = connect(addr, Duration::from_secs(10))?;
     s.write_all(request.as_bytes())
         .map_err(|e| UpdateError::Unreachable(format!("{addr}: {e}")))?;
-    read_reply(s, 8 << 10, &addr.to_string())
+    crate::ws::read_handshake(&mut s).map_err(|e| UpdateError::Unreachable(format!("{addr}: {e}")))
 }
 
 /// Read an HTTP reply (at most `limit` bytes) and its status code from the status line only:
 /// SWUpdate 2022.12's headers are malformed ("%sContent-Length: ..."), so they are not parsed.
-fn read_reply(s: impl Read, limit: u64, what: &str) -> Result<(u16, String), UpdateError> {
+/// SWUpdate closes the connection after the upload's reply, which ends the read.
+pub fn read_reply(s: impl Read, limit: u64, what: &str) -> Result<(u16, String), UpdateError> {
     let mut reply = Vec::new();
     let _ = s.take(limit).read_to_end(&mut reply);
     let text = String::from_utf8_lossy(&reply).into_owned();
-    let code = text
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
+    let code = status_code(&text)
         .ok_or_else(|| UpdateError::Unreachable(format!("{what}: no HTTP reply")))?;
     Ok((code, text))
+}
+
+/// The status code of an HTTP reply's status line (`HTTP/1.x NNN ...`).
+pub fn status_code(text: &str) -> Option<u16> {
+    let line = text.lines().next()?;
+    let mut w = line.split_whitespace();
+    if !w.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    w.next()?.parse().ok()
 }
 
 fn cnonce() -> String {
@@ -236,8 +244,10 @@ pub struct Installed {
     pub messages: Vec<String>,
     /// Whether `DONE` came (the post-update command ran).
     pub done: bool,
-    /// Upload time.
+    /// Upload time (connect to SWUpdate's reply).
     pub upload: Duration,
+    /// From SWUpdate's reply to its SUCCESS (the install after the last byte).
+    pub install: Duration,
     /// Bytes sent.
     pub bytes: u64,
 }
@@ -325,8 +335,146 @@ fn upload(
     Ok((code, body))
 }
 
+/// What the websocket reader thread hands over.
+enum WsItem {
+    Msg(Msg),
+    /// The stream ended (closed, reset, or not a websocket stream): why.
+    End(String),
+}
+
+/// SWUpdate's websocket, read by a thread that never writes after the handshake; dropping it
+/// shuts the socket down, which ends the thread.
+struct Watch {
+    rx: std::sync::mpsc::Receiver<WsItem>,
+    sock: TcpStream,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Connect SWUpdate's websocket and start reading it.
+fn watch(addr: SocketAddr, host: &str, auth: &str) -> Result<Watch, UpdateError> {
+    let mut s = connect(addr, Duration::from_secs(10))?;
+    let broke = |e: std::io::Error| UpdateError::Unreachable(format!("websocket {addr}: {e}"));
+    s.write_all(crate::ws::upgrade_request(host, addr.port(), auth).as_bytes())
+        .map_err(broke)?;
+    let (code, _) = crate::ws::read_handshake(&mut s).map_err(broke)?;
+    match code {
+        101 => {}
+        401 => return Err(UpdateError::Auth(format!("{addr}: websocket: HTTP 401"))),
+        c => {
+            return Err(UpdateError::Unreachable(format!(
+                "{addr}: websocket refused (HTTP {c}): is this SWUpdate's web server?"
+            )))
+        }
+    }
+    // Blocking reads: the thread ends when Watch's drop shuts the socket down.
+    let _ = s.set_read_timeout(None);
+    let sock = s.try_clone().map_err(broke)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut d = crate::ws::Decoder::default();
+        let mut buf = vec![0u8; 16 << 10];
+        let why = loop {
+            let n = match s.read(&mut buf) {
+                Ok(0) => break "SWUpdate closed the websocket".to_string(),
+                Ok(n) => n,
+                Err(e) => break format!("websocket: {e}"),
+            };
+            match d.feed(&buf[..n]) {
+                Ok(evs) => {
+                    for ev in evs {
+                        let items = match ev {
+                            crate::ws::Event::Text(t) => crate::events::parse_msgs(&t)
+                                .into_iter()
+                                .map(WsItem::Msg)
+                                .collect(),
+                            crate::ws::Event::Close => {
+                                vec![WsItem::End("SWUpdate closed the websocket".into())]
+                            }
+                        };
+                        for item in items {
+                            if tx.send(item).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => break format!("websocket: {e}"),
+            }
+        };
+        let _ = tx.send(WsItem::End(why));
+    });
+    Ok(Watch { rx, sock })
+}
+
+/// Follows SWUpdate's messages to a verdict.
+#[derive(Default)]
+struct Verdict {
+    messages: Vec<String>,
+    errors: Vec<String>,
+    success: Option<Instant>,
+    done: bool,
+    failure: bool,
+}
+
+impl Verdict {
+    fn take(&mut self, m: &Msg) {
+        match m {
+            Msg::Message { level, text } => {
+                self.messages.push(text.clone());
+                if *level <= 3 && !crate::events::is_connection_noise(text) {
+                    self.errors.push(crate::events::plain(text).to_string());
+                }
+            }
+            Msg::Status(s) if s == "SUCCESS" => self.success = Some(Instant::now()),
+            Msg::Status(s) if s == "DONE" && self.success.is_some() => self.done = true,
+            Msg::Status(s) if s == "FAILURE" => self.failure = true,
+            _ => {}
+        }
+    }
+    /// SWUpdate's own reason: its error messages, else all it said.
+    fn reason(&self) -> String {
+        let v = if self.errors.is_empty() {
+            &self.messages
+        } else {
+            &self.errors
+        };
+        if v.is_empty() {
+            "FAILURE without a message".into()
+        } else {
+            v.join("; ")
+        }
+    }
+}
+
+/// After FAILURE, take the messages still in flight: SWUpdate sends its status and its
+/// messages from two threads, so the error text can come after the FAILURE status. Reads until
+/// 300 ms pass without a message (at most 2 s).
+fn settle(
+    v: &mut Verdict,
+    ended: &mut Option<String>,
+    next: &mut dyn FnMut(Instant, &mut Verdict, &mut Option<String>) -> bool,
+) {
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end
+        && next(
+            (Instant::now() + Duration::from_millis(300)).min(end),
+            v,
+            ended,
+        )
+    {}
+}
+
 /// Upload `swu` to SWUpdate at HOST:PORT and follow its websocket until SUCCESS (then DONE, or
 /// `done_grace` without it) or FAILURE, at most `timeout` in all.
+///
+/// The websocket is connected before the upload and only read (see [`crate::ws`]), so no
+/// message is missed however fast SWUpdate decides, and when SWUpdate cuts the upload (a
+/// refused signature, hardware revision or version) its own reason is at hand.
 #[allow(clippy::too_many_arguments)]
 pub fn install(
     host: &str,
@@ -340,114 +488,100 @@ pub fn install(
 ) -> Result<Installed, UpdateError> {
     let addr = resolve(host, port)?;
     let auth = auth_line(addr, host, who, "POST", "/upload")?;
-    // The websocket's header too, now: after the upload's reply every millisecond counts (a
-    // small package is installed within milliseconds, and SWUpdate does not repeat the result
-    // to a websocket that connects later; measured: one extra request there lost it).
     let ws_auth = auth_line(addr, host, who, "GET", "/ws")?;
     let deadline = Instant::now() + timeout;
     let io = Duration::from_secs(30).min(timeout);
+    let watch = watch(addr, host, &ws_auth)?;
     let start = Instant::now();
     let mut out = Installed::default();
-    // Upload first, websocket after. Measured on SWUpdate 2022.12: with this client's websocket
-    // connected and read in a loop while another thread uploaded, the image arrived corrupted
-    // ("HASH mismatch" or a stalled install, 3 runs of 3); with a passive websocket listener
-    // connected, uploads arrived intact. Cause not found; this order avoids it. The reply comes
-    // when the last byte is handed to the installer, before the result, so the result is seen.
-    let (code, body) = match upload(addr, host, swu, io, &auth, progress) {
+    let mut v = Verdict::default();
+    let mut ended: Option<String> = None;
+    // Next websocket item, waiting at most until `until`.
+    let mut next = |until: Instant, v: &mut Verdict, ended: &mut Option<String>| -> bool {
+        if ended.is_some() {
+            return false;
+        }
+        let wait = until.saturating_duration_since(Instant::now());
+        match watch.rx.recv_timeout(wait) {
+            Ok(WsItem::Msg(m)) => {
+                log(&m);
+                v.take(&m);
+                true
+            }
+            Ok(WsItem::End(why)) => {
+                *ended = Some(why);
+                false
+            }
+            Err(_) => false,
+        }
+    };
+    let up = upload(addr, host, swu, io, &auth, progress);
+    out.upload = start.elapsed();
+    let (code, body) = match up {
         Ok(r) => r,
         // SWUpdate resets the upload when it refuses the package early (signature, hardware,
-        // version: measured with a wrong hardware revision). Without a websocket during the
-        // upload (see above) the reason is not seen: tell a refusal (the server still answers)
-        // from a server that went away (it does not).
+        // version); its FAILURE and reason are on the websocket within a moment. No FAILURE:
+        // tell a refusal (the server still answers) from a server that went away.
         Err(UpdateError::Unreachable(e)) => {
-            std::thread::sleep(Duration::from_millis(500));
+            let until = Instant::now() + Duration::from_secs(5);
+            while !v.failure && next(until, &mut v, &mut ended) {}
+            if v.failure {
+                settle(&mut v, &mut ended, &mut next);
+                return Err(UpdateError::Refused(v.reason()));
+            }
             return Err(match probe(host, port) {
                 Ok(Probe::Swupdate) => UpdateError::Refused(format!(
-                    "SWUpdate cut the upload ({e}) and still runs: it refused the package (signature, hardware revision or version; its log on the robot says which)"
+                    "SWUpdate cut the upload ({e}) and still runs, without saying why: it refused the package (signature, hardware revision or version; its log on the robot says which)"
                 )),
                 _ => UpdateError::Unreachable(e),
             });
         }
         Err(e) => return Err(e),
     };
-    out.upload = start.elapsed();
     if code == 401 {
         return Err(UpdateError::Auth(format!("{addr}: upload: HTTP 401")));
     }
     if code != 200 {
         return Err(UpdateError::Refused(format!("HTTP {code}: {body}")));
     }
-    use tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://{host}:{port}/ws")
-        .into_client_request()
-        .map_err(|e| UpdateError::Unreachable(format!("websocket {addr}: {e}")))?;
-    if let Some(v) = ws_auth
-        .strip_prefix("Authorization: ")
-        .map(|v| v.trim_end())
-        .and_then(|v| v.parse().ok())
-    {
-        req.headers_mut().insert("Authorization", v);
-    }
-    let s = connect(addr, Duration::from_millis(250))?;
-    let (mut ws, _) = tungstenite::client(req, s)
-        .map_err(|e| UpdateError::Unreachable(format!("websocket {addr}: {e}")))?;
-    let mut success = None::<Instant>;
-    let mut errors: Vec<String> = Vec::new();
+    let uploaded = Instant::now();
     loop {
-        if Instant::now() > deadline {
+        if v.failure {
+            settle(&mut v, &mut ended, &mut next);
+            return Err(UpdateError::Refused(v.reason()));
+        }
+        if v.done {
+            break;
+        }
+        let until = match v.success {
+            Some(t) => (t + done_grace).min(deadline),
+            None => deadline,
+        };
+        if Instant::now() >= until {
+            if v.success.is_some() {
+                break;
+            }
             return Err(UpdateError::Timeout(format!(
-                "no result from SWUpdate within {timeout:?} (it may have finished before the websocket connected)"
+                "no result from SWUpdate at {addr} within {timeout:?}"
             )));
         }
-        if let Some(t) = success {
-            if t.elapsed() > done_grace {
-                out.done = false;
+        if !next(until, &mut v, &mut ended) {
+            if let Some(why) = &ended {
+                if v.success.is_none() {
+                    return Err(UpdateError::Unreachable(format!(
+                        "{addr}: {why} before a result"
+                    )));
+                }
                 break;
             }
         }
-        match ws.read() {
-            Ok(tungstenite::Message::Text(t)) => {
-                let Some(m) = parse_msg(t.as_str()) else {
-                    continue;
-                };
-                log(&m);
-                match &m {
-                    Msg::Message { level, text } => {
-                        out.messages.push(text.clone());
-                        if *level <= 3 {
-                            errors.push(text.clone());
-                        }
-                    }
-                    Msg::Status(s) if s == "SUCCESS" => success = Some(Instant::now()),
-                    Msg::Status(s) if s == "DONE" && success.is_some() => {
-                        out.done = true;
-                        break;
-                    }
-                    Msg::Status(s) if s == "FAILURE" => {
-                        let why = if errors.is_empty() {
-                            out.messages.join("; ")
-                        } else {
-                            errors.join("; ")
-                        };
-                        return Err(UpdateError::Refused(why));
-                    }
-                    _ => {}
-                }
-            }
-            Ok(tungstenite::Message::Close(_)) => {
-                return Err(UpdateError::Unreachable(
-                    "SWUpdate closed the websocket".into(),
-                ))
-            }
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(UpdateError::Unreachable(format!("websocket: {e}"))),
-        }
     }
+    out.install = v
+        .success
+        .map(|t| t.saturating_duration_since(uploaded))
+        .unwrap_or_default();
+    out.done = v.done;
+    out.messages = v.messages;
     out.bytes = std::fs::metadata(swu).map(|m| m.len()).unwrap_or(0);
     Ok(out)
 }
@@ -461,15 +595,9 @@ pub fn restart(
 ) -> Result<u16, UpdateError> {
     let addr = resolve(host, port)?;
     let auth = auth_line(addr, host, who, "POST", "/restart")?;
-    let mut s = connect(addr, Duration::from_secs(30))?;
-    write!(s, "POST /restart HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
-        .map_err(|e| UpdateError::Unreachable(e.to_string()))?;
-    let mut reply = Vec::new();
-    let _ = s.take(4096).read_to_end(&mut reply);
-    String::from_utf8_lossy(&reply)
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| UpdateError::Unreachable(format!("{addr}: no reply to POST /restart")))
+    let (code, _) = http_head(
+        addr,
+        &format!("POST /restart HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+    )?;
+    Ok(code)
 }

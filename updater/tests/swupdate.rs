@@ -591,26 +591,41 @@ kill -9 $sw 2>/dev/null
 fn update_installs_through_swupdates_web_server_and_reports_refusals() {
     let f = Fixture::new();
     f.pack_ok("good.swu", &[]);
-    f.reset_target();
-    let (code, out, err) = update_in_netns(&f, &f.p("good.swu"), "1.1", "");
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("\"outcome\":\"installed\""), "{out}");
-    assert!(
-        f.target() == f.image,
-        "the web install is not byte-identical"
-    );
+    // Several times in a row: the websocket is read from before the upload, so SWUpdate's
+    // result is never missed however fast it comes (it was, when read only after the upload).
+    for run in 0..3 {
+        f.reset_target();
+        let (code, out, err) = update_in_netns(&f, &f.p("good.swu"), "1.1", "");
+        assert_eq!(code, Some(0), "run {run}: {out}\n{err}");
+        assert!(out.contains("\"outcome\":\"installed\""), "{out}");
+        assert!(
+            f.target() == f.image,
+            "run {run}: the web install is not byte-identical"
+        );
+    }
 
-    // Refused by SWUpdate (hardware 2.0 is not in the package): exit 3, its message shown.
+    // Refused by SWUpdate (hardware 2.0 is not in the package): it cuts the upload; exit 3
+    // with SWUpdate's own reason, taken from its websocket.
     let before = f.reset_target();
     let start = Instant::now();
     let (code, out, err) = update_in_netns(&f, &f.p("good.swu"), "2.0", "");
     assert_eq!(code, Some(3), "{out}\n{err}");
     assert!(out.contains("\"outcome\":\"refused\""), "{out}");
     assert!(
-        err.contains("swupdate: FAILURE") || out.contains("refused the package"),
-        "{out}\n{err}"
+        out.contains("SW not compatible with hardware"),
+        "SWUpdate's reason is not shown: {out}\n{err}"
     );
     assert!(start.elapsed() < Duration::from_secs(60));
+    assert_eq!(f.target(), before);
+
+    // An image whose bytes do not match its sha256: refused after the upload, with the reason.
+    let mut t = members(&f.p("good.swu"));
+    let mid = t[2].1.len() / 2;
+    t[2].1[mid] ^= 0x10;
+    write_archive(&f.p("bad-hash.swu"), &t);
+    let (code, out, err) = update_in_netns(&f, &f.p("bad-hash.swu"), "1.1", "");
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(out.contains("HASH mismatch"), "{out}\n{err}");
     assert_eq!(f.target(), before);
 }
 
@@ -674,4 +689,111 @@ fn update_authenticates_with_digest_and_tells_a_wrong_password() {
     assert_eq!(code, Some(7), "{out}\n{err}");
     assert!(out.contains("--http-user"), "{out}");
     assert_eq!(f.target(), before);
+}
+
+/// Fleet mode against several real SWUpdate web servers on 127.0.0.1 (HOST:PORT), in one
+/// private network namespace: two install the package, one refuses it (another hardware
+/// revision), and one port has nothing listening. `--jobs 2`; one row per robot, in the
+/// order given, and the worst exit code overall.
+#[test]
+fn update_pushes_to_a_fleet_with_one_row_per_robot() {
+    let f = Fixture::new();
+    f.pack_ok("good.swu", &[]);
+    let bin = need("swupdate");
+    need("unshare");
+    let _one = SWUPDATE.lock().unwrap_or_else(|e| e.into_inner());
+    // Each SWUpdate writes the same target file (the slot file is shared): the two that
+    // install write the same bytes, so the end state is still checkable.
+    f.reset_target();
+    let tmp = tempfile::tempdir_in(f.dir.path()).unwrap();
+    let mut servers = String::new();
+    for (port, rev) in [(18081, "1.1"), (18082, "2.0"), (18083, "1.1")] {
+        servers += &format!(
+            r#"mkdir -p {t}/{port}/www
+TMPDIR={t}/{port} {bin} -l 5 -k {cert} -H zbot:{rev} -w "-p {port} -r {t}/{port}/www" >{t}/{port}.log 2>&1 &
+i=0; while ! (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.1; i=$((i+1)); [ $i -gt 100 ] && exit 91; done
+"#,
+            t = tmp.path().display(),
+            bin = bin.display(),
+            cert = f.p("cert.pem").display(),
+        );
+    }
+    let run_fleet = |extra: &str| {
+        let script = format!(
+            "set -u\nip link set lo up || exit 90\n{servers}{BIN} update 127.0.0.1:18081 127.0.0.1:18082 127.0.0.1:18089 127.0.0.1:18083 {swu} --no-wait --timeout 60 --jobs 2 {extra}\necho \"client-exit=$?\"\nkill -9 $(jobs -p) 2>/dev/null\n",
+            swu = f.p("good.swu").display(),
+        );
+        let o = run(
+            Command::new("unshare").args(["-n", "bash", "-c", &script]),
+            Duration::from_secs(180),
+        );
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let code: Option<i32> = out
+            .lines()
+            .find_map(|l| l.strip_prefix("client-exit="))
+            .and_then(|c| c.trim().parse().ok());
+        (code, out, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+
+    let (code, out, err) = run_fleet("--json");
+    // The worst (largest) exit code: 5, the unreachable robot.
+    assert_eq!(code, Some(5), "{out}\n{err}");
+    let json = out.lines().next().unwrap_or("");
+    let v: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let rows = v
+        .as_array()
+        .expect("--json with several robots is an array");
+    let got: Vec<(&str, &str, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+                r["exit"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("127.0.0.1:18081", "installed", 0),
+            ("127.0.0.1:18082", "refused", 3),
+            ("127.0.0.1:18089", "unreachable", 5),
+            ("127.0.0.1:18083", "installed", 0),
+        ],
+        "{out}\n{err}"
+    );
+    assert!(
+        rows[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SW not compatible with hardware"),
+        "{out}"
+    );
+    // Stage timings for the robots that got as far.
+    assert!(rows[0]["stages"]["upload"].as_f64().is_some(), "{out}");
+    assert!(rows[0]["stages"]["install"].as_f64().is_some(), "{out}");
+    assert!(rows[2]["stages"]["upload"].is_null(), "{out}");
+    // --json: nothing but errors on stderr (no progress).
+    assert!(!err.contains("upload "), "progress with --json: {err}");
+    assert!(f.target() == f.image, "the fleet's installs did not land");
+
+    // The human form: a line and stages per robot, then the summary table.
+    f.reset_target();
+    let (code, out, err) = run_fleet("");
+    assert_eq!(code, Some(5), "{out}\n{err}");
+    let table: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("HOST"))
+        .filter(|l| !l.starts_with("client-exit="))
+        .collect();
+    assert_eq!(table.len(), 6, "{out}");
+    assert!(table[2].starts_with("127.0.0.1:18082  refused"), "{out}");
+    assert!(
+        table[5].starts_with("4 robots: 2 ok, 2 not; exit 5"),
+        "{out}"
+    );
+    // Not a terminal: plain progress lines per robot on stderr.
+    assert!(err.contains("127.0.0.1:18083: upload 100%"), "{err}");
 }

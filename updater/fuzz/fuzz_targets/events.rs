@@ -5,5 +5,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = zbot_updater::events::parse_msg(s);
+        let _ = zbot_updater::events::parse_msgs(s);
     }
 });
