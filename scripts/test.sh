@@ -12,8 +12,10 @@
 #                                through the fw-env drop-in, bootcount story and partctl CLI
 #                                tests under qemu-riscv64-static; if the toolchain cannot be had
 #                                here, the summary says NOT RUN (counted) and the rest runs
-#   5. scripts/fuzz-smoke.sh     every fuzz target for FUZZ_SECONDS (default 10) each
-#   6. qemu/demo.sh              the README's main command as a newcomer runs it: an empty
+#   5. scripts/test-buildroot.sh the BR2_EXTERNAL tree's post-build/post-image scripts on a
+#                                scaled-down board layout (a few seconds)
+#   6. scripts/fuzz-smoke.sh     every fuzz target for FUZZ_SECONDS (default 10) each
+#   7. qemu/demo.sh              the README's main command as a newcomer runs it: an empty
 #                                cache (ZBOT_CACHE in a fresh temporary directory), so U-Boot's
 #                                source, the kernel and the ROM are fetched and built from
 #                                nothing (about 10 more minutes; ZBOT_SKIP_NEWCOMER=1 skips it,
@@ -70,6 +72,14 @@ elif [ "$rc" != 0 ]; then
     grep -qE "^test result: FAILED" /tmp/zbot-riscv64.log ||
         echo "test result: FAILED. 0 passed; 1 failed (scripts/test-riscv64.sh exit $rc)" >>/tmp/zbot-cargo-test.log
 fi
+
+step "the BR2_EXTERNAL tree's board scripts (scripts/test-buildroot.sh)"
+if ! bash scripts/test-buildroot.sh >/tmp/zbot-buildroot.log 2>&1; then
+    tail -30 /tmp/zbot-buildroot.log >&2
+    echo "test: the buildroot/ board scripts failed (log: /tmp/zbot-buildroot.log)" >&2
+fi
+grep -E "^test result" /tmp/zbot-buildroot.log >>/tmp/zbot-cargo-test.log ||
+    echo "test result: FAILED. 0 passed; 1 failed (scripts/test-buildroot.sh printed no result)" >>/tmp/zbot-cargo-test.log
 
 step "fuzz smoke runs"
 bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
