@@ -313,3 +313,52 @@ fn env_update_on_a_field_robot_keeps_the_vendor_variables() {
         run.output
     );
 }
+
+/// The board header is valid C, and the vendor's `CONFIG_EXTRA_ENV_SETTINGS` with its
+/// `"sdboot=" SD_BOOTM_COMMAND "\0"` line replaced by `ZBOT_ENV_SETTINGS` is exactly the
+/// default environment Linux gets (`default-env`, i.e. /etc/u-boot-initial-env), but
+/// `bootcmd`, which is `CONFIG_BOOTCOMMAND`. Compiled with the host's C compiler and printed.
+#[test]
+fn board_header_plus_the_vendors_settings_is_the_default_env() {
+    let cc = find_program("cc")
+        .expect("cc not found: install build-essential (scripts/setup-debian.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let g = Generated::new(&SlotConfig::builtin(), &Board::milkv_duos(), "built-in").unwrap();
+    std::fs::write(dir.path().join("zbot-env.h"), g.board_header()).unwrap();
+    let c_str = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut vendor_lines = String::new();
+    for (n, v) in vendor() {
+        if n == "sdboot" {
+            vendor_lines.push_str("\tZBOT_ENV_SETTINGS \\\n");
+        } else {
+            vendor_lines.push_str(&format!("\t\"{}={}\\0\" \\\n", c_str(&n), c_str(&v)));
+        }
+    }
+    let prog = format!(
+        "#include <stdio.h>\n#include \"zbot-env.h\"\n\
+         #define CONFIG_EXTRA_ENV_SETTINGS \\\n{vendor_lines}\t\"\"\n\
+         static const char env[] = CONFIG_EXTRA_ENV_SETTINGS;\n\
+         int main(void) {{ for (size_t i = 0; i + 1 < sizeof env; i++) putchar(env[i] ? env[i] : '\\n'); return 0; }}\n"
+    );
+    std::fs::write(dir.path().join("env.c"), prog).unwrap();
+    run_ok(
+        Command::new(&cc)
+            .current_dir(dir.path())
+            .args(["-Wall", "-Werror", "-o", "env", "env.c"]),
+    );
+    let out = run_ok(&mut Command::new(dir.path().join("env")));
+    let mut got: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut want: Vec<String> = g
+        .default_env_text()
+        .lines()
+        .filter(|l| !l.starts_with("bootcmd="))
+        .map(String::from)
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
