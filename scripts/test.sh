@@ -74,7 +74,9 @@ elif [ "$rc" != 0 ]; then
 fi
 
 step "the BR2_EXTERNAL tree's board scripts (scripts/test-buildroot.sh)"
+buildroot="passed"
 if ! bash scripts/test-buildroot.sh >/tmp/zbot-buildroot.log 2>&1; then
+    buildroot="FAILED"
     tail -30 /tmp/zbot-buildroot.log >&2
     echo "test: the buildroot/ board scripts failed (log: /tmp/zbot-buildroot.log)" >&2
 fi
@@ -111,6 +113,7 @@ failed=$(grep -E "^test result" /tmp/zbot-cargo-test.log | sed -E 's/.* ([0-9]+)
 echo
 echo "the README's main command on an empty cache: $newcomer"
 echo "the robot's riscv64 binaries (qemu-riscv64-static): $riscv"
+echo "the buildroot/ board scripts: $buildroot"
 if [ "$notrun" != 0 ]; then
     echo "$passed passed, $failed failed, $notrun step NOT RUN (see above)"
 else
@@ -118,3 +121,4 @@ else
 fi
 [ "$newcomer" != FAILED ] || exit 1
 [ "$riscv" != FAILED ] || exit 1
+[ "$buildroot" != FAILED ] || exit 1
