@@ -23,6 +23,9 @@ PACKAGES=(
     build-essential bison flex libssl-dev bc swig python3-dev python3-setuptools
     libgnutls28-dev uuid-dev device-tree-compiler dpkg-dev
     gcc-riscv64-linux-gnu
+    # static riscv64 binaries for the robot (scripts/build-riscv64.sh): the cross libc for
+    # -C target-feature=+crt-static (gcc-riscv64-linux-gnu only recommends it)
+    libc6-dev-riscv64-cross
     # partition and filesystem peers
     gdisk fdisk parted genimage dosfstools mtools e2fsprogs
     # QEMU boot tests
@@ -38,7 +41,8 @@ PACKAGES=(
     # lint for the project's shell scripts (qemu/, scripts/, fixtures)
     shellcheck
 )
-BACKPORT_PACKAGES=(qemu-system-misc qemu-system-x86)
+# qemu-user-static: qemu-riscv64-static runs the robot's static binaries in the CLI tests
+BACKPORT_PACKAGES=(qemu-system-misc qemu-system-x86 qemu-user-static)
 
 stamp=/var/lib/zbot-setup.stamp
 want="$(printf '%s\n' "${PACKAGES[@]}" "${BACKPORT_PACKAGES[@]}" | sha256sum | cut -c1-16)"

@@ -8,8 +8,14 @@
 #   2. qemu/build-uboot.sh       U-Boot tools/env, sandbox and qemu-riscv64 from Debian's source,
 #                                and qemu-riscv64-zbot (the generated default env compiled in)
 #   3. cargo test --workspace    unit, property, CLI, power-cut and real-peer tests
-#   4. scripts/fuzz-smoke.sh     every fuzz target for FUZZ_SECONDS (default 10) each
-#   5. qemu/demo.sh              the README's main command as a newcomer runs it: an empty
+#   4. scripts/test-riscv64.sh   the robot's static riscv64 binaries (scripts/build-riscv64.sh)
+#                                through the fw-env drop-in, bootcount story and partctl CLI
+#                                tests under qemu-riscv64-static; if the toolchain cannot be had
+#                                here, the summary says NOT RUN (counted) and the rest runs
+#   5. scripts/test-buildroot.sh the BR2_EXTERNAL tree's post-build/post-image scripts on a
+#                                scaled-down board layout (a few seconds)
+#   6. scripts/fuzz-smoke.sh     every fuzz target for FUZZ_SECONDS (default 10) each
+#   7. qemu/demo.sh              the README's main command as a newcomer runs it: an empty
 #                                cache (ZBOT_CACHE in a fresh temporary directory), so U-Boot's
 #                                source, the kernel and the ROM are fetched and built from
 #                                nothing (about 10 more minutes; ZBOT_SKIP_NEWCOMER=1 skips it,
@@ -49,6 +55,34 @@ if ! grep -q "^test result" /tmp/zbot-cargo-test.log || grep -qE "^test result: 
     exit 1
 fi
 
+step "the robot's riscv64 binaries under qemu-riscv64-static (scripts/test-riscv64.sh)"
+riscv="passed"
+notrun=0
+rc=0
+bash scripts/test-riscv64.sh >/tmp/zbot-riscv64.log 2>/tmp/zbot-riscv64.err || rc=$?
+grep -E "^test result" /tmp/zbot-riscv64.log >>/tmp/zbot-cargo-test.log || true
+if [ "$rc" = 3 ]; then
+    riscv="NOT RUN ($(tail -1 /tmp/zbot-riscv64.log); $(tail -1 /tmp/zbot-riscv64.err))"
+    notrun=$((notrun + 1))
+    echo "test: the riscv64 binaries were NOT tested: $riscv" >&2
+elif [ "$rc" != 0 ]; then
+    riscv="FAILED"
+    tail -40 /tmp/zbot-riscv64.err >&2
+    echo "test: the riscv64 binaries failed (logs: /tmp/zbot-riscv64.log, /tmp/zbot-riscv64.err)" >&2
+    grep -qE "^test result: FAILED" /tmp/zbot-riscv64.log ||
+        echo "test result: FAILED. 0 passed; 1 failed (scripts/test-riscv64.sh exit $rc)" >>/tmp/zbot-cargo-test.log
+fi
+
+step "the BR2_EXTERNAL tree's board scripts (scripts/test-buildroot.sh)"
+buildroot="passed"
+if ! bash scripts/test-buildroot.sh >/tmp/zbot-buildroot.log 2>&1; then
+    buildroot="FAILED"
+    tail -30 /tmp/zbot-buildroot.log >&2
+    echo "test: the buildroot/ board scripts failed (log: /tmp/zbot-buildroot.log)" >&2
+fi
+grep -E "^test result" /tmp/zbot-buildroot.log >>/tmp/zbot-cargo-test.log ||
+    echo "test result: FAILED. 0 passed; 1 failed (scripts/test-buildroot.sh printed no result)" >>/tmp/zbot-cargo-test.log
+
 step "fuzz smoke runs"
 bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
 
@@ -78,5 +112,13 @@ passed=$(grep -E "^test result" /tmp/zbot-cargo-test.log | sed -E 's/.* ([0-9]+)
 failed=$(grep -E "^test result" /tmp/zbot-cargo-test.log | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ | bc)
 echo
 echo "the README's main command on an empty cache: $newcomer"
-echo "$passed passed, $failed failed"
+echo "the robot's riscv64 binaries (qemu-riscv64-static): $riscv"
+echo "the buildroot/ board scripts: $buildroot"
+if [ "$notrun" != 0 ]; then
+    echo "$passed passed, $failed failed, $notrun step NOT RUN (see above)"
+else
+    echo "$passed passed, $failed failed"
+fi
 [ "$newcomer" != FAILED ] || exit 1
+[ "$riscv" != FAILED ] || exit 1
+[ "$buildroot" != FAILED ] || exit 1

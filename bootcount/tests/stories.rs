@@ -79,7 +79,7 @@ impl Dev {
     }
 
     fn cmd(&self, args: &[&str], crash_at: Option<&str>) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bootcount"));
+        let mut c = bootcount_cmd();
         if !args.contains(&"-c") {
             c.arg("-c").arg(self.path("fw_env.config"));
         }
@@ -200,6 +200,42 @@ impl Dev {
 fn both(f: impl Fn(&Dev)) {
     f(&Dev::new(false));
     f(&Dev::new(true));
+}
+
+/// The binaries under test: the host build (`CARGO_BIN_EXE_*`), or the robot's static riscv64
+/// build when `scripts/test-riscv64.sh` sets `ZBOT_TARGET_BIN_DIR` (the directory of
+/// `scripts/build-riscv64.sh`) and `ZBOT_TARGET_RUNNER` (`qemu-riscv64-static`).
+fn target_bin(name: &str, host: &str) -> std::path::PathBuf {
+    match std::env::var_os("ZBOT_TARGET_BIN_DIR") {
+        Some(d) => {
+            let p = std::path::Path::new(&d).join(name);
+            assert!(
+                p.is_file(),
+                "ZBOT_TARGET_BIN_DIR={}: {name} is not there (run scripts/build-riscv64.sh)",
+                p.display()
+            );
+            p
+        }
+        None => host.into(),
+    }
+}
+
+/// A command running `program` (a path from [`target_bin`], or a link to it: argv[0] is kept),
+/// through `ZBOT_TARGET_RUNNER` when it is set.
+fn target_command(program: &std::path::Path) -> std::process::Command {
+    match std::env::var_os("ZBOT_TARGET_RUNNER") {
+        Some(r) if !r.is_empty() => {
+            let mut c = std::process::Command::new(r);
+            c.arg(program);
+            c
+        }
+        _ => std::process::Command::new(program),
+    }
+}
+
+/// `bootcount` as the tests run it: the host build, or the robot's binary (see [`target_bin`]).
+fn bootcount_cmd() -> Command {
+    target_command(&target_bin("bootcount", env!("CARGO_BIN_EXE_bootcount")))
 }
 
 #[test]
@@ -387,7 +423,7 @@ fn missing_env_without_defaults_refuses_to_write() {
     let d = Dev::new(false);
     std::fs::remove_file(d.path("uboot.env")).unwrap();
     std::fs::remove_file(d.path("u-boot-initial-env")).unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bootcount"));
+    let mut c = bootcount_cmd();
     c.args([
         "-c",
         d.path("fw_env.config").to_str().unwrap(),
@@ -688,7 +724,7 @@ fn absurd_limits_are_usage_errors() {
 #[test]
 fn an_empty_reboot_command_is_an_error_not_a_silent_success() {
     let d = Dev::new(false);
-    let o = Command::new(env!("CARGO_BIN_EXE_bootcount"))
+    let o = bootcount_cmd()
         .arg("-c")
         .arg(d.path("fw_env.config"))
         .arg("-f")
@@ -714,7 +750,7 @@ fn fifos_are_refused_before_any_blocking_open() {
         vec!["--slots", fifo.to_str().unwrap(), "status"],
         vec!["--cmdline", fifo.to_str().unwrap(), "status"],
     ] {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bootcount"));
+        let mut c = bootcount_cmd();
         c.arg("-c")
             .arg(d.path("fw_env.config"))
             .arg("-f")

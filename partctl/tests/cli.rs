@@ -297,7 +297,7 @@ fn read_sector_of(s: &partctl::disk::Snapshot) -> Vec<u8> {
 
 /// Run partctl, failing the test if it does not finish within 10 s (a FIFO used to hang it).
 fn partctl_bounded(args: &[&str]) -> Out {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_partctl"))
+    let mut child = target_command(&target_bin("partctl", env!("CARGO_BIN_EXE_partctl")))
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

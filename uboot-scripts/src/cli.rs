@@ -31,9 +31,18 @@ pub struct Cli {
     /// Boot partition number, 1..128 (overrides the preset; written in hex, as U-Boot reads it).
     #[arg(long, global = true)]
     pub bootpart: Option<u32>,
-    /// Kernel arguments before root= (overrides the preset).
+    /// Kernel arguments before root= (overrides the preset; only boards whose command line
+    /// is `${bootargs_base} ${root}`: sandbox, qemu. milkv-duos keeps the vendor's line).
     #[arg(long, global = true)]
     pub bootargs_base: Option<String>,
+    /// The vendor U-Boot's default environment (`make u-boot-initial-env` in the vendor tree):
+    /// kept in default-env, left alone by env-update and the board header (milkv-duos default:
+    /// the built-in transcription of ../shared/BOARD.md, uboot-scripts/vendor/).
+    #[arg(long, global = true)]
+    pub vendor_env: Option<PathBuf>,
+    /// The FIT configuration `bootm` boots (milkv-duos: config-cv1813h_milkv_duos_sd).
+    #[arg(long, global = true)]
+    pub fit_config: Option<String>,
     #[command(subcommand)]
     /// What to generate.
     pub cmd: Cmd,
@@ -96,7 +105,41 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
         board.bootpart = v;
     }
     if let Some(v) = cli.bootargs_base {
+        if !board.uses_bootargs_base() {
+            return Err(format!(
+                "--bootargs-base: board {} builds the kernel command line from the vendor's variables ({}): change othbootargs, consoledev or baudrate in the vendor environment instead",
+                cli.board, board.cmdline
+            ));
+        }
         board.bootargs_base = v;
+    }
+    if let Some(p) = &cli.vendor_env {
+        let text = std::fs::read_to_string(p).map_err(|e| {
+            format!(
+                "--vendor-env {}: cannot read it ({e}); make it with `make u-boot-initial-env` in the vendor U-Boot tree",
+                p.display()
+            )
+        })?;
+        board.vendor_env =
+            crate::parse_vendor_env(&text, &p.display().to_string()).map_err(|e| e.to_string())?;
+    }
+    if let Some(c) = &cli.fit_config {
+        if c.is_empty()
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return Err(format!(
+                "--fit-config {c:?}: not a FIT configuration name (e.g. config-cv1813h_milkv_duos_sd)"
+            ));
+        }
+        if !board.bootm.contains("bootm ${uImage_addr}") {
+            return Err(format!(
+                "--fit-config: board {} does not boot a FIT image",
+                cli.board
+            ));
+        }
+        board.bootm = crate::board_bootm(c);
     }
     // Board settings come from the options, not the slot file: say so, not "{origin}: ...".
     board
@@ -158,6 +201,61 @@ mod tests {
             out(&["--layout", &layout, "default-env"]).unwrap(),
             out(&["default-env"]).unwrap()
         );
+        let e = out(&["--bootargs-base", "console=ttyS1", "default-env"]).unwrap_err();
+        assert!(
+            e.contains("builds the kernel command line from the vendor's variables"),
+            "{e}"
+        );
+        assert!(out(&[
+            "--board",
+            "sandbox",
+            "--bootargs-base",
+            "c=1",
+            "default-env"
+        ])
+        .unwrap()
+        .contains("\nbootargs_base=c=1\n"));
+        let t = out(&[
+            "--fit-config",
+            "config-cv1812cp_milkv_duo256m_sd",
+            "default-env",
+        ])
+        .unwrap();
+        assert!(
+            t.contains("bootm ${uImage_addr}#config-cv1812cp_milkv_duo256m_sd\n"),
+            "{t}"
+        );
+        let e = out(&["--fit-config", "a b", "default-env"]).unwrap_err();
+        assert!(e.contains("not a FIT configuration name"), "{e}");
+        let e = out(&["--vendor-env", "/nonexistent/v.env", "default-env"]).unwrap_err();
+        assert!(
+            e.starts_with("--vendor-env /nonexistent/v.env: cannot read it")
+                && e.contains("make u-boot-initial-env"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("uboot-scripts-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let v = dir.join("vendor.env");
+        std::fs::write(
+            &v,
+            "uImage_addr=0x81400000\nsdboot=old\nfirst_boot=1\nbootcmd=run sdboot\n",
+        )
+        .unwrap();
+        let t = out(&["--vendor-env", v.to_str().unwrap(), "default-env"]).unwrap();
+        assert!(
+            t.starts_with("bootcmd=run zbot-policy\nuImage_addr=0x81400000\n"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("first_boot") && !t.contains("sdboot=old"),
+            "{t}"
+        );
+        let u = out(&["--vendor-env", v.to_str().unwrap(), "env-update"]).unwrap();
+        assert!(
+            !u.contains("\nuImage_addr=") && u.contains("\nsdboot=run zbot-policy\n"),
+            "{u}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
         let e = out(&["--bootpart", "0", "boot-script"]).unwrap_err();
         assert!(
             e.starts_with("board milkv-duos with the options given: bootpart 0"),

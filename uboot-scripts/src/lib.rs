@@ -59,12 +59,75 @@ pub struct Board {
     pub devnum: u32,
     /// Partition holding the kernel image (`boot.sd`) and `boot.scr`.
     pub bootpart: u32,
-    /// Kernel arguments before `${root}` (the board's console settings).
+    /// Kernel arguments before `${root}` (the board's console settings), the value of the
+    /// `bootargs_base` variable; used only when [`Board::cmdline`] names `${bootargs_base}`.
     pub bootargs_base: String,
+    /// The kernel command line before ` zbot.slot=<slot>`, as hush text expanded when the
+    /// policy sets `bootargs` (under `HUSH_NO_EVAL=1`: values are not re-parsed). It must name
+    /// `${root}`, which the kernel part sets to the slot's root arguments. The board keeps the
+    /// vendor's line ([`VENDOR_CMDLINE`]); the test boards use [`GENERIC_CMDLINE`].
+    pub cmdline: String,
     /// The value of [`VAR_BOOTM`]: what boots the kernel once `bootargs` is set.
     pub bootm: String,
     /// Extra `name=value` pairs of the default environment (e.g. `bootdelay`).
     pub extra_env: Vec<(String, String)>,
+    /// The vendor's default environment (`CONFIG_EXTRA_ENV_SETTINGS` of the vendor U-Boot),
+    /// kept in the default environment except what the policy replaces ([`REPLACED_VENDOR_VARS`]
+    /// and the variables generated here); the board header leaves it to the vendor's header.
+    pub vendor_env: Vec<(String, String)>,
+}
+
+/// The vendor's kernel command line (its `SD_BOOTM_COMMAND`, `../shared/BOARD.md`), kept as it
+/// is; the policy appends ` zbot.slot=<slot>`.
+pub const VENDOR_CMDLINE: &str =
+    "${reserved_mem} ${root} ${mtdparts} console=$consoledev,$baudrate $othbootargs";
+/// The test boards' command line: `${bootargs_base} ${root}`.
+pub const GENERIC_CMDLINE: &str = "${bootargs_base} ${root}";
+/// The vendor's FIT configuration of the Duo S SD build (`config-<CVICHIP>_<CVIBOARD>`).
+pub const DUOS_FIT_CONFIG: &str = "config-cv1813h_milkv_duos_sd";
+/// The vendor's default environment of the Duo S SD build as `../shared/BOARD.md` describes it
+/// (`name=value` lines, `#` comments). Values BOARD.md does not give are marked there; a
+/// build passes the real one (`make u-boot-initial-env` in the vendor tree) with `--vendor-env`.
+pub const DUOS_VENDOR_ENV: &str = include_str!("../vendor/cv1813h_milkv_duos_sd.env");
+/// Vendor variables the policy replaces: `bootcmd` (`run zbot-policy`), `sdboot` (the vendor's
+/// boot command, now `run zbot-policy` too, so an old `bootcmd=run sdboot` runs the policy),
+/// and `first_boot` (the vendor's first-boot `saveenv` marker: nothing reads it any more).
+pub const REPLACED_VENDOR_VARS: [&str; 3] = ["bootcmd", "sdboot", "first_boot"];
+/// The vendor's boot command variable (`bootcmd=run sdboot`), kept as an alias of the policy.
+pub const VAR_SDBOOT: &str = "sdboot";
+
+/// The final command of the board: load the FIT `boot.sd` from the boot partition at the
+/// vendor's `${uImage_addr}` and boot its configuration `fit_config`.
+pub fn board_bootm(fit_config: &str) -> String {
+    format!(
+        "fatload ${{zbot_devtype}} ${{zbot_devnum}}:${{zbot_bootpart}} ${{uImage_addr}} boot.sd && bootm ${{uImage_addr}}#{fit_config}"
+    )
+}
+
+/// Parse a vendor default environment (`name=value` lines as `make u-boot-initial-env` writes
+/// them; blank lines and `#` comments skipped). `origin` names the file in errors.
+pub fn parse_vendor_env(text: &str, origin: &str) -> Result<Vec<(String, String)>, GenError> {
+    let mut v: Vec<(String, String)> = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        if l.trim().is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| GenError::VendorEnv(format!("{origin}:{}: {why}", i + 1));
+        let (n, val) = l
+            .split_once('=')
+            .ok_or_else(|| bad("not a name=value line (make u-boot-initial-env writes those)"))?;
+        if n.is_empty() || n.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(bad(&format!("{n:?} is not a variable name")));
+        }
+        if val.bytes().any(|b| b < b' ' && b != b'\t') {
+            return Err(bad(&format!("the value of {n} has a control character")));
+        }
+        if v.iter().any(|(m, _)| m == n) {
+            return Err(bad(&format!("{n} is defined twice")));
+        }
+        v.push((n.to_string(), val.to_string()));
+    }
+    Ok(v)
 }
 
 impl Board {
@@ -76,8 +139,11 @@ impl Board {
             devnum: 0,
             bootpart: 1,
             bootargs_base: "console=ttyS0,115200 earlycon=sbi".into(),
-            bootm: "fatload ${zbot_devtype} ${zbot_devnum}:${zbot_bootpart} ${uImage_addr} boot.sd && bootm ${uImage_addr}".into(),
+            cmdline: VENDOR_CMDLINE.into(),
+            bootm: board_bootm(DUOS_FIT_CONFIG),
             extra_env: vec![],
+            vendor_env: parse_vendor_env(DUOS_VENDOR_ENV, "the built-in vendor environment")
+                .expect("the built-in vendor environment parses"),
         }
     }
 
@@ -86,7 +152,9 @@ impl Board {
         Board {
             devtype: "host".into(),
             devnum: 0,
+            cmdline: GENERIC_CMDLINE.into(),
             bootm: "echo @@zbot-bootm".into(),
+            vendor_env: vec![],
             ..Board::milkv_duos()
         }
     }
@@ -97,8 +165,10 @@ impl Board {
         Board {
             devtype: "virtio".into(),
             devnum: 0,
+            cmdline: GENERIC_CMDLINE.into(),
             bootm: "echo @@zbot-boot slot=${zb_slot} bootargs=${bootargs}; poweroff".into(),
             extra_env: vec![("bootdelay".into(), "0".into())],
+            vendor_env: vec![],
             ..Board::milkv_duos()
         }
     }
@@ -139,7 +209,18 @@ impl Board {
                 Self::MAX_BOOTPART
             )));
         }
+        if !self.cmdline.contains("${root}") {
+            return Err(GenError::Board(format!(
+                "the kernel command line {:?} does not name ${{root}}: the slot's root arguments would be lost",
+                self.cmdline
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether the command line uses the `bootargs_base` variable (then it is in the env).
+    pub fn uses_bootargs_base(&self) -> bool {
+        self.cmdline.contains("${bootargs_base}")
     }
 
     /// A preset by name: `milkv-duos` (alias `board`), `sandbox`, `qemu`.
@@ -173,6 +254,9 @@ pub enum GenError {
     /// A board setting U-Boot would misread.
     #[error("{0}")]
     Board(String),
+    /// The vendor environment file cannot be used.
+    #[error("vendor environment {0}")]
+    VendorEnv(String),
 }
 
 fn check_quotable(what: &str, v: &str) -> Result<(), GenError> {
@@ -196,6 +280,8 @@ pub struct Generated {
     pub entries: Vec<(String, Vec<String>)>,
     /// The default environment, in order.
     pub default_env: Vec<(String, String)>,
+    /// The board's vendor environment (kept by `env-update`, left to the vendor header).
+    pub vendor_env: Vec<(String, String)>,
     origin: String,
 }
 
@@ -349,7 +435,7 @@ pub fn policy_script(cfg: &SlotConfig) -> Vec<String> {
 
 /// The kernel part: `root` (the variable named after the slot, else the slot file's default,
 /// in memory only), `bootargs`, then `run zbot-bootm`. Roots must be [`hush::quotable`].
-pub fn kernel_script(cfg: &SlotConfig) -> Vec<String> {
+pub fn kernel_script(cfg: &SlotConfig, board: &Board) -> Vec<String> {
     use hush::{eq, if_, if_else, quoted, setenv, var};
     let mut k = hush::Script::new();
     k.comment("root = the variable named after the slot, else the slot file's default;")
@@ -365,14 +451,14 @@ pub fn kernel_script(cfg: &SlotConfig) -> Vec<String> {
             ),
         ));
     }
-    k.line(format!(
-        "setenv bootargs {} {} zbot.slot={}",
-        var("bootargs_base"),
-        var("root"),
-        var(zb::SLOT)
-    ))
-    .line(hush::NO_EVAL_OFF)
-    .line(format!("run {VAR_BOOTM}"));
+    k.comment("The board's command line (the vendor's on the Duo S), then the slot.")
+        .line(format!(
+            "setenv bootargs {} zbot.slot={}",
+            board.cmdline,
+            var(zb::SLOT)
+        ))
+        .line(hush::NO_EVAL_OFF)
+        .line(format!("run {VAR_BOOTM}"));
     k.into_lines()
 }
 
@@ -405,8 +491,9 @@ pub fn entry_points(cfg: &SlotConfig) -> Result<Vec<(String, Vec<String>)>, GenE
     Ok(entries)
 }
 
-/// The default environment, in order: `bootcmd`, the slot file's part, the board's, then the
-/// scripts as one-line variables.
+/// The default environment, in order: `bootcmd`, the vendor's variables (but those replaced
+/// or generated here), the slot file's part, the board's, then the scripts as one-line
+/// variables (and `sdboot=run zbot-policy` when the vendor has `sdboot`).
 pub fn default_env(
     cfg: &SlotConfig,
     board: &Board,
@@ -415,20 +502,35 @@ pub fn default_env(
     entries: &[(String, Vec<String>)],
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![("bootcmd".into(), format!("run {VAR_POLICY}"))];
-    env.extend(cfg.default_env());
-    env.push(("bootargs_base".into(), board.bootargs_base.clone()));
-    env.push(("zbot_devtype".into(), board.devtype.clone()));
+    let mut ours: Vec<(String, String)> = cfg.default_env();
+    if board.uses_bootargs_base() {
+        ours.push(("bootargs_base".into(), board.bootargs_base.clone()));
+    }
+    ours.push(("zbot_devtype".into(), board.devtype.clone()));
     // U-Boot reads `dev:part` in hex (`mmc 0:10` is partition 16): write them in hex, so
     // that `--bootpart 10` means partition 10 (0..9 read the same either way).
-    env.push(("zbot_devnum".into(), format!("{:x}", board.devnum)));
-    env.push(("zbot_bootpart".into(), format!("{:x}", board.bootpart)));
-    env.extend(board.extra_env.iter().cloned());
-    env.push((VAR_POLICY.into(), one_line(policy)));
-    env.push((VAR_KERNEL.into(), one_line(kernel)));
-    env.push((VAR_BOOTM.into(), board.bootm.clone()));
+    ours.push(("zbot_devnum".into(), format!("{:x}", board.devnum)));
+    ours.push(("zbot_bootpart".into(), format!("{:x}", board.bootpart)));
+    ours.extend(board.extra_env.iter().cloned());
+    ours.push((VAR_POLICY.into(), one_line(policy)));
+    ours.push((VAR_KERNEL.into(), one_line(kernel)));
+    ours.push((VAR_BOOTM.into(), board.bootm.clone()));
     for (name, body) in entries {
-        env.push((name.clone(), one_line(body)));
+        ours.push((name.clone(), one_line(body)));
     }
+    if board.vendor_env.iter().any(|(n, _)| n == VAR_SDBOOT) {
+        ours.push((VAR_SDBOOT.into(), format!("run {VAR_POLICY}")));
+    }
+    env.extend(
+        board
+            .vendor_env
+            .iter()
+            .filter(|(n, _)| {
+                !REPLACED_VENDOR_VARS.contains(&n.as_str()) && !ours.iter().any(|(m, _)| m == n)
+            })
+            .cloned(),
+    );
+    env.extend(ours);
     env
 }
 
@@ -442,8 +544,9 @@ impl Generated {
         }
         check_quotable("bootargs_base", &board.bootargs_base)?;
         check_quotable("bootm", &board.bootm)?;
+        check_quotable("the kernel command line", &board.cmdline)?;
         let policy = policy_script(cfg);
-        let kernel = kernel_script(cfg);
+        let kernel = kernel_script(cfg, board);
         let entries = entry_points(cfg)?;
         let default_env = default_env(cfg, board, &policy, &kernel, &entries);
         Ok(Generated {
@@ -451,6 +554,7 @@ impl Generated {
             kernel,
             entries,
             default_env,
+            vendor_env: board.vendor_env.clone(),
             origin: origin.into(),
         })
     }
@@ -488,14 +592,21 @@ impl Generated {
     }
 
     /// The script variables of the default environment: everything but the policy's part
-    /// (`next_boot`, the slots' root arguments, `root`). Written once into an existing
+    /// (`next_boot`, the slots' root arguments, `root`) and the vendor's variables (the robot
+    /// keeps its own `uImage_addr`, `othbootargs`, ...). Written once into an existing
     /// environment (robots whose `/uboot.env` still holds the seed's `bootcmd`), it installs
     /// the policy without changing the robot's state: `uboot-scripts env-update | fw_setenv -s -`.
+    /// `bootcmd` and `sdboot` both become `run zbot-policy`; `first_boot` is left alone (only
+    /// the vendor's `sdboot` read it, and it is gone).
     pub fn script_vars(&self, cfg: &SlotConfig) -> Vec<(String, String)> {
         let policy: Vec<String> = cfg.default_env().into_iter().map(|(n, _)| n).collect();
         self.default_env
             .iter()
             .filter(|(n, _)| !policy.contains(n))
+            .filter(|(n, _)| {
+                REPLACED_VENDOR_VARS.contains(&n.as_str())
+                    || !self.vendor_env.iter().any(|(m, _)| m == n)
+            })
             .cloned()
             .collect()
     }
@@ -503,11 +614,36 @@ impl Generated {
     /// The C fragment for the vendor U-Boot's board header: `ZBOT_ENV_SETTINGS` to put into
     /// `CONFIG_EXTRA_ENV_SETTINGS` in place of `SD_BOOTM_COMMAND`, plus the defconfig lines.
     pub fn board_header(&self) -> String {
+        // The vendor's header keeps its own variables: only what is new or different here.
+        let ours: Vec<&(String, String)> = self
+            .default_env
+            .iter()
+            .filter(|(n, _)| n != "bootcmd")
+            .filter(|kv| !self.vendor_env.contains(kv) || kv.0 == VAR_SDBOOT)
+            .collect();
+        let also: Vec<&str> = ours
+            .iter()
+            .filter(|(n, _)| n != VAR_SDBOOT && self.vendor_env.iter().any(|(m, _)| m == n))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let vendor = if self.vendor_env.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "* Delete the vendor's \"sdboot=\" SD_BOOTM_COMMAND line{}: ZBOT_ENV_SETTINGS\n \
+                 * defines it (sdboot=run {VAR_POLICY}); keep every other vendor variable.\n ",
+                if also.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and its lines for {}", also.join(", "))
+                }
+            )
+        };
         let mut s = format!(
             "/* Generated by uboot-scripts from {}: do not edit; regenerate with\n \
              * `uboot-scripts board-header --slots SLOTS.toml`.\n \
              * Use: CONFIG_EXTRA_ENV_SETTINGS ... ZBOT_ENV_SETTINGS (replaces SD_BOOTM_COMMAND),\n \
-             * and in the defconfig:\n \
+             {vendor}* and in the defconfig:\n \
              *   CONFIG_USE_BOOTCOMMAND=y\n \
              *   CONFIG_BOOTCOMMAND=\"run {VAR_POLICY}\"\n \
              *   CONFIG_HUSH_PARSER=y\n \
@@ -515,7 +651,7 @@ impl Generated {
              #ifndef ZBOT_ENV_SETTINGS_H\n#define ZBOT_ENV_SETTINGS_H\n#define ZBOT_ENV_SETTINGS \\\n",
             self.origin
         );
-        for (n, v) in self.default_env.iter().filter(|(n, _)| n != "bootcmd") {
+        for (n, v) in ours {
             let _ = writeln!(s, "\t\"{}={}\\0\" \\", c_escape(n), c_escape(v));
         }
         s.push_str("\t\"\"\n#endif\n");
@@ -732,9 +868,83 @@ mod tests {
     }
 
     #[test]
+    fn the_board_keeps_the_vendors_command_line_fit_configuration_and_variables() {
+        let g = builtin();
+        let kernel = one_line(&g.kernel);
+        assert!(
+            kernel.contains(
+                "setenv bootargs ${reserved_mem} ${root} ${mtdparts} console=$consoledev,$baudrate $othbootargs zbot.slot=${zb_slot}"
+            ),
+            "{kernel}"
+        );
+        let env = g.default_env_text();
+        assert!(env.contains(
+            "\nzbot-bootm=fatload ${zbot_devtype} ${zbot_devnum}:${zbot_bootpart} ${uImage_addr} boot.sd && bootm ${uImage_addr}#config-cv1813h_milkv_duos_sd\n"
+        ));
+        assert!(!env.contains("bootargs_base"), "unused on the board");
+        for l in [
+            "othbootargs=earlycon=sbi riscv.fwsz=",
+            "consoledev=ttyS0",
+            "uImage_addr=",
+        ] {
+            assert!(env.lines().any(|x| x.starts_with(l)), "{l}");
+        }
+        assert!(env.contains("\nsdboot=run zbot-policy\n"));
+        assert_eq!(
+            env.matches("\nroot=").count(),
+            1,
+            "one root, not the vendor's and ours"
+        );
+        // A board line without ${root} would lose the slot's root arguments.
+        let b = Board {
+            cmdline: "console=ttyS0".into(),
+            ..Board::milkv_duos()
+        };
+        let e = Generated::new(&SlotConfig::builtin(), &b, "f").unwrap_err();
+        assert!(e.to_string().contains("does not name ${root}"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_vendor_environment_is_refused_with_file_and_line() {
+        for (text, want) in [
+            (
+                "netdev=eth0\nno equals sign\n",
+                "v.env:2: not a name=value line",
+            ),
+            ("a=1\na=2\n", "v.env:2: a is defined twice"),
+            (
+                "bad name=1\n",
+                "v.env:1: \"bad name\" is not a variable name",
+            ),
+            (
+                "x=a\rb\n",
+                "v.env:1: the value of x has a control character",
+            ),
+        ] {
+            let e = parse_vendor_env(text, "v.env").unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert_eq!(
+            parse_vendor_env("# c\n\nmtdparts=\n", "v").unwrap(),
+            vec![("mtdparts".to_string(), String::new())]
+        );
+    }
+
+    #[test]
     fn board_header_is_c_string_escaped() {
         let h = builtin().board_header();
+        // The vendor's header defines next_boot, otafs, rootfs, root with these values: the
+        // fragment leaves them there and replaces only sdboot.
+        assert!(!h.contains("\t\"next_boot="), "{h}");
+        assert!(h.contains("\t\"sdboot=run zbot-policy\\0\" \\\n"), "{h}");
+        assert!(
+            h.contains("Delete the vendor's \"sdboot=\" SD_BOOTM_COMMAND line:"),
+            "{h}"
+        );
+        let sandbox = Generated::new(&SlotConfig::builtin(), &Board::sandbox(), "s").unwrap();
+        let h = sandbox.board_header();
         assert!(h.contains("\t\"next_boot=otafs\\0\" \\\n"), "{h}");
+        let h = builtin().board_header();
         assert!(h.contains("\"zbot-bootm=fatload ${zbot_devtype}"), "{h}");
         assert!(
             !h.contains("\"bootcmd="),

@@ -36,13 +36,14 @@ impl Case {
     pub fn bin(&self, name: &str) -> PathBuf {
         let link = self.path(name);
         if !link.exists() {
-            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_fw-env"), &link).unwrap();
+            std::os::unix::fs::symlink(target_bin("fw-env", env!("CARGO_BIN_EXE_fw-env")), &link)
+                .unwrap();
         }
         link
     }
 
     pub fn cmd(&self, name: &str) -> Command {
-        let mut c = Command::new(self.bin(name));
+        let mut c = target_command(&self.bin(name));
         c.env("FW_ENV_LOCK_FILE", self.path("lock"))
             .env_remove("FW_ENV_TEST_CRASH_AT")
             .stdin(Stdio::null());
@@ -51,6 +52,37 @@ impl Case {
 
     pub fn run(&self, name: &str, args: &[&str]) -> Output {
         self.cmd(name).args(args).output().expect("run")
+    }
+}
+
+/// The binaries under test: the host build (`CARGO_BIN_EXE_*`), or the robot's static riscv64
+/// build when `scripts/test-riscv64.sh` sets `ZBOT_TARGET_BIN_DIR` (the directory of
+/// `scripts/build-riscv64.sh`) and `ZBOT_TARGET_RUNNER` (`qemu-riscv64-static`).
+pub fn target_bin(name: &str, host: &str) -> std::path::PathBuf {
+    match std::env::var_os("ZBOT_TARGET_BIN_DIR") {
+        Some(d) => {
+            let p = std::path::Path::new(&d).join(name);
+            assert!(
+                p.is_file(),
+                "ZBOT_TARGET_BIN_DIR={}: {name} is not there (run scripts/build-riscv64.sh)",
+                p.display()
+            );
+            p
+        }
+        None => host.into(),
+    }
+}
+
+/// A command running `program` (a path from [`target_bin`], or a link to it: argv[0] is kept),
+/// through `ZBOT_TARGET_RUNNER` when it is set.
+pub fn target_command(program: &std::path::Path) -> std::process::Command {
+    match std::env::var_os("ZBOT_TARGET_RUNNER") {
+        Some(r) if !r.is_empty() => {
+            let mut c = std::process::Command::new(r);
+            c.arg(program);
+            c
+        }
+        _ => std::process::Command::new(program),
     }
 }
 
