@@ -18,7 +18,7 @@
 //! let run = Sandbox::new(&disk).run("setenv next_boot rootfs; saveenv").unwrap();
 //! assert!(run.success(), "{}", run.output);
 //! let env = disk.read_file("/uboot.env").unwrap().expect("saveenv wrote /uboot.env");
-//! assert_eq!(env.len(), 0x4000);
+//! assert_eq!(env.len(), 0x30000);
 //! ```
 #![deny(missing_docs)]
 
@@ -32,9 +32,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The size of the board's environment (`CONFIG_ENV_SIZE=0x4000`), also used by our U-Boot
+/// The size of the board's environment (`CONFIG_ENV_SIZE=0x30000`, the layout's), also used by our U-Boot
 /// builds.
-pub const ENV_SIZE: usize = 0x4000;
+pub const ENV_SIZE: usize = 0x30000;
 
 /// Script that installs the Debian packages (run as root).
 pub const SETUP_SCRIPT: &str = "scripts/setup-debian.sh";
@@ -98,6 +98,9 @@ pub enum Peer {
     /// `u-boot.bin` for `qemu-system-riscv64 -M virt` (ext4 env on `virtio 0:2`),
     /// `qemu/build-uboot.sh qemu-riscv64`.
     QemuRiscvUboot,
+    /// `u-boot.rom` for `qemu-system-x86_64 -bios` with the redundant raw env on an SD card
+    /// behind `sdhci-pci` (the backend measurement), `qemu/build-uboot.sh qemu-x86-mmc`.
+    QemuX86MmcUboot,
     /// `qemu-system-riscv64` (Debian `qemu-system-misc` from bookworm-backports).
     QemuSystemRiscv64,
     /// OpenSBI's `fw_dynamic.bin` for `-bios` (Debian `opensbi`).
@@ -151,6 +154,7 @@ impl Peer {
             Peer::Sandbox => "sandbox U-Boot (ext4 env on host 0:2)",
             Peer::SandboxRedund => "sandbox U-Boot (redundant FAT env on host 0:1)",
             Peer::QemuRiscvUboot => "qemu-riscv64 U-Boot (ext4 env on virtio 0:2)",
+            Peer::QemuX86MmcUboot => "qemu-x86 U-Boot (redundant raw env on SD, mmc 0)",
             Peer::QemuSystemRiscv64 => "qemu-system-riscv64",
             Peer::Opensbi => "OpenSBI fw_dynamic.bin",
             Peer::MkfsExt4 => "mkfs.ext4",
@@ -223,10 +227,11 @@ impl Peer {
                     Err(missing(vec![p.display().to_string()], fix))
                 }
             }
-            Peer::Sandbox | Peer::SandboxRedund | Peer::QemuRiscvUboot => {
+            Peer::Sandbox | Peer::SandboxRedund | Peer::QemuRiscvUboot | Peer::QemuX86MmcUboot => {
                 let (var, target) = match self {
                     Peer::Sandbox => ("ZBOT_UBOOT_SANDBOX", "sandbox"),
                     Peer::SandboxRedund => ("ZBOT_UBOOT_SANDBOX_REDUND", "sandbox-redund"),
+                    Peer::QemuX86MmcUboot => ("ZBOT_UBOOT_QEMU_X86_MMC", "qemu-x86-mmc"),
                     _ => ("ZBOT_UBOOT_QEMU_RISCV", "qemu-riscv64"),
                 };
                 let (p, looked) = uboot_artefact(var);
@@ -416,6 +421,10 @@ pub(crate) fn check(cmd: &mut Command, what: &str) -> Result<Output> {
 /// empty 1 MiB ESP as p1, the board's 256 KiB env partition as p2 with an empty env
 /// filesystem). Built only through the partctl library, like every card of the workspace.
 pub const TEST_CARD_LAYOUT: &str = include_str!("test-card.toml");
+
+/// The test kit's card with the recommended raw redundant env (`tests/src/test-card-raw.toml`,
+/// docs/env-backend.md): an SD card for qemu-x86's sdhci-pci.
+pub const TEST_CARD_RAW_LAYOUT: &str = include_str!("test-card-raw.toml");
 
 /// The geometry of the images [`DiskImage::create`] makes (512-byte sectors), as placed by
 /// partctl from [`TEST_CARD_LAYOUT`].
