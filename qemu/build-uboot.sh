@@ -2,7 +2,7 @@
 # Build the real U-Boot peers the tests run against, from Debian's `u-boot` source package.
 #
 # Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-x86|qemu-x86-mmc|qemu-riscv64-zbot ...]
-#        (default: tools sandbox sandbox-redund qemu-riscv64 qemu-x86; qemu-x86-mmc on demand; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
+#        (default: tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
 #
 # Builds, each out of tree into its own cache directory keyed by the Debian source version,
 # the target and a hash of (defconfig, config fragment, make variables, recipe version):
@@ -86,7 +86,7 @@ for arg in "$@"; do
     *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64, qemu-riscv64-zbot qemu-x86 or qemu-x86-mmc)" ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64 qemu-x86)
+[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc)
 
 need() {
     local cmd="$1" pkg="$2"

@@ -426,6 +426,19 @@ pub const TEST_CARD_LAYOUT: &str = include_str!("test-card.toml");
 /// docs/env-backend.md): an SD card for qemu-x86's sdhci-pci.
 pub const TEST_CARD_RAW_LAYOUT: &str = include_str!("test-card-raw.toml");
 
+/// The `bootcmd` of the qemu-x86-mmc build (`CONFIG_BOOTCOMMAND` of
+/// `qemu/configs/qemu-x86-env-mmc-redund.config`): an env written for that U-Boot must carry it,
+/// since a loaded env replaces the compiled-in one and without `bootcmd` U-Boot stops at its prompt.
+pub fn mmc_redund_bootcmd() -> String {
+    let p = repo_root().join("qemu/configs/qemu-x86-env-mmc-redund.config");
+    let t = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    t.lines()
+        .find_map(|l| l.strip_prefix("CONFIG_BOOTCOMMAND=\""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{}: no CONFIG_BOOTCOMMAND", p.display()))
+        .to_string()
+}
+
 /// The geometry of the images [`DiskImage::create`] makes (512-byte sectors), as placed by
 /// partctl from [`TEST_CARD_LAYOUT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
