@@ -103,6 +103,9 @@ fn loaded_gen(out: &str) -> Option<&str> {
         .find_map(|l| l.trim().strip_prefix("gen="))
 }
 
+/// A named writer of `gen`.
+type Writer<'a> = (&'a str, &'a dyn Fn(&str));
+
 #[test]
 fn every_peer_reads_and_writes_the_raw_redundant_layout() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,7 +125,7 @@ fn every_peer_reads_and_writes_the_raw_redundant_layout() {
     }
 
     // Each writer in turn; every reader sees each write.
-    let writers: [(&str, &dyn Fn(&str)); 3] = [
+    let writers: [Writer; 3] = [
         ("fw-env", &|v| fw_env_set(&cfg, "gen", v)),
         ("libubootenv", &|v| {
             setenv(Peer::LibubootenvSetenv, &cfg, "gen", v)
