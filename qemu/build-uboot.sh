@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the real U-Boot peers the tests run against, from Debian's `u-boot` source package.
 #
-# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-x86|qemu-riscv64-zbot ...]
-#        (default: tools sandbox sandbox-redund qemu-riscv64 qemu-x86; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
+# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-x86|qemu-x86-mmc|qemu-riscv64-zbot ...]
+#        (default: tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
 #
 # Builds, each out of tree into its own cache directory keyed by the Debian source version,
 # the target and a hash of (defconfig, config fragment, make variables, recipe version):
@@ -31,10 +31,14 @@
 #                 bootcmd; compiled-in default env: qemu/machine-env.sh's output, or the file
 #                 $ZBOT_QEMU_DEFAULT_ENV (normalised name=value lines). Keyed by the env's
 #                 content; prints ZBOT_UBOOT_QEMU_X86=<u-boot.rom>.
+#   qemu-x86-mmc  qemu-x86_defconfig + qemu/configs/qemu-x86-env-mmc-redund.config: U-Boot's
+#                 redundant raw env (ENV_IS_IN_MMC) on an SD card behind QEMU's sdhci-pci, for
+#                 the backend measurement (docs/env-backend.md). ZBOT_UBOOT_QEMU_X86_MMC=<u-boot.rom>.
 # A second run finds the finished builds and only prints the paths (well under a second).
 #
 # Output: the artefact paths, as shell assignments, on stdout and in $ZBOT_CACHE/uboot/paths.env:
 #   ZBOT_UBOOT_FW_PRINTENV  ZBOT_UBOOT_SANDBOX  ZBOT_UBOOT_SANDBOX_REDUND  ZBOT_UBOOT_QEMU_RISCV
+#   ZBOT_UBOOT_QEMU_X86_MMC
 # ZBOT_UBOOT_QEMU_X86 is printed on stdout only (not stored in paths.env): it depends on the
 # default env compiled in.
 # Tests read those variables, or that file (tests/src/lib.rs does both).
@@ -74,15 +78,15 @@ log() { echo "build-uboot: $*" >&2; }
 for arg in "$@"; do
     case "$arg" in
     --selftest) selftest=1 ;;
-    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-riscv64-zbot | qemu-x86) targets+=("$arg") ;;
+    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-riscv64-zbot | qemu-x86 | qemu-x86-mmc) targets+=("$arg") ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64, qemu-riscv64-zbot or qemu-x86)" ;;
+    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64, qemu-riscv64-zbot qemu-x86 or qemu-x86-mmc)" ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64 qemu-x86)
+[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc)
 
 need() {
     local cmd="$1" pkg="$2"
@@ -187,7 +191,7 @@ build() {
     echo "$out"
 }
 
-fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_zbot="" qemu_x86=""
+fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_zbot="" qemu_x86="" qemu_x86_mmc=""
 for t in "${targets[@]}"; do
     case "$t" in
     tools)
@@ -250,6 +254,10 @@ for t in "${targets[@]}"; do
         d="$(build qemu-x86 qemu-x86_defconfig "$frag" u-boot.rom)"
         qemu_x86="$d/u-boot.rom"
         ;;
+    qemu-x86-mmc)
+        d="$(build qemu-x86-mmc qemu-x86_defconfig "$here/configs/qemu-x86-env-mmc-redund.config" u-boot.rom)"
+        qemu_x86_mmc="$d/u-boot.rom"
+        ;;
     esac
 done
 
@@ -265,6 +273,7 @@ old() { if [ -f "$paths" ]; then sed -n "s/^$1=//p" "$paths" | tr -d "'"; fi; }
 [ -n "$sandbox" ] || sandbox="$(old ZBOT_UBOOT_SANDBOX)"
 [ -n "$sandbox_redund" ] || sandbox_redund="$(old ZBOT_UBOOT_SANDBOX_REDUND)"
 [ -n "$qemu_riscv" ] || qemu_riscv="$(old ZBOT_UBOOT_QEMU_RISCV)"
+[ -n "$qemu_x86_mmc" ] || qemu_x86_mmc="$(old ZBOT_UBOOT_QEMU_X86_MMC)"
 tmp_paths="$(mktemp "$paths.XXXXXX")"
 {
     echo "# written by qemu/build-uboot.sh for u-boot $version; source it or read it line by line"
@@ -272,9 +281,10 @@ tmp_paths="$(mktemp "$paths.XXXXXX")"
     [ -z "$sandbox" ] || echo "ZBOT_UBOOT_SANDBOX='$sandbox'"
     [ -z "$sandbox_redund" ] || echo "ZBOT_UBOOT_SANDBOX_REDUND='$sandbox_redund'"
     [ -z "$qemu_riscv" ] || echo "ZBOT_UBOOT_QEMU_RISCV='$qemu_riscv'"
+    [ -z "$qemu_x86_mmc" ] || echo "ZBOT_UBOOT_QEMU_X86_MMC='$qemu_x86_mmc'"
     if [ -f "$paths" ]; then
         grep -E '^ZBOT_[A-Z0-9_]+=' "$paths" |
-            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV|QEMU_X86|QEMU_RISCV_ZBOT)=' || true
+            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV|QEMU_X86|QEMU_X86_MMC|QEMU_RISCV_ZBOT)=' || true
     fi
 } >"$tmp_paths"
 mv "$tmp_paths" "$paths"

@@ -7,7 +7,9 @@
 //!   to a temporary file in the same directory, fsynced, given the old file's mode and owner,
 //!   renamed over the old one, and the directory is fsynced. Bytes outside the environment
 //!   region are carried over. A crash leaves the old file or the new one, never a mix.
-//! - **In place** (block devices, and large image files such as a whole SD-card image): the
+//! - **In place** (block devices, large image files such as a whole SD-card image, and an
+//!   environment file whose filesystem has no room for a second copy beside it: the field's
+//!   192 KiB `/uboot.env` in its 256 KiB partition): the
 //!   copy is written with `pwrite` at its offset and `fdatasync`ed. With two copies only the
 //!   inactive one is written, so the current copy stays intact until the new one is durable.
 //!   A single copy written in place cannot survive a power cut mid-write: `fw-env check`
@@ -321,6 +323,26 @@ pub fn real_path(path: &Path) -> Result<PathBuf, StorageError> {
     }
 }
 
+/// Whether the filesystem holding the file `path` of `len` bytes has room for the temporary
+/// copy a replace writes beside it. The field's card does not: its 192 KiB env file lives in a
+/// 256 KiB ext4 with 36 KiB free (docs/env-backend.md), so the file is written in place there,
+/// like libubootenv does; a single copy written in place is not power-safe (`fw-env check`
+/// says so) until the robot has the redundant raw env.
+fn room_beside(path: &Path, len: u64) -> bool {
+    if len == 0 {
+        return true;
+    }
+    match nix::sys::statvfs::statvfs(&parent_dir(path)) {
+        Ok(v) => {
+            let free = (v.blocks_available() as u64).saturating_mul(v.fragment_size() as u64);
+            // The data plus an allowance for the new inode's metadata blocks.
+            free >= len.saturating_add(8 << 10)
+        }
+        // Unknown: try the replace; a full filesystem then reports ENOSPC with its hint.
+        Err(_) => true,
+    }
+}
+
 fn block_len(file: &File, path: &Path) -> Result<u64, StorageError> {
     let mut f = file;
     io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(io_err("cannot size", path))
@@ -357,7 +379,7 @@ impl Medium {
             size: loc.size,
             line: loc.line,
         })?;
-        let mode = if !is_block && len <= REPLACE_MAX_FILE {
+        let mode = if !is_block && len <= REPLACE_MAX_FILE && room_beside(&path, len) {
             WriteMode::Replace
         } else {
             WriteMode::InPlace

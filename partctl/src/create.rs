@@ -281,13 +281,61 @@ fn build_fs(
                 })?;
             }
             // The env filesystem's recipe (layout::ENV_EXT4_FEATURES says why).
-            let crate::layout::EnvBackend::Ext4 = backend;
             let mut c = mke2fs(spec);
             c.arg("-b")
                 .arg(crate::layout::ENV_EXT4_BLOCK_SIZE.to_string())
                 .args(["-O", crate::layout::ENV_EXT4_FEATURES, "-L", "env", "-d"])
-                .arg(&root);
-            run(c.arg(&img), part)?;
+                .arg(&root)
+                .arg(&img);
+            let raw = match backend {
+                crate::layout::EnvBackend::Ext4 => None,
+                crate::layout::EnvBackend::Raw => {
+                    let o = crate::layout::raw_env_offsets(spec).map_err(|detail| {
+                        CreateError::Input {
+                            part: part.into(),
+                            detail,
+                        }
+                    })?;
+                    // The filesystem ends where the first copy starts.
+                    c.arg(
+                        (o[0].min(o[1]) / u64::from(crate::layout::ENV_EXT4_BLOCK_SIZE))
+                            .to_string(),
+                    );
+                    Some(o)
+                }
+            };
+            run(&mut c, part)?;
+            if let Some(offsets) = raw {
+                // Both copies hold the file's env in U-Boot's redundant format (crc32 | flags |
+                // data): copy 0 flags 1, copy 1 flags 0, so U-Boot and fw_printenv take copy 0.
+                // Without an env file the copies stay zero (no valid copy: U-Boot's defaults).
+                let f = root.join(file.trim_start_matches('/'));
+                if f.exists() {
+                    let single = std::fs::read(&f).map_err(io_err("env staging file"))?;
+                    let n = size.0 as usize;
+                    if single[n - 1] != 0 && single[n - 1] != 0xff {
+                        return Err(CreateError::Input {
+                            part: part.into(),
+                            detail: "the env fills its last byte: no room for the redundant copies' flags byte".into(),
+                        });
+                    }
+                    let mut out = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&img)
+                        .map_err(io_err("env copies"))?;
+                    for (k, off) in offsets.iter().enumerate() {
+                        let copy = fw_env::codec::assemble(
+                            &single[4..n - 1],
+                            fw_env::codec::Layout::Redundant,
+                            u8::from(k == 0),
+                        );
+                        use std::io::{Seek, SeekFrom, Write};
+                        out.seek(SeekFrom::Start(*off))
+                            .map_err(io_err("env copies"))?;
+                        out.write_all(&copy).map_err(io_err("env copies"))?;
+                    }
+                }
+            }
         }
     }
     File::open(&img)

@@ -173,6 +173,10 @@ pub enum Content {
         /// Where Linux mounts it.
         #[serde(default = "default_env_mount")]
         mount: String,
+        /// `raw` backend only: the byte offsets of the two copies inside the partition, after
+        /// the ext4 filesystem (which then spans the partition up to the lower offset).
+        #[serde(default)]
+        offsets: Vec<Size>,
     },
     /// A raw image copied byte for byte (e.g. `rootfs.ext4`).
     Raw {
@@ -183,20 +187,75 @@ pub enum Content {
     Empty,
 }
 
-/// How U-Boot stores the environment. A new backend (e.g. raw redundant copies in the
-/// partition) is a new variant here plus its arms in `create` and `emit`.
+/// How U-Boot stores the environment (docs/env-backend.md). A new backend is a new variant here
+/// plus its arms in `create` and `emit`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EnvBackend {
     /// A file in an ext4 filesystem (CONFIG_ENV_IS_IN_EXT4; the board today). No redundancy.
     #[default]
     Ext4,
+    /// U-Boot's redundant environment in raw blocks (CONFIG_ENV_IS_IN_MMC +
+    /// CONFIG_SYS_REDUNDAND_ENVIRONMENT): two copies of `size` bytes at the partition's
+    /// `offsets`, each `crc32 | flags | data`. The partition starts with the ext4 filesystem
+    /// holding `file` (the field's U-Boot still reads it: a card that either U-Boot boots).
+    Raw,
 }
+
+/// The two copies' byte offsets inside the env partition of a `raw` env, checked: the ext4
+/// filesystem before them, the copies inside the partition, not overlapping, sector-aligned.
+pub fn raw_env_offsets(spec: &PartitionSpec) -> Result<[u64; 2], String> {
+    let Content::Env {
+        backend: EnvBackend::Raw,
+        size,
+        offsets,
+        ..
+    } = &spec.content
+    else {
+        return Err(format!("partition {}: not a raw env", spec.name));
+    };
+    let [a, b] = offsets.as_slice() else {
+        return Err(format!(
+            "partition {}: a raw env needs `offsets = [A, B]`, the two copies' byte offsets in the partition",
+            spec.name
+        ));
+    };
+    let (a, b) = (a.0, b.0);
+    let (lo, hi) = (a.min(b), a.max(b));
+    if a % SECTOR != 0 || b % SECTOR != 0 || size.0 % SECTOR != 0 {
+        return Err(format!(
+            "partition {}: raw env offsets and size must be multiples of 512",
+            spec.name
+        ));
+    }
+    if lo < ENV_EXT4_MIN_BYTES {
+        return Err(format!(
+            "partition {}: the lower raw env offset {lo:#x} leaves the ext4 filesystem less than {ENV_EXT4_MIN_BYTES:#x} bytes",
+            spec.name
+        ));
+    }
+    if hi - lo < size.0 || hi.saturating_add(size.0) > spec.size.0 {
+        return Err(format!(
+            "partition {}: raw env copies at {a:#x} and {b:#x} of {:#x} bytes overlap or end past the partition ({:#x} bytes)",
+            spec.name, size.0, spec.size.0
+        ));
+    }
+    Ok([a, b])
+}
+
+/// The smallest ext4 filesystem in front of raw env copies: the field's 256 KiB.
+pub const ENV_EXT4_MIN_BYTES: u64 = 256 << 10;
 
 /// The ext4 features of the env filesystem: U-Boot's ext4 writer refuses `metadata_csum`,
 /// and a journal is useless (and does not fit well) in a 256 KiB partition. The one place this
 /// recipe is written; `partctl create` makes every env filesystem with it.
 pub const ENV_EXT4_FEATURES: &str = "^metadata_csum,^has_journal";
+
+/// What the env filesystem needs beside the file: superblock, group descriptors, bitmaps, the
+/// inode table and reserved blocks of [`ENV_EXT4_FEATURES`] at 1 KiB blocks (measured: a 256 KiB
+/// filesystem holding a 192 KiB file has 28 KiB of metadata and 36 KiB free, docs/env-backend.md),
+/// rounded up. The field's 192 KiB env in its 256 KiB partition is the tightest case allowed.
+pub const ENV_EXT4_OVERHEAD: u64 = 32 << 10;
 
 /// The ext4 block size of the env filesystem (small partition: 1 KiB blocks).
 pub const ENV_EXT4_BLOCK_SIZE: u32 = 1024;
@@ -205,7 +264,7 @@ fn default_env_file() -> String {
     "/uboot.env".into()
 }
 fn default_env_size() -> Size {
-    Size(0x4000)
+    Size(0x30000)
 }
 fn default_env_mount() -> String {
     "/bootenv".into()
@@ -486,11 +545,40 @@ impl Layout {
                     u32::MAX
                 ));
             }
-            if let Content::Env { size, .. } = &p.content {
-                if size.0 < 8 || size.0 > MAX_ENV_BYTES || size.0 > p.size.0 / 2 {
+            if let Content::Env {
+                size,
+                backend,
+                offsets,
+                ..
+            } = &p.content
+            {
+                // The ext4 filesystem: the whole partition, or up to the raw copies.
+                let fs_bytes = match backend {
+                    EnvBackend::Ext4 if !offsets.is_empty() => {
+                        return bad(format!(
+                            "partition {}: `offsets` is for backend = \"raw\"",
+                            p.name
+                        ))
+                    }
+                    EnvBackend::Ext4 => p.size.0,
+                    EnvBackend::Raw => {
+                        if self.disk.uboot_interface != "mmc" {
+                            return bad(format!(
+                                "partition {}: a raw env is U-Boot's CONFIG_ENV_IS_IN_MMC: it needs uboot_interface = \"mmc\" (not {:?})",
+                                p.name, self.disk.uboot_interface
+                            ));
+                        }
+                        let o = raw_env_offsets(p).map_err(LayoutError::Invalid)?;
+                        o[0].min(o[1])
+                    }
+                };
+                if size.0 < 8
+                    || size.0 > MAX_ENV_BYTES
+                    || size.0.saturating_add(ENV_EXT4_OVERHEAD) > fs_bytes
+                {
                     return bad(format!(
-                        "partition {}: env size {} must be 8 bytes to 16 MiB and at most half the partition ({} bytes)",
-                        p.name, size.0, p.size.0
+                        "partition {}: env size {} must be 8 bytes to 16 MiB and leave {} bytes of the partition ({} bytes) to the filesystem",
+                        p.name, size.0, ENV_EXT4_OVERHEAD, p.size.0
                     ));
                 }
             }

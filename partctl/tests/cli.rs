@@ -129,7 +129,7 @@ fn restore_refuses_a_foreign_or_corrupt_backup() {
 fn emit_outputs() {
     let o = partctl(&["emit", "fw_env.config", BOARD]);
     assert_eq!(o.code, 0);
-    assert!(o.stdout.contains("/bootenv/uboot.env 0x0000 0x4000"));
+    assert!(o.stdout.contains("/bootenv/uboot.env 0x0000 0x30000"));
     let o = partctl(&["emit", "uboot-fragment", BOARD]);
     assert!(o.stdout.contains("CONFIG_ENV_EXT4_FILE=\"/uboot.env\""));
     let o = partctl(&["emit", "fstab", BOARD]);
@@ -432,10 +432,10 @@ fn absurd_layout_numbers_are_refused_at_load() {
             "do not fit on a card",
         ),
         (
-            base.replace("size = 0x4000", "size = 0xFFFFFFFFFFFF"),
+            base.replace("size = 0x30000", "size = 0xFFFFFFFFFFFF"),
             "env size",
         ),
-        (base.replace("size = 0x4000", "size = 0"), "env size"),
+        (base.replace("size = 0x30000", "size = 0"), "env size"),
         (
             base.replace("entries = 128", "entries = 4294967295"),
             "entries = 4294967295",

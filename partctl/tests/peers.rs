@@ -107,7 +107,7 @@ fn board_layout_image_with_content() {
     std::fs::create_dir(&input).unwrap();
     std::fs::write(input.join("fip.bin"), b"FIP").unwrap();
     std::fs::write(input.join("boot.sd"), b"FIT").unwrap();
-    std::fs::write(input.join("uboot.env"), vec![0u8; 0x4000]).unwrap();
+    std::fs::write(input.join("uboot.env"), vec![0u8; 0x30000]).unwrap();
     for fs in ["otafs.ext4", "rootfs.ext4"] {
         let p = input.join(fs);
         std::fs::File::create(&p).unwrap().set_len(8 << 20).unwrap();
@@ -189,7 +189,12 @@ fn board_layout_image_with_content() {
         Peer::Debugfs,
         &["-R", "stat /uboot.env", env.to_str().unwrap()],
     );
-    assert!(o.stdout.contains("Size: 16384"), "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("Size: 196608"),
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
     let data = extract(4, "data.part");
     assert_eq!(peer(Peer::E2fsck, &["-fn", data.to_str().unwrap()]).code, 0);
     let root = extract(3, "rootfs.part");

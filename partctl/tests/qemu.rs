@@ -19,8 +19,8 @@ fn qemu_riscv_uboot_boots_a_created_card() {
     std::fs::write(input.join("env.txt"), "bootdelay=0\nmarker=from-partctl\nbootcmd=echo ZBOT marker=${marker}; part list virtio 0; setenv marker saved-by-uboot; saveenv; poweroff\n").unwrap();
     // The env comes from text, made into the image by fw-env's mkimage inside `create`.
     let layout = std::fs::read_to_string(SMALL).unwrap().replace(
-        "size = 0x4000, mount = \"/bootenv\" }",
-        "size = 0x4000, text = \"env.txt\", mount = \"/bootenv\" }",
+        "size = 0x30000, mount = \"/bootenv\" }",
+        "size = 0x30000, text = \"env.txt\", mount = \"/bootenv\" }",
     );
     assert!(layout.contains("text = \"env.txt\""));
     let lp = input.join("layout.toml");

@@ -104,9 +104,9 @@ fn uboot_ext4_writer_accepts_the_env_filesystem() {
     let d = tmp();
     let img = d.path().join("card.img");
     copy_image(golden(), &img);
-    let out = uboot(&u, &format!("host bind 0 {}; mw.b ${{loadaddr}} 0x41 0x4000; ext4write host 0:2 ${{loadaddr}} /uboot.env 0x4000; ext4ls host 0:2 /", img.display()));
+    let out = uboot(&u, &format!("host bind 0 {}; mw.b ${{loadaddr}} 0x41 0x30000; ext4write host 0:2 ${{loadaddr}} /uboot.env 0x30000; ext4ls host 0:2 /", img.display()));
     assert!(
-        out.contains("16384 bytes written") && out.contains("16384 uboot.env"),
+        out.contains("196608 bytes written") && out.contains("196608 uboot.env"),
         "{out}"
     );
     let pl = small_layout().place();

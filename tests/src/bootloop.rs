@@ -126,7 +126,11 @@ impl Robot {
         )?;
         std::fs::write(
             dir.path().join("fw_env.config"),
-            format!("{} 0x0 0x4000\n", dir.path().join("uboot.env").display()),
+            format!(
+                "{} 0x0 {:#x}\n",
+                dir.path().join("uboot.env").display(),
+                crate::ENV_SIZE
+            ),
         )?;
         let r = Robot {
             dir,

@@ -481,7 +481,8 @@ pub fn run_batch(disk: &DiskImage, dir: &Path, cases: &[Vars]) -> Result<Vec<Ubo
             "echo @@case {i}; HUSH_NO_EVAL=0; load hostfs - 0x100000 c{i}; \
              env import -d -b 0x100000 ${{filesize}}; run zbot-policy; HUSH_NO_EVAL=0; \
              echo @@slot ${{zb_slot}}; printenv bootargs; ext4load host 0:2 0x200000 /uboot.env; \
-             save hostfs - 0x200000 s{i} 0x4000; echo @@end {i}; "
+             save hostfs - 0x200000 s{i} {size:#x}; echo @@end {i}; ",
+            size = crate::ENV_SIZE
         );
         if commands.last().expect("one").len() + one.len() > MAX_COMMAND {
             commands.push(String::new());

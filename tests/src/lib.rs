@@ -18,7 +18,7 @@
 //! let run = Sandbox::new(&disk).run("setenv next_boot rootfs; saveenv").unwrap();
 //! assert!(run.success(), "{}", run.output);
 //! let env = disk.read_file("/uboot.env").unwrap().expect("saveenv wrote /uboot.env");
-//! assert_eq!(env.len(), 0x4000);
+//! assert_eq!(env.len(), 0x30000);
 //! ```
 #![deny(missing_docs)]
 
@@ -35,9 +35,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The size of the board's environment (`CONFIG_ENV_SIZE=0x4000`), also used by our U-Boot
+/// The size of the board's environment (`CONFIG_ENV_SIZE=0x30000`, the layout's), also used by our U-Boot
 /// builds.
-pub const ENV_SIZE: usize = 0x4000;
+pub const ENV_SIZE: usize = 0x30000;
 
 /// Script that installs the Debian packages (run as root).
 pub const SETUP_SCRIPT: &str = "scripts/setup-debian.sh";
@@ -101,6 +101,9 @@ pub enum Peer {
     /// `u-boot.bin` for `qemu-system-riscv64 -M virt` (ext4 env on `virtio 0:2`),
     /// `qemu/build-uboot.sh qemu-riscv64`.
     QemuRiscvUboot,
+    /// `u-boot.rom` for `qemu-system-x86_64 -bios` with the redundant raw env on an SD card
+    /// behind `sdhci-pci` (the backend measurement), `qemu/build-uboot.sh qemu-x86-mmc`.
+    QemuX86MmcUboot,
     /// `qemu-system-riscv64` (Debian `qemu-system-misc` from bookworm-backports).
     QemuSystemRiscv64,
     /// OpenSBI's `fw_dynamic.bin` for `-bios` (Debian `opensbi`).
@@ -186,6 +189,7 @@ impl Peer {
             Peer::Sandbox => "sandbox U-Boot (ext4 env on host 0:2)",
             Peer::SandboxRedund => "sandbox U-Boot (redundant FAT env on host 0:1)",
             Peer::QemuRiscvUboot => "qemu-riscv64 U-Boot (ext4 env on virtio 0:2)",
+            Peer::QemuX86MmcUboot => "qemu-x86 U-Boot (redundant raw env on SD, mmc 0)",
             Peer::QemuSystemRiscv64 => "qemu-system-riscv64",
             Peer::Opensbi => "OpenSBI fw_dynamic.bin",
             Peer::MkfsExt4 => "mkfs.ext4",
@@ -214,6 +218,7 @@ impl Peer {
             Peer::Sandbox => Artefact("ZBOT_UBOOT_SANDBOX", "sandbox"),
             Peer::SandboxRedund => Artefact("ZBOT_UBOOT_SANDBOX_REDUND", "sandbox-redund"),
             Peer::QemuRiscvUboot => Artefact("ZBOT_UBOOT_QEMU_RISCV", "qemu-riscv64"),
+            Peer::QemuX86MmcUboot => Artefact("ZBOT_UBOOT_QEMU_X86_MMC", "qemu-x86-mmc"),
             Peer::Opensbi => File(
                 "ZBOT_OPENSBI",
                 "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
@@ -463,6 +468,23 @@ pub(crate) fn check(cmd: &mut Command, what: &str) -> Result<Output> {
 /// empty 1 MiB ESP as p1, the board's 256 KiB env partition as p2 with an empty env
 /// filesystem). Built only through the partctl library, like every card of the workspace.
 pub const TEST_CARD_LAYOUT: &str = include_str!("test-card.toml");
+
+/// The test kit's card with the recommended raw redundant env (`tests/src/test-card-raw.toml`,
+/// docs/env-backend.md): an SD card for qemu-x86's sdhci-pci.
+pub const TEST_CARD_RAW_LAYOUT: &str = include_str!("test-card-raw.toml");
+
+/// The `bootcmd` of the qemu-x86-mmc build (`CONFIG_BOOTCOMMAND` of
+/// `qemu/configs/qemu-x86-env-mmc-redund.config`): an env written for that U-Boot must carry it,
+/// since a loaded env replaces the compiled-in one and without `bootcmd` U-Boot stops at its prompt.
+pub fn mmc_redund_bootcmd() -> String {
+    let p = repo_root().join("qemu/configs/qemu-x86-env-mmc-redund.config");
+    let t = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    t.lines()
+        .find_map(|l| l.strip_prefix("CONFIG_BOOTCOMMAND=\""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{}: no CONFIG_BOOTCOMMAND", p.display()))
+        .to_string()
+}
 
 /// The geometry of the images [`DiskImage::create`] makes (512-byte sectors), as placed by
 /// partctl from [`TEST_CARD_LAYOUT`].

@@ -190,6 +190,43 @@ fn uboot_env_fragments_agree_with_the_layout() {
     }
 }
 
+/// The raw redundant env build the backend measurement runs (qemu-x86-mmc) has the env lines of
+/// the raw test card's layout: offsets, size, device.
+#[test]
+fn mmc_redund_fragment_agrees_with_the_raw_test_card() {
+    let env_lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|x| {
+                x.starts_with("CONFIG_ENV_IS_IN_MMC")
+                    || x.starts_with("CONFIG_SYS_REDUNDAND_ENVIRONMENT")
+                    || x.starts_with("CONFIG_SYS_MMC_ENV_DEV")
+                    || x.starts_with("CONFIG_ENV_OFFSET")
+                    || x.starts_with("CONFIG_ENV_SIZE")
+            })
+            .map(String::from)
+            .collect()
+    };
+    let l = Layout::from_toml(zbot_tests::TEST_CARD_RAW_LAYOUT).unwrap();
+    let emitted = env_lines(&emit(&l, EmitKind::UbootFragment));
+    assert_eq!(emitted.len(), 6, "{emitted:?}");
+    assert_eq!(
+        env_lines(&read("qemu/configs/qemu-x86-env-mmc-redund.config")),
+        emitted,
+        "qemu/configs/qemu-x86-env-mmc-redund.config disagrees with `partctl emit uboot-fragment tests/src/test-card-raw.toml`"
+    );
+    // The recommended layout keeps the field's env size and the board's partitions.
+    let board = layout("partctl/layouts/zbot-duos.toml");
+    let redund = layout("partctl/layouts/zbot-duos-redund.toml");
+    let size = |l: &Layout| match &l.env_partition().unwrap().1.content {
+        Content::Env { size, .. } => size.0,
+        _ => unreachable!(),
+    };
+    assert_eq!(size(&board), size(&redund));
+    assert_eq!(size(&board), zbot_tests::ENV_SIZE as u64);
+    let starts = |l: &Layout| l.place().iter().map(|p| p.first).collect::<Vec<_>>();
+    assert_eq!(starts(&board), starts(&redund), "no partition moves");
+}
+
 /// The test kit's card has the machine's env (location, size, filesystem) and its `ENV_SIZE`.
 #[test]
 fn test_card_env_is_the_machine_env() {

@@ -10,6 +10,19 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// A 16 KiB fixture as the sandbox U-Boot (built with the field's `ENV_SIZE`) stores it: the data
+/// area zero-padded to the larger size, the CRC recomputed if it was valid and left (so still
+/// wrong) if it was not; the flags byte of a redundant copy (`data_start` 5) kept.
+fn for_uboot(data_start: usize, f: &[u8]) -> Vec<u8> {
+    let mut out = f.to_vec();
+    out.resize(zbot_tests::ENV_SIZE, 0);
+    if crc_ok(data_start, f) {
+        let crc = crc32fast::hash(&out[data_start..]);
+        out[..4].copy_from_slice(&crc.to_le_bytes());
+    }
+    out
+}
+
 #[test]
 fn fixture_crcs_and_flags_are_as_documented() {
     for single in [
@@ -86,10 +99,16 @@ fn real_uboot_picks_the_documented_redundant_copy() {
     ] {
         let disk = DiskImage::create(dir.path().join(format!("{stem}.img"))).unwrap();
         disk.mkfs_p1_fat().unwrap();
-        disk.write_fat_file("uboot.env", &fixture(&format!("{stem}.copy0.bin")))
-            .unwrap();
-        disk.write_fat_file("uboot-redund.env", &fixture(&format!("{stem}.copy1.bin")))
-            .unwrap();
+        disk.write_fat_file(
+            "uboot.env",
+            &for_uboot(5, &fixture(&format!("{stem}.copy0.bin"))),
+        )
+        .unwrap();
+        disk.write_fat_file(
+            "uboot-redund.env",
+            &for_uboot(5, &fixture(&format!("{stem}.copy1.bin"))),
+        )
+        .unwrap();
         let run = Sandbox::redundant(&disk)
             .run("printenv which; saveenv")
             .unwrap();
@@ -116,7 +135,7 @@ fn real_uboot_picks_the_documented_redundant_copy() {
 fn real_uboot_unescapes_backslashes_from_disk() {
     let dir = tempfile::tempdir().unwrap();
     let disk = DiskImage::create(dir.path().join("disk.img")).unwrap();
-    disk.write_file("/uboot.env", &fixture("uboot-saveenv.bin"))
+    disk.write_file("/uboot.env", &for_uboot(4, &fixture("uboot-saveenv.bin")))
         .unwrap();
     let run = Sandbox::new(&disk).run("printenv bs spaced eq").unwrap();
     assert_eq!(
