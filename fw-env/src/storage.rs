@@ -4,19 +4,22 @@
 //! Two ways to write, chosen by what the path is:
 //! - **Replace** (an environment *file*, like the board's `/bootenv/uboot.env`: a regular file
 //!   of at most [`REPLACE_MAX_FILE`] bytes, or a missing one): the complete new file is written
-//!   to a temporary file in the same directory, fsynced, given the old file's mode and owner,
-//!   renamed over the old one, and the directory is fsynced. Bytes outside the environment
-//!   region are carried over. A crash leaves the old file or the new one, never a mix.
+//!   to a temporary file in the same directory, **sparsely** (only the filesystem blocks holding
+//!   a non-zero byte are written; the environment's zero padding stays holes, see
+//!   [`write_sparse`]), fsynced, given the old file's mode and owner, renamed over the old one,
+//!   and the directory is fsynced. Bytes outside the environment region are carried over. A
+//!   crash leaves the old file or the new one, never a mix. The field's 192 KiB `/uboot.env` in
+//!   its 256 KiB ext4 (36 KiB free) is written this way: its temporary copy needs a few blocks.
 //! - **In place** (block devices, large image files such as a whole SD-card image, and an
-//!   environment file whose filesystem has no room for a second copy beside it: the field's
-//!   192 KiB `/uboot.env` in its 256 KiB partition): the
+//!   environment file whose filesystem has no room even for the sparse temporary copy beside
+//!   it: its non-zero blocks plus [`TEMP_METADATA_ALLOWANCE`]): the
 //!   copy is written with `pwrite` at its offset and `fdatasync`ed. With two copies only the
 //!   inactive one is written, so the current copy stays intact until the new one is durable.
 //!   A single copy written in place cannot survive a power cut mid-write: `fw-env check`
 //!   says so.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -146,7 +149,7 @@ fn hint_for(e: &io::Error) -> &'static str {
     match e.raw_os_error().map(Errno::from_raw) {
         Some(Errno::EROFS) => " (read-only filesystem: remount it read-write, e.g. `mount -o remount,rw /bootenv`)",
         Some(Errno::ENOSPC) => {
-            " (no space left on the filesystem: the new copy is written beside the old one, so the env partition needs room for both)"
+            " (no space left on the filesystem: the new copy is written beside the old one, sparse, so the env partition needs room for its non-zero blocks)"
         }
         Some(Errno::EDQUOT) => " (disk quota exceeded)",
         Some(Errno::EACCES) | Some(Errno::EPERM) => {
@@ -323,23 +326,117 @@ pub fn real_path(path: &Path) -> Result<PathBuf, StorageError> {
     }
 }
 
-/// Whether the filesystem holding the file `path` of `len` bytes has room for the temporary
-/// copy a replace writes beside it. The field's card does not: its 192 KiB env file lives in a
-/// 256 KiB ext4 with 36 KiB free (docs/env-backend.md), so the file is written in place there,
-/// like libubootenv does; a single copy written in place is not power-safe (`fw-env check`
-/// says so) until the robot has the redundant raw env.
-fn room_beside(path: &Path, len: u64) -> bool {
+/// Metadata allowance of a replace's temporary file beyond its data blocks: its inode's extent
+/// or indirect blocks and the directory's growth (ext4 with 1 KiB blocks needs at most a few).
+pub const TEMP_METADATA_ALLOWANCE: u64 = 8 << 10;
+
+/// The allocation unit of the filesystem holding `dir` (statvfs `f_frsize`): the size of the
+/// blocks a sparse temporary file writes or leaves as holes. 4096 when unknown or implausible.
+pub fn fs_block_size(dir: &Path) -> u64 {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(v) => {
+            // c_ulong: u64 on the robot, u32 on 32-bit hosts.
+            #[allow(clippy::unnecessary_cast)]
+            let b = v.fragment_size() as u64;
+            if b.is_power_of_two() && (512..=(64 << 10)).contains(&b) {
+                b
+            } else {
+                4096
+            }
+        }
+        Err(_) => 4096,
+    }
+}
+
+/// How many `block`-byte blocks of `content` hold a non-zero byte: the data blocks a sparse
+/// write of it allocates (the all-zero ones stay holes).
+pub fn nonzero_blocks(content: &[u8], block: u64) -> u64 {
+    content
+        .chunks(block.max(1) as usize)
+        .filter(|c| c.iter().any(|&b| b != 0))
+        .count() as u64
+}
+
+/// Write `content` to the fresh, empty `file` sparsely: only the `block`-byte blocks that hold
+/// a non-zero byte are written, the all-zero ones are left as holes (which read as zeros), and
+/// the file is then sized to `content.len()`. Returns the number of blocks written. The
+/// environment's data area is mostly zero padding (U-Boot's `saveenv` and fw-env's encoder pad
+/// with 0x00), so the field's 192 KiB image takes a few blocks (4 of the env partition's 1 KiB
+/// with the field's default environment) instead of 192.
+pub fn write_sparse(file: &File, content: &[u8], block: u64) -> io::Result<u64> {
+    let block = block.max(1) as usize;
+    let mut written = 0;
+    for (i, chunk) in content.chunks(block).enumerate() {
+        if chunk.iter().any(|&b| b != 0) {
+            file.write_all_at(chunk, (i * block) as u64)?;
+            written += 1;
+        }
+    }
+    file.set_len(content.len() as u64)?;
+    Ok(written)
+}
+
+/// Free bytes for an unprivileged writer on the filesystem holding `dir`; `None` if unknown.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let v = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some((v.blocks_available() as u64).saturating_mul(v.fragment_size() as u64))
+}
+
+/// Bytes a replace's sparse temporary copy of `content` needs on the filesystem of `dir`: its
+/// non-zero blocks plus [`TEMP_METADATA_ALLOWANCE`].
+fn sparse_need(dir: &Path, content: &[u8]) -> u64 {
+    let block = fs_block_size(dir);
+    nonzero_blocks(content, block)
+        .saturating_mul(block)
+        .saturating_add(TEMP_METADATA_ALLOWANCE)
+}
+
+/// Whether the filesystem holding the env file `path` has room for the temporary copy a replace
+/// writes beside it. That copy is sparse (only the blocks holding a non-zero byte are written),
+/// so what it needs is its non-zero blocks plus [`TEMP_METADATA_ALLOWANCE`]. Here, before the
+/// write, they are estimated from the current file as the write will leave it: bytes outside the
+/// copy at `offset`..`offset + size` as they are, the copy's variables as they are (up to their
+/// double NUL) and its padding as zeros (fw-env re-encodes the copy with zero padding, whatever
+/// the old padding was: `mkenvimage` and `fw-env mkimage` pad with 0xff by default), plus one
+/// block of growth. The write checks the exact need again ([`replace_file`]). The field's
+/// 192 KiB `/uboot.env` in its 256 KiB ext4 with 36 KiB free (18 KiB for a non-root writer)
+/// needs a few blocks: it is replaced, power-safely. Only when even that does not fit is the file
+/// written in place, like libubootenv does; a single copy written in place is not power-safe
+/// (`fw-env check` says so).
+fn room_beside(path: &Path, len: u64, offset: u64, size: u64) -> bool {
     if len == 0 {
         return true;
     }
-    match nix::sys::statvfs::statvfs(&parent_dir(path)) {
-        Ok(v) => {
-            let free = (v.blocks_available() as u64).saturating_mul(v.fragment_size() as u64);
-            // The data plus an allowance for the new inode's metadata blocks.
-            free >= len.saturating_add(8 << 10)
-        }
+    let dir = parent_dir(path);
+    let Some(free) = free_bytes(&dir) else {
         // Unknown: try the replace; a full filesystem then reports ENOSPC with its hint.
-        Err(_) => true,
+        return true;
+    };
+    let mut content = match current_file(path, REPLACE_MAX_FILE) {
+        Ok(Some((c, _))) => c,
+        // Unreadable here: the write reports why; count the file as dense meanwhile.
+        _ => return free >= len.saturating_add(TEMP_METADATA_ALLOWANCE),
+    };
+    zero_padding(&mut content, offset, size);
+    let need = sparse_need(&dir, &content).saturating_add(fs_block_size(&dir));
+    free >= need
+}
+
+/// Zero the padding of the environment copy at `offset`..`offset + size` of `content`: what
+/// follows the double NUL ending its variables (searched from after the CRC; a flags byte, if
+/// any, is kept). A copy without one (corrupt, or not an env) is left as it is.
+fn zero_padding(content: &mut [u8], offset: u64, size: u64) {
+    let len = content.len();
+    let start = (offset as usize).min(len);
+    let end = (offset.saturating_add(size) as usize).min(len);
+    let region = &mut content[start..end];
+    if region.len() < 6 {
+        return;
+    }
+    // Data from byte 4 (single) or 5 (redundant): a double NUL at 4..6 can only be a flags byte
+    // 0 followed by an empty environment, so search from 5.
+    if let Some(i) = region[5..].windows(2).position(|w| w == [0, 0]) {
+        region[5 + i + 2..].fill(0);
     }
 }
 
@@ -379,11 +476,12 @@ impl Medium {
             size: loc.size,
             line: loc.line,
         })?;
-        let mode = if !is_block && len <= REPLACE_MAX_FILE && room_beside(&path, len) {
-            WriteMode::Replace
-        } else {
-            WriteMode::InPlace
-        };
+        let mode =
+            if !is_block && len <= REPLACE_MAX_FILE && room_beside(&path, len, offset, loc.size) {
+                WriteMode::Replace
+            } else {
+                WriteMode::InPlace
+            };
         if (mode == WriteMode::InPlace && len < end)
             || (mode == WriteMode::Replace && end > REPLACE_MAX_END.max(len))
         {
@@ -581,6 +679,18 @@ fn replace_file(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
         }
         content[offset as usize..end].copy_from_slice(bytes);
     }
+    // The exact need of this write's sparse temporary copy. Should the new content need more
+    // room than the estimate at resolve time allowed and not fit, the existing file (which holds
+    // every range) is written in place rather than failing with ENOSPC.
+    if let (Some(m), Some(free)) = (meta.as_ref(), free_bytes(&dir)) {
+        let fits_in_old = patch
+            .ranges
+            .iter()
+            .all(|&(o, b)| o.saturating_add(b.len() as u64) <= m.len());
+        if fits_in_old && free < sparse_need(&dir, &content) {
+            return write_in_place(path, patch);
+        }
+    }
     commit_file(path, &dir, &content, meta.as_ref())
 }
 
@@ -633,18 +743,24 @@ fn commit_file(
         .as_ref()
         .map_or(0o644, |m| m.permissions().mode() & 0o7777);
     let result = (|| {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&temp)
             .map_err(io_err("cannot create temporary file", &temp))?;
+        // Sparse: only the blocks holding a non-zero byte take room beside the old file.
+        let block = file
+            .metadata()
+            .map(|m| m.blksize())
+            .ok()
+            .filter(|b| b.is_power_of_two() && (512..=(64 << 10)).contains(b))
+            .unwrap_or_else(|| fs_block_size(dir));
         if fault::tear("temp-half-written") {
-            let _ = file.write_all(&content[..content.len() / 2]);
+            let _ = write_sparse(&file, &content[..content.len() / 2], block);
             fault::point("temp-half-written");
         }
-        file.write_all(content)
-            .map_err(io_err("cannot write", &temp))?;
+        write_sparse(&file, content, block).map_err(io_err("cannot write", &temp))?;
         fault::point("temp-written");
         if let Some(m) = meta {
             // Keep the owner (only root can give a file away; otherwise it is ours anyway).
@@ -701,6 +817,87 @@ mod tests {
             !msg.contains("stale") && !msg.contains("interrupted"),
             "{msg}"
         );
+    }
+
+    /// Allocated 512-byte sectors of a file (st_blocks).
+    fn allocated(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().blocks()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The sparse writer's file reads back byte-identical to the dense image, and it wrote
+        /// exactly the blocks holding a non-zero byte.
+        #[test]
+        fn sparse_write_reads_back_identical(
+            // Mostly zero images of any length, with runs of data anywhere (also at the end).
+            len in 0usize..(40 << 10),
+            runs in proptest::collection::vec((0usize..(40 << 10), 1usize..3000, 1u8..=255), 0..6),
+            block in proptest::sample::select(vec![512u64, 1024, 4096]),
+        ) {
+            let mut img = vec![0u8; len];
+            for (at, n, v) in runs {
+                for b in img.iter_mut().skip(at).take(n) {
+                    *b = v;
+                }
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("f");
+            let f = OpenOptions::new().write(true).create_new(true).open(&p).unwrap();
+            let n = write_sparse(&f, &img, block).unwrap();
+            drop(f);
+            proptest::prop_assert_eq!(std::fs::read(&p).unwrap(), img.clone());
+            let want = img
+                .chunks(block as usize)
+                .filter(|c| c.iter().any(|&b| b != 0))
+                .count() as u64;
+            proptest::prop_assert_eq!(n, want);
+            proptest::prop_assert_eq!(nonzero_blocks(&img, block), want);
+        }
+    }
+
+    #[test]
+    fn a_192k_env_image_takes_its_data_blocks_only() {
+        // The field's image: 0x30000 bytes, a few KiB of variables, zero padding.
+        let vars: crate::vars::Vars = (0..60)
+            .map(|i| (format!("var{i}"), "v".repeat(60)))
+            .collect();
+        let img = crate::codec::encode(&vars, 0x30000, crate::codec::Layout::Single, 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("uboot.env");
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .unwrap();
+        let block = f.metadata().unwrap().blksize();
+        let n = write_sparse(&f, &img, block).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&p).unwrap(), img);
+        assert!(n * block <= 8 << 10, "{n} blocks of {block}");
+        // Fewer sectors allocated than the dense file would take (where the filesystem keeps
+        // holes; every Linux filesystem the robot or CI uses does).
+        assert!(allocated(&p) * 512 < 0x30000, "{} sectors", allocated(&p));
+    }
+
+    #[test]
+    fn padding_is_estimated_as_zeros() {
+        // mkenvimage's default 0xff padding: the write re-encodes it as zeros.
+        let mut img = vec![0xffu8; 64];
+        img[..4].copy_from_slice(&[1, 2, 3, 4]);
+        img[4..12].copy_from_slice(b"a=1\0b=2\0");
+        img[12] = 0;
+        let mut c = [vec![0xaau8; 8], img.clone(), vec![0xbb; 8]].concat();
+        zero_padding(&mut c, 8, 64);
+        assert_eq!(&c[..8], &[0xaa; 8], "bytes before the copy kept");
+        assert_eq!(&c[8..21], &img[..13], "header and variables kept");
+        assert!(c[21..72].iter().all(|&b| b == 0), "padding zeroed");
+        assert_eq!(&c[72..], &[0xbb; 8], "bytes after the copy kept");
+        // No double NUL (corrupt or not an env): unchanged.
+        let mut d = vec![0xffu8; 64];
+        zero_padding(&mut d, 0, 64);
+        assert_eq!(d, vec![0xff; 64]);
     }
 
     #[test]
