@@ -536,6 +536,7 @@ fn update(
         ))));
     }
     let mut before_rollback = serde_json::Value::Null;
+    let t0 = std::time::Instant::now();
     match client::probe(host, port).map_err(code)? {
         Probe::Swupdate => {
             let _ = writeln!(
@@ -565,8 +566,26 @@ fn update(
                 || matches!(client::probe(host, swport), Ok(Probe::Swupdate)).then_some(()),
             )
             .map_err(code)?;
+            let _ = writeln!(
+                err,
+                "{host}: SWUpdate answers: the robot is in recovery ({:.1} s)",
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
+    // The recovery system's boot: after the install, the robot back in recovery under another
+    // boot id means the new system was rolled back (S97zbot-status).
+    let recovery = client::recovery_status(host, swport);
+    let recovery_boot = recovery
+        .as_ref()
+        .and_then(|v| v["boot_id"].as_str().map(str::to_string));
+    if before_rollback.is_null() {
+        // Pushed to a robot already in recovery: the rollback it holds is an old one.
+        if let Some(v) = &recovery {
+            before_rollback = v["bootcount"]["last_rollback"].clone();
+        }
+    }
+    let t_recovery = t0.elapsed();
     let mut last = 0u64;
     let mut progress = |sent: u64, total: u64| {
         let pct = sent * 100 / total.max(1);
@@ -616,16 +635,52 @@ fn update(
             "SWUpdate reported success; not waiting for the reboot (--no-wait)".into(),
         ));
     }
-    let st = client::wait_for(
+    let t_installed = t0.elapsed();
+    enum Back {
+        Main(serde_json::Value),
+        Recovery(serde_json::Value),
+    }
+    let back = client::wait_for(
         boot_timeout,
         Duration::from_secs(3),
         "the robot did not come back with a verdict",
         || match client::probe(host, port) {
-            Ok(Probe::Agent(v)) if v["trial"].is_null() => Some(v),
+            Ok(Probe::Agent(v)) if v["trial"].is_null() => Some(Back::Main(v)),
+            // In recovery again, in another boot than the one that installed: rolled back.
+            Ok(Probe::Swupdate) => client::recovery_status(host, swport)
+                .filter(|v| {
+                    recovery_boot.is_some() && v["boot_id"].as_str() != recovery_boot.as_deref()
+                })
+                .map(Back::Recovery),
             _ => None,
         },
     )
     .map_err(code)?;
+    let total = t0.elapsed();
+    let _ = writeln!(
+        err,
+        "{host}: times: to recovery {:.1} s, upload {:.1} s, install {:.1} s, back with a verdict {:.1} s, total {:.1} s",
+        t_recovery.as_secs_f64(),
+        inst.upload.as_secs_f64(),
+        (t_installed - t_recovery).saturating_sub(inst.upload).as_secs_f64(),
+        (total - t_installed).as_secs_f64(),
+        total.as_secs_f64()
+    );
+    let st = match back {
+        Back::Main(st) => st,
+        Back::Recovery(v) => {
+            let rb = &v["bootcount"]["last_rollback"];
+            return Ok((
+                EXIT_ROLLED_BACK,
+                "rolled-back",
+                if rb.is_null() {
+                    "rolled back: the robot is back in recovery (no reason recorded)".into()
+                } else {
+                    format!("rolled back: {} ({})", rb["slot"], rb["reason"])
+                },
+            ));
+        }
+    };
     if !st["last_rollback"].is_null() && st["last_rollback"] != before_rollback {
         return Ok((
             EXIT_ROLLED_BACK,

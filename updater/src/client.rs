@@ -39,7 +39,51 @@ fn http_head(addr: SocketAddr, request: &str) -> Result<(u16, String), UpdateErr
     let mut s = connect(addr, Duration::from_secs(10))?;
     s.write_all(request.as_bytes())
         .map_err(|e| UpdateError::Unreachable(format!("{addr}: {e}")))?;
-    read_reply(s, 8 << 10, &addr.to_string())
+    let reply = read_one_reply(s, 64 << 10);
+    read_reply(&reply[..], 64 << 10, &addr.to_string())
+}
+
+/// Read one HTTP reply up to the end of its body: the headers, then `Content-Length` bytes
+/// (a header line ending in `content-length: N`, which also matches 2022.12's malformed
+/// `%sContent-Length`), else to the end of the connection. SWUpdate's web server keeps the
+/// connection open after a reply even when asked to close it (measured: a `GET /` waited for
+/// the client's read timeout), so reading to the end costs that timeout each time.
+fn read_one_reply(s: impl Read, limit: u64) -> Vec<u8> {
+    let mut r = BufReader::new(s.take(limit));
+    let mut out = Vec::new();
+    let mut length = None::<usize>;
+    loop {
+        let mut line = Vec::new();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return out,
+            Ok(_) => {}
+        }
+        out.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(i) = text.find("content-length:") {
+            length = text[i + 15..].trim().parse().ok();
+        }
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+    }
+    match length {
+        Some(n) => {
+            let mut body = vec![0u8; n];
+            let mut got = 0;
+            while got < n {
+                match r.read(&mut body[got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => got += k,
+                }
+            }
+            out.extend_from_slice(&body[..got]);
+        }
+        None => {
+            let _ = r.read_to_end(&mut out);
+        }
+    }
+    out
 }
 
 /// Read an HTTP reply (at most `limit` bytes) and its status code from the status line only:
@@ -176,6 +220,28 @@ pub fn probe(host: &str, port: u16) -> Result<Probe, UpdateError> {
     Err(UpdateError::Unreachable(format!(
         "{addr}: neither the zbot agent nor SWUpdate answers"
     )))
+}
+
+/// The recovery system's `/zbot-status.json` on SWUpdate's web server (updater/dist/
+/// S97zbot-status: `{"boot_id": ..., "bootcount": <bootcount status --json>}`, written once per
+/// boot), or `None` when it is not there (an older recovery system, digest authentication on
+/// the document root, no answer).
+pub fn recovery_status(host: &str, port: u16) -> Option<serde_json::Value> {
+    let addr = resolve(host, port).ok()?;
+    let mut s = connect(addr, Duration::from_secs(5)).ok()?;
+    write!(
+        s,
+        "GET /zbot-status.json HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let reply = read_one_reply(s, 64 << 10);
+    let (code, text) = read_reply(&reply[..], 64 << 10, "zbot-status.json").ok()?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(text.split("\r\n\r\n").nth(1)?.trim()).ok()?;
+    v.get("boot_id")?.as_str()?;
+    Some(v)
 }
 
 /// Ask the agent to reboot into recovery, proving the secret (challenge-response).
