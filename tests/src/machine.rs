@@ -938,6 +938,34 @@ impl Push {
 }
 
 impl Machine {
+    /// Wait until something answers on the robot's forwarded port: SWUpdate (HTTP) or the
+    /// agent (a JSON line), at most `timeout`. QEMU accepts the host side of a forward even
+    /// when nothing listens in the guest (then it resets the connection at once).
+    pub fn wait_port_answers(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let answered = std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    s.write_all(b"GET /zbot-status.json HTTP/1.0\r\n\r\nstatus\n")?;
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b)?;
+                    Ok(())
+                })
+                .is_ok();
+            if answered {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(HelperError(format!(
+                    "nothing answered on 127.0.0.1:{} within {timeout:?}",
+                    self.port
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Push `package` with the real client, `zbot-updater update 127.0.0.1 PACKAGE --port
     /// PORT --secret SECRET [extra]`, and keep the robot powered meanwhile: `running` is the
     /// boot in progress and what [`Machine::boot_to_verdict`] saw of it (or `None`: power on
@@ -959,6 +987,11 @@ impl Machine {
             self.port,
             extra.join(" ")
         ))?;
+        if running.is_some() {
+            // A user pushes to a robot that is up: wait until its port answers (the agent in
+            // rootfs, SWUpdate in otafs; both start after the health verdict can come).
+            self.wait_port_answers(Duration::from_secs(60))?;
+        }
         let mut child = Command::new(&self.image.updater)
             .arg("update")
             .arg("127.0.0.1")
