@@ -10,11 +10,17 @@
 #   image-env.txt         the env the fresh image holds in /uboot.env (defaults + next_boot=rootfs)
 #   uboot.env             that env as an image of the layout's env size (fw-env mkimage)
 #   vmlinuz initrd.img    the shared kernel (Debian amd64) and initramfs, also on p1
-#   otafs.ext4 rootfs.ext4               the slots as installed on the card (image v1)
+#   otafs.ext4 rootfs.ext4               the slots as installed on the card (image v1, 1.0):
+#                         otafs runs Debian's SWUpdate 2022.12 (updater/dist/S98swupdate), every
+#                         main system `zbot-updater agent` (static, no OpenSSL)
 #   update-good.ext4 update-unhealthy.ext4 update-hang.ext4 update-garbage.img
-#                         update packages for the scenarios (a good v2; one whose health check
+#                         root filesystems for the scenarios (a good v2; one whose health check
 #                         fails; one whose init hangs; one that is not a filesystem at all)
-#   machine.env           shell assignments: paths, partition numbers and byte offsets
+#   keys/                 release.key/.crt (the robots' -k certificate), other.key/.crt (a key
+#                         the robots do not trust), made here with openssl
+#   swu/                  the packages, made by `zbot-updater pack` (see "packages" below)
+#   machine.env           shell assignments: paths, partition numbers and byte offsets, the
+#                         host's zbot-updater (ZBOT_UPDATER)
 #
 # The card is qemu/machine/layout.toml (the board's card on a virtio disk, sizes scaled down;
 # docs/partctl.md), made by `partctl create qemu/machine/layout.toml disk.img --input DIR`:
@@ -25,12 +31,15 @@
 #   ZBOT_POLICY_ENV     the boot policy part of the default env (default:
 #                       qemu/machine/env/placeholder-policy.env; the drop-in point for the
 #                       generated script of uboot-scripts, see docs/qemu.md)
-#   ZBOT_STATIC_BIN_DIR directory with static x86_64 fw-env, bootcount and partctl binaries
+#   ZBOT_STATIC_BIN_DIR directory with static x86_64 fw-env, bootcount, partctl and
+#                       zbot-updater (its agent build: --no-default-features) binaries
 #                       (default: built here with cargo into target/zbot-static, about a
 #                       minute the first time)
+#   ZBOT_UPDATER        the host's zbot-updater (pack, update) (default: built here with cargo
+#                       into target/zbot-host, about a minute the first time)
 #   ZBOT_CACHE          cache root (kernel download), default ~/.cache/zbot
 # Needs (scripts/setup-debian.sh): busybox-static, cpio, kmod, dosfstools, mtools, e2fsprogs,
-# jq; the Rust toolchain (x86_64-unknown-linux-gnu, glibc's static libc.a from libc6-dev).
+# jq, swupdate (its program and libraries go into otafs), openssl; the Rust toolchain (x86_64-unknown-linux-gnu, glibc's static libc.a from libc6-dev).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -55,6 +64,8 @@ need resize2fs e2fsprogs
 need ldd libc-bin
 need jq jq
 need gzip gzip
+need swupdate swupdate
+need openssl openssl
 
 [ $# -eq 1 ] || die "usage: qemu/make-image.sh OUT_DIR"
 out="$1"
@@ -71,18 +82,32 @@ file -L "$busybox_bin" 2>/dev/null | grep -q 'statically linked' ||
 # --- our static binaries ---------------------------------------------------------------------
 bins="${ZBOT_STATIC_BIN_DIR:-}"
 if [ -z "$bins" ]; then
-    log "building static fw-env and bootcount (cargo, target/zbot-static)"
+    log "building static fw-env, bootcount, partctl and the agent (cargo, target/zbot-static)"
     # A target dir of its own: `cargo test` may hold the lock of the normal one while a test
     # runs this script, and RUSTFLAGS differ.
     (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$repo/target/zbot-static" \
         cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu -j"${ZBOT_JOBS:-2}" \
         -p fw-env -p bootcount -p partctl) >&2 || die "cargo build of the static binaries failed"
+    # The robot's agent: no default features (no OpenSSL, zlib, zstd), as on the board.
+    (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$repo/target/zbot-static" \
+        cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu -j"${ZBOT_JOBS:-2}" \
+        -p zbot-updater --no-default-features) >&2 || die "cargo build of the static agent failed"
     bins="$repo/target/zbot-static/x86_64-unknown-linux-gnu/release"
 fi
-for b in fw-env bootcount partctl; do
+for b in fw-env bootcount partctl zbot-updater; do
     [ -x "$bins/$b" ] || die "$bins/$b missing"
     file -L "$bins/$b" | grep -q 'static' || die "$bins/$b is not statically linked"
 done
+# The host's zbot-updater (pack, update): the normal build, OpenSSL linked dynamically.
+updater="${ZBOT_UPDATER:-}"
+if [ -z "$updater" ]; then
+    log "building the host's zbot-updater (cargo, target/zbot-host)"
+    (cd "$repo" && CARGO_TARGET_DIR="$repo/target/zbot-host" \
+        cargo build --quiet --release --locked -j"${ZBOT_JOBS:-2}" -p zbot-updater) >&2 ||
+        die "cargo build of zbot-updater failed"
+    updater="$repo/target/zbot-host/release/zbot-updater"
+fi
+[ -x "$updater" ] || die "$updater missing"
 
 # --- kernel ------------------------------------------------------------------------------------
 eval "$(bash "$here/fetch-kernel.sh")"
@@ -126,8 +151,9 @@ add_mod() {
     done
     order+=("$rel")
 }
-# virtio disk, ext4 (crc32c for its checksums), the i6300esb watchdog for scenarios that use it.
-for mod in virtio_pci virtio_blk crc32c_generic ext4 i6300esb; do add_mod "$mod"; done
+# virtio disk, ext4 (crc32c for its checksums), the i6300esb watchdog for scenarios that use it,
+# virtio_net for the update's network (QEMU user networking, forwards on the host's 127.0.0.1).
+for mod in virtio_pci virtio_blk crc32c_generic ext4 i6300esb virtio_net; do add_mod "$mod"; done
 for rel in "${order[@]}"; do
     mkdir -p "$ird/lib/modules/$(dirname "$rel")"
     cp "$moddir/$rel" "$ird/lib/modules/$rel"
@@ -136,7 +162,16 @@ printf '%s\n' "${order[@]}" >"$ird/etc/modules.order"
 (cd "$ird" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) | gzip -1 -n >"$out/initrd.img"
 
 # --- root filesystems --------------------------------------------------------------------------
-slot_size=16M
+# A slot's filesystem fills its partition: the size is the layout's (`size = "16M"` of the
+# [[partition]] named so).
+part_size() {
+    awk -v want="$1" '/^\[\[partition\]\]/ { name = "" }
+        /^name *=/ { gsub(/[" ]/, "", $0); sub(/^name=/, "", $0); name = $0 }
+        /^size *=/ && name == want { gsub(/[" ]/, "", $0); sub(/^size=/, "", $0); print; exit }' "$m/layout.toml"
+}
+otafs_size="$(part_size otafs)"
+rootfs_size="$(part_size rootfs)"
+[ -n "$otafs_size" ] && [ -n "$rootfs_size" ] || die "no otafs/rootfs size in $m/layout.toml"
 # resize2fs and e2fsck as the board gets them: e2fsprogs' dynamically linked programs
 # (Buildroot: BR2_PACKAGE_E2FSPROGS_RESIZE2FS, _E2FSCK) with their shared libraries, here
 # Debian's, at the same paths (ld.so, libc, libext2fs, libe2p, libcom_err, libblkid, libuuid:
@@ -153,6 +188,30 @@ for prog in resize2fs e2fsck; do
     )
 done
 [ "${#e2fs_libs[@]}" -ge 4 ] || die "ldd found no shared libraries for ${e2fs_bins[*]}"
+# SWUpdate in otafs as the board's recovery system runs it: Debian's 2022.12 (the board's
+# version) with the shared libraries ldd lists (about 64 MB, ICU's data alone 30 MB; the
+# otafs partition is sized for it in the layout), its configuration and start script as
+# shipped in updater/dist, the release certificate, /etc/hwrevision.
+sw_bin="$(command -v swupdate)"
+sw_libs=()
+while IFS= read -r lib; do sw_libs+=("$lib"); done < <(
+    ldd "$sw_bin" | sed -n 's/.*=> \(\/[^ ]*\) (0x.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p'
+)
+[ "${#sw_libs[@]}" -ge 10 ] || die "ldd found no shared libraries for $sw_bin"
+add_swupdate() { # add_swupdate SLOT_DIR
+    local d="$1" lib
+    cp -L "$sw_bin" "$d/usr/bin/swupdate"
+    for lib in "${sw_libs[@]}"; do
+        mkdir -p "$d$(dirname "$lib")"
+        cp -L "$lib" "$d$lib"
+    done
+    mkdir -p "$d/etc/swupdate" "$d/var/www/swupdate"
+    cp "$repo/updater/dist/swupdate.cfg" "$d/etc/swupdate/swupdate.cfg"
+    cp "$repo/updater/dist/S98swupdate" "$d/etc/init.d/S98swupdate"
+    cp "$repo/updater/dist/S97zbot-status" "$d/etc/init.d/S97zbot-status"
+    cp "$keys/release.crt" "$d/etc/swupdate/zbot-release.pem"
+    echo "zbot $hw_rev" >"$d/etc/hwrevision"
+}
 add_e2fsprogs() { # add_e2fsprogs SLOT_DIR
     local d="$1" bin lib
     for bin in "${e2fs_bins[@]}"; do
@@ -164,11 +223,13 @@ add_e2fsprogs() { # add_e2fsprogs SLOT_DIR
         cp -L "$lib" "$d$lib"
     done
 }
-# stage DIR ROLE IMAGE-NAME HEALTH HANG
+# stage DIR ROLE IMAGE-NAME HEALTH HANG VERSION
 stage() {
-    local d="$1" role="$2" name="$3" health="$4" hang="$5"
+    local d="$1" role="$2" name="$3" health="$4" hang="$5" version="$6"
     mkdir -p "$d"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,root,var/log,var/lock,bootenv,data,staging}
     mkdir -p "$d/etc/bootcount"
+    # /var/run on the tmpfs /run, as Buildroot has it (pid files of the agent and SWUpdate).
+    ln -s ../run "$d/var/run"
     cp "$busybox_bin" "$d/bin/busybox"
     local app
     while IFS= read -r app; do
@@ -176,7 +237,14 @@ stage() {
         [ -e "$d/$app" ] || ln -s /bin/busybox "$d/$app"
     done < <("$busybox_bin" --list-full)
     cp -a "$m/rootfs/." "$d/"
-    [ "$role" != otafs ] || cp -a "$m/otafs/." "$d/"
+    if [ "$role" = otafs ]; then
+        cp -a "$m/otafs/." "$d/"
+        add_swupdate "$d"
+    else
+        # The main system: the agent (static, no OpenSSL), its secret on /data (per robot).
+        cp -a "$m/main/." "$d/"
+        cp "$bins/zbot-updater" "$d/usr/bin/zbot-updater"
+    fi
     cp "$bins/fw-env" "$d/usr/bin/fw-env"
     ln -s fw-env "$d/usr/bin/fw_printenv"
     ln -s fw-env "$d/usr/bin/fw_setenv"
@@ -193,25 +261,71 @@ stage() {
         die "partctl emit slots $m/layout.toml failed"
     cp "$out/u-boot-initial-env" "$d/etc/u-boot-initial-env"
     echo "$name" >"$d/etc/zbot-image"
+    echo "$version" >"$d/etc/zbot-version"
     printf 'ZBOT_TEST_HEALTH=%s\nZBOT_TEST_HANG=%s\n' "$health" "$hang" >"$d/etc/zbot-test.conf"
 }
 mkext4() { # mkext4 IMAGE LABEL SIZE [DIR]
     rm -f "$1"
     mke2fs -q -F -t ext4 -L "$2" ${4:+-d "$4"} "$1" "$3" >/dev/null || die "mke2fs of $1 failed"
 }
-mkslot() { # mkslot OUT ROLE NAME HEALTH HANG
-    local d
+mkslot() { # mkslot OUT ROLE NAME HEALTH HANG VERSION
+    local d size="$rootfs_size"
+    [ "$2" != otafs ] || size="$otafs_size"
     d="$work/stage-$(basename "$1")"
-    stage "$d" "$2" "$3" "$4" "$5"
-    mkext4 "$1" "$2" "$slot_size" "$d"
+    stage "$d" "$2" "$3" "$4" "$5" "$6"
+    mkext4 "$1" "$2" "$size" "$d"
 }
-mkslot "$out/otafs.ext4" otafs "otafs v1" pass 0
-mkslot "$out/rootfs.ext4" rootfs "rootfs v1" pass 0
-mkslot "$out/update-good.ext4" rootfs "rootfs v2" pass 0
-mkslot "$out/update-unhealthy.ext4" rootfs "rootfs v2-unhealthy" fail 0
-mkslot "$out/update-hang.ext4" rootfs "rootfs v2-hang" pass 1
+# --- keys: the release key the robots trust, and one they do not ------------------------------
+hw_rev=1.1
+keys="$out/keys"
+rm -rf "$keys"
+mkdir -p "$keys"
+for k in release other; do
+    openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=zbot-$k-test" -days 3650 \
+        -keyout "$keys/$k.key" -out "$keys/$k.crt" 2>/dev/null || die "openssl req ($k) failed"
+done
+mkslot "$out/otafs.ext4" otafs "otafs v1" pass 0 1.0
+mkslot "$out/rootfs.ext4" rootfs "rootfs v1" pass 0 1.0
+mkslot "$out/update-good.ext4" rootfs "rootfs v2" pass 0 2.0
+mkslot "$out/update-unhealthy.ext4" rootfs "rootfs v2-unhealthy" fail 0 2.1
+mkslot "$out/update-hang.ext4" rootfs "rootfs v2-hang" pass 1 2.2
 # Not a filesystem: the kernel (initramfs) cannot mount root and panics -> reboot.
 head -c 1048576 /dev/urandom >"$out/update-garbage.img"
+
+# --- packages: `zbot-updater pack`, signed with the release key --------------------------------
+#   good.swu (2.0) unhealthy.swu (2.1) hang.swu (2.2) garbage.swu (2.3)   installed by SWUpdate
+#   tampered.swu      good.swu with one byte of its image changed (hash mismatch)
+#   other-key.swu     signed with a key the robots do not trust
+#   unsigned.swu      good.swu's members without sw-description.sig (`zbot-updater create`)
+#   wrong-hw.swu      for hardware revision 9.9 (the robots are 1.1)
+#   downgrade.swu     version 0.9 (the robots run 1.0)
+swu="$out/swu"
+rm -rf "$swu"
+mkdir -p "$swu"
+pack() { # pack OUT IMAGE VERSION [KEY-NAME [HARDWARE]]
+    local o="$1" i="$2" v="$3" k="${4:-release}" hw="${5:-$hw_rev}"
+    "$updater" pack "$i" --version "$v" --layout "$m/layout.toml" --key "$keys/$k.key" \
+        --cert "$keys/$k.crt" --hardware "$hw" --threads 2 -o "$o" >/dev/null 2>&1 ||
+        die "zbot-updater pack $o failed"
+}
+pack "$swu/good.swu" "$out/update-good.ext4" 2.0
+pack "$swu/unhealthy.swu" "$out/update-unhealthy.ext4" 2.1
+pack "$swu/hang.swu" "$out/update-hang.ext4" 2.2
+pack "$swu/garbage.swu" "$out/update-garbage.img" 2.3
+pack "$swu/other-key.swu" "$out/update-good.ext4" 2.0 other
+pack "$swu/downgrade.swu" "$out/update-good.ext4" 0.9
+pack "$swu/wrong-hw.swu" "$out/update-good.ext4" 2.0 release 9.9
+cp "$swu/good.swu" "$swu/tampered.swu"
+size="$(stat -c %s "$swu/tampered.swu")"
+# Three quarters into the file: inside the image, by far the largest member.
+printf '\x5a' | dd of="$swu/tampered.swu" bs=1 seek=$((size * 3 / 4)) conv=notrunc status=none
+cmp -s "$swu/good.swu" "$swu/tampered.swu" && printf '\xa5' |
+    dd of="$swu/tampered.swu" bs=1 seek=$((size * 3 / 4)) conv=notrunc status=none
+un="$work/unsigned"
+mkdir -p "$un"
+(cd "$un" && cpio -i --quiet <"$swu/good.swu") || die "unpacking good.swu failed"
+rm -f "$un/sw-description.sig"
+"$updater" create "$un" -o "$swu/unsigned.swu" >/dev/null 2>&1 || die "zbot-updater create unsigned.swu failed"
 
 # --- the card ----------------------------------------------------------------------------------
 img="$out/disk.img"
@@ -232,6 +346,7 @@ report="$("$bins/partctl" check "$img" --json)" || die "partctl check of the new
     echo "# written by qemu/make-image.sh"
     echo "ZBOT_DISK='$img'"
     echo "ZBOT_KERNEL_VERSION='$ZBOT_KERNEL_VERSION'"
+    echo "ZBOT_UPDATER='$updater'"
     jq -r '.partitions[] | "ZBOT_P\(.[0])_OFFSET=\(.[1].first_lba * 512)"' <<<"$report"
 } >"$out/machine.env"
 rm -rf "$work"

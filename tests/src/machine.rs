@@ -86,6 +86,8 @@ pub struct MachineImage {
     pub rom: PathBuf,
     /// Byte offsets of partitions 1..=6 in `disk.img` (index 0 = p1).
     pub offsets: [u64; 6],
+    /// The host's `zbot-updater` (pack, update), built by make-image.sh.
+    pub updater: PathBuf,
 }
 
 /// An update package made by make-image.sh, for the staging partition.
@@ -162,10 +164,14 @@ impl MachineImage {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| HelperError(format!("machine.env lacks ZBOT_P{}_OFFSET", i + 1)))?;
         }
+        let updater = shell_var(&menv, "ZBOT_UPDATER")
+            .map(PathBuf::from)
+            .ok_or_else(|| HelperError("machine.env lacks ZBOT_UPDATER".into()))?;
         Ok(MachineImage {
             dir: dir.to_path_buf(),
             rom,
             offsets,
+            updater,
         })
     }
 
@@ -212,6 +218,13 @@ impl MachineImage {
     /// An update package.
     pub fn update(&self, u: Update) -> PathBuf {
         self.dir.join(u.file_name())
+    }
+
+    /// A signed package made by `zbot-updater pack` in make-image.sh (`swu/NAME.swu`: good,
+    /// unhealthy, hang, garbage; refused ones: tampered, other-key, unsigned, wrong-hw,
+    /// downgrade).
+    pub fn swu(&self, name: &str) -> PathBuf {
+        self.dir.join("swu").join(format!("{name}.swu"))
     }
 }
 
@@ -390,6 +403,25 @@ pub struct Machine {
     boots: usize,
     timeout: Duration,
     cut_plan: Option<PowerCut>,
+    port: u16,
+    secret: PathBuf,
+}
+
+/// A TCP port on the host's loopback for a robot's forward (QEMU `hostfwd`), free now and not
+/// given to another robot of this process.
+fn free_port() -> Result<u16> {
+    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    for _ in 0..50 {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+            .local_addr()?
+            .port();
+        let mut used = USED.lock().unwrap();
+        if !used.contains(&port) {
+            used.push(port);
+            return Ok(port);
+        }
+    }
+    Err(HelperError("no free port on 127.0.0.1".into()))
 }
 
 /// Writes that reached the env partition during one boot, from QEMU's block layer
@@ -501,6 +533,25 @@ impl Machine {
                 image.rom.display()
             ),
         )?;
+        // The robot's agent secret, provisioned per robot on /data (which updates never
+        // write), and kept by the "update host" (this harness) in a mode-600 file.
+        let secret = dir.path().join("agent.secret");
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&secret)?;
+            writeln!(f, "{hex}")?;
+        }
+        let data = PartFs::new(&disk, image.offsets[4]);
+        data.debugfs(true, "mkdir /zbot")?;
+        data.put(&secret, "/zbot/agent.secret")?;
+        data.debugfs(true, "sif /zbot/agent.secret mode 0100600")?;
         Ok(Machine {
             image: image.clone(),
             _dir: dir,
@@ -509,7 +560,21 @@ impl Machine {
             boots: 0,
             timeout: Duration::from_secs(120),
             cut_plan: None,
+            port: free_port()?,
+            secret,
         })
+    }
+
+    /// The host port forwarded to the robot's port 10000 (the agent in rootfs, SWUpdate's web
+    /// server in otafs), on 127.0.0.1 only; the same for all of this robot's boots.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The host's copy of the robot's agent secret (mode 600), for `zbot-updater update
+    /// --secret`.
+    pub fn secret(&self) -> &Path {
+        &self.secret
     }
 
     /// The card image file (change it between boots with [`Machine::part`]).
@@ -574,7 +639,15 @@ impl Machine {
         let mut cmd = Command::new(qemu);
         cmd.args(["-M", "pc", "-m", "256M", "-smp", "1", "-accel", "tcg"])
             .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
-            .args(["-no-reboot", "-nic", "none", "-bios"])
+            .arg("-no-reboot")
+            // The network: QEMU user networking, no way out (restrict=on), one forward from the
+            // host's loopback (never another address) to the robot's port 10000.
+            .arg("-netdev")
+            .arg(format!(
+                "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:10000",
+                self.port
+            ))
+            .args(["-device", "virtio-net-pci,netdev=net0", "-bios"])
             .arg(&self.image.rom)
             .arg("-drive")
             // cache=unsafe: no host fsync on guest flushes. Killing QEMU still leaves every
@@ -783,6 +856,304 @@ impl Machine {
             next_cmd: 0,
             timeout: self.timeout,
             ended: None,
+        })
+    }
+}
+
+/// One boot during a [`Machine::push`], as measured.
+#[derive(Debug, Clone)]
+pub struct PushBoot {
+    /// The boot's number on this robot.
+    pub number: usize,
+    /// What [`Machine::boot_to_verdict`] saw.
+    pub outcome: Outcome,
+    /// How it ended (`None`: still running when the client exited).
+    pub ending: Option<Ending>,
+    /// Power-on, since the push started.
+    pub started: Duration,
+    /// The health verdict (or the end without one), since the push started.
+    pub settled: Duration,
+    /// The policy's env at power-on (`None`: no valid file).
+    pub env_before: Option<Vec<u8>>,
+    /// Net change of `/uboot.env` over the boot (once ended).
+    pub env_changes: Vec<String>,
+    /// Writes that reached the env partition (complete once ended).
+    pub env_writes: EnvWrites,
+    /// U-Boot's `saveenv`s ("Saving Environment to" on the console).
+    pub uboot_saves: usize,
+    /// The console lines (complete once ended).
+    pub console: Vec<String>,
+}
+
+/// What `zbot-updater update 127.0.0.1 FILE.swu --port PORT` did, while the harness kept the
+/// robot powered (every reboot powered on again, a boot with no verdict within the watchdog
+/// power-cycled).
+#[derive(Debug)]
+pub struct Push {
+    /// The client's exit code.
+    pub exit: i32,
+    /// Its stdout (the outcome line).
+    pub stdout: String,
+    /// Its stderr lines (progress, stages), with their time since the push started.
+    pub stderr: Vec<(Duration, String)>,
+    /// The boots the robot went through, in order (the one running at the start first).
+    pub boots: Vec<PushBoot>,
+    /// From the start of the client to its exit.
+    pub duration: Duration,
+    /// The boot still running when the client exited (`None`: the robot was off).
+    pub boot: Option<Boot>,
+}
+
+impl Push {
+    /// The client's stderr, one string.
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// When (since the push started) the first stderr line containing `needle` came.
+    pub fn time_of(&self, needle: &str) -> Option<Duration> {
+        self.stderr
+            .iter()
+            .find(|(_, l)| l.contains(needle))
+            .map(|(t, _)| *t)
+    }
+
+    /// The client's own stage times, from its `HOST: stages: NAME S s, ...; total S s` line on
+    /// stdout (updater/src/report.rs), folded into the demo's columns: to recovery (status,
+    /// reboot-to-recovery, wait-swupdate), upload, install, back with a verdict (back-online,
+    /// verdict), total; seconds. `None` without that line.
+    pub fn client_times(&self) -> Option<[f64; 5]> {
+        let line = self
+            .stdout
+            .lines()
+            .find_map(|l| l.split_once(": stages: ").map(|(_, t)| t.to_string()))?;
+        let (stages, total) = line.rsplit_once("; total ")?;
+        let total: f64 = total.trim_end_matches(" s").trim().parse().ok()?;
+        let mut t = [0f64, 0.0, 0.0, 0.0, total];
+        for part in stages.split(", ") {
+            let mut w = part.split_whitespace();
+            let (name, secs) = (w.next()?, w.next()?.parse::<f64>().ok()?);
+            let column = match name {
+                "status" | "reboot-to-recovery" | "wait-swupdate" => 0,
+                "upload" => 1,
+                "install" => 2,
+                "back-online" | "verdict" => 3,
+                _ => return None,
+            };
+            t[column] += secs;
+        }
+        Some(t)
+    }
+}
+
+impl Machine {
+    /// Wait until something answers on the robot's forwarded port: SWUpdate (HTTP) or the
+    /// agent (a JSON line), at most `timeout`. QEMU accepts the host side of a forward even
+    /// when nothing listens in the guest (then it resets the connection at once).
+    pub fn wait_port_answers(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let answered = std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    s.write_all(b"GET /zbot-status.json HTTP/1.0\r\n\r\nstatus\n")?;
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b)?;
+                    Ok(())
+                })
+                .is_ok();
+            if answered {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(HelperError(format!(
+                    "nothing answered on 127.0.0.1:{} within {timeout:?}",
+                    self.port
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Push `package` with the real client, `zbot-updater update 127.0.0.1 PACKAGE --port
+    /// PORT --secret SECRET [extra]`, and keep the robot powered meanwhile: `running` is the
+    /// boot in progress and what [`Machine::boot_to_verdict`] saw of it (or `None`: power on
+    /// now); every boot that ends (a reboot: QEMU runs
+    /// with `-no-reboot`) is followed by the next power-on; a boot with no health verdict
+    /// within `watchdog` is power-cycled (the watchdog). Returns when the client exits, at the
+    /// latest after `limit` (then the client is killed and this is an error).
+    pub fn push(
+        &mut self,
+        running: Option<(Boot, Outcome)>,
+        package: &Path,
+        extra: &[&str],
+        watchdog: Duration,
+        limit: Duration,
+    ) -> Result<Push> {
+        self.note(&format!(
+            "push: zbot-updater update 127.0.0.1 {} --port {} {}",
+            package.display(),
+            self.port,
+            extra.join(" ")
+        ))?;
+        if running.is_some() {
+            // A user pushes to a robot that is up: wait until its port answers (the agent in
+            // rootfs, SWUpdate in otafs; both start after the health verdict can come).
+            self.wait_port_answers(Duration::from_secs(60))?;
+        }
+        let mut child = Command::new(&self.image.updater)
+            .arg("update")
+            .arg("127.0.0.1")
+            .arg(package)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--secret")
+            .arg(&self.secret)
+            .args(["--boot-timeout", "300", "--timeout", "300"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| HelperError(format!("starting {}: {e}", self.image.updater.display())))?;
+        let start = Instant::now();
+        let lines: Arc<Mutex<Vec<(Duration, String)>>> = Arc::default();
+        let err_reader = {
+            let mut src = child.stderr.take().expect("piped");
+            let lines = lines.clone();
+            let log = self.log.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let flush = |buf: &mut Vec<u8>| {
+                    if buf.is_empty() {
+                        return;
+                    }
+                    let line = String::from_utf8_lossy(buf).into_owned();
+                    let t = start.elapsed();
+                    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&log) {
+                        let _ = writeln!(f, "[push {:7.3}] {line}", t.as_secs_f64());
+                    }
+                    lines.lock().unwrap().push((t, line));
+                    buf.clear();
+                };
+                loop {
+                    let n = src.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        flush(&mut buf);
+                        return;
+                    }
+                    for &b in &chunk[..n] {
+                        if b == b'\n' || b == b'\r' {
+                            flush(&mut buf);
+                        } else {
+                            buf.push(b);
+                        }
+                    }
+                }
+            })
+        };
+        let out_reader = {
+            let mut src = child.stdout.take().expect("piped");
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = src.read_to_string(&mut s);
+                s
+            })
+        };
+        let mut boots: Vec<PushBoot> = Vec::new();
+        let (mut boot, first) = match running {
+            Some((b, o)) => (Some(b), Some(o)),
+            None => (None, None),
+        };
+        let record = |b: &Boot, o: Outcome, started: Duration| PushBoot {
+            number: b.number,
+            outcome: o,
+            ending: b.ended,
+            started,
+            settled: start.elapsed(),
+            env_before: b.env_before.clone(),
+            env_changes: b.env_changes.clone(),
+            env_writes: b.env_writes(),
+            uboot_saves: b
+                .lines()
+                .iter()
+                .filter(|l| l.contains("Saving Environment to"))
+                .count(),
+            console: b.lines(),
+        };
+        if let (Some(b), Some(o)) = (&boot, first) {
+            boots.push(record(b, o, Duration::ZERO));
+        }
+        let status = loop {
+            if let Some(st) = child.try_wait()? {
+                break st;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(HelperError(format!(
+                    "zbot-updater update did not end within {limit:?}; its last lines:\n{}",
+                    lines
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .rev()
+                        .take(10)
+                        .map(|(_, l)| l.clone())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )));
+            }
+            match &mut boot {
+                None => {
+                    let started = start.elapsed();
+                    let (b, o) = self.boot_to_verdict(watchdog)?;
+                    let ended = o.ending.is_some();
+                    boots.push(record(&b, o, started));
+                    boot = (!ended).then_some(b);
+                }
+                Some(b) if b.console_closed() => {
+                    b.wait_end(Duration::from_secs(30))?;
+                    if let Some(last) = boots.last_mut() {
+                        if last.number == b.number {
+                            last.ending = b.ended;
+                            last.env_changes = b.env_changes.clone();
+                            last.env_writes = b.env_writes();
+                            last.uboot_saves = b
+                                .lines()
+                                .iter()
+                                .filter(|l| l.contains("Saving Environment to"))
+                                .count();
+                            last.console = b.lines();
+                        }
+                    }
+                    boot = None;
+                }
+                Some(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        let duration = start.elapsed();
+        let _ = err_reader.join();
+        let stdout = out_reader.join().unwrap_or_default();
+        let stderr = std::mem::take(&mut *lines.lock().unwrap());
+        let exit = status.code().unwrap_or(-1);
+        self.note(&format!(
+            "push ended: exit {exit} after {:.1} s: {}",
+            duration.as_secs_f64(),
+            stdout.trim()
+        ))?;
+        Ok(Push {
+            exit,
+            stdout,
+            stderr,
+            boots,
+            duration,
+            boot,
         })
     }
 }

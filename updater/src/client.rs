@@ -55,6 +55,66 @@ pub fn read_reply(s: impl Read, limit: u64, what: &str) -> Result<(u16, String),
     Ok((code, text))
 }
 
+/// Read one HTTP reply up to the end of its body: the head, then `Content-Length` bytes (a
+/// header line ending in `content-length: N`, which also matches 2022.12's malformed
+/// `%sContent-Length`), else to the end of the connection; at most `limit` bytes. SWUpdate's
+/// web server keeps the connection open after a `GET`, so reading to the end would wait for
+/// the read timeout.
+fn read_one_reply(s: impl Read, limit: u64) -> Vec<u8> {
+    let mut r = BufReader::new(s.take(limit));
+    let mut out = Vec::new();
+    let mut length = None::<usize>;
+    loop {
+        let mut line = Vec::new();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return out,
+            Ok(_) => {}
+        }
+        out.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(i) = text.find("content-length:") {
+            length = text[i + 15..].trim().parse().ok();
+        }
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+    }
+    match length {
+        Some(n) => {
+            let mut body = Vec::new();
+            let _ = r.take(n as u64).read_to_end(&mut body);
+            out.extend_from_slice(&body);
+        }
+        None => {
+            let _ = r.read_to_end(&mut out);
+        }
+    }
+    out
+}
+
+/// The recovery system's `/zbot-status.json` on SWUpdate's web server (updater/dist/
+/// S97zbot-status writes `{"boot_id": ..., "bootcount": <bootcount status --json>}` once per
+/// boot), or `None` when it is not there (an older recovery system, digest authentication on
+/// the document root, no answer). A new boot id after an install means the robot came back
+/// to recovery: the new system was rolled back.
+pub fn recovery_status(host: &str, port: u16) -> Option<serde_json::Value> {
+    let addr = resolve(host, port).ok()?;
+    let mut s = connect(addr, Duration::from_secs(5)).ok()?;
+    write!(
+        s,
+        "GET /zbot-status.json HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let reply = read_one_reply(s, 64 << 10);
+    let (code, text) = read_reply(&reply[..], 64 << 10, "zbot-status.json").ok()?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(text.split("\r\n\r\n").nth(1)?.trim()).ok()?;
+    v.get("boot_id")?.as_str()?;
+    Some(v)
+}
+
 /// The status code of an HTTP reply's status line (`HTTP/1.x NNN ...`).
 pub fn status_code(text: &str) -> Option<u16> {
     let line = text.lines().next()?;

@@ -532,7 +532,7 @@ mod tests {
         let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../qemu/machine/layout.toml");
         let cfg = slots_from_layout(&layout).unwrap();
         let t = resolve_target(&cfg, None, &SlotSize::Layout(layout)).unwrap();
-        assert_eq!((t.device.as_str(), t.size), ("/dev/vda4", 16 << 20));
+        assert_eq!((t.device.as_str(), t.size), ("/dev/vda4", 24 << 20));
         assert!(resolve_target(&cfg, Some("otafs"), &SlotSize::Bytes(1)).is_err());
         assert!(resolve_target(&cfg, Some("nope"), &SlotSize::Bytes(1)).is_err());
     }

@@ -266,6 +266,18 @@ fn flow(
             laps.lap(Stage::WaitSwupdate);
         }
     }
+    // The recovery system's boot: after the install, the robot back in recovery under another
+    // boot id means the new system was rolled back (updater/dist/S97zbot-status).
+    let recovery = client::recovery_status(host, swport);
+    let recovery_boot = recovery
+        .as_ref()
+        .and_then(|v| v["boot_id"].as_str().map(str::to_string));
+    if before_rollback.is_null() {
+        // Pushed to a robot already in recovery: the rollback it holds is an old one.
+        if let Some(v) = &recovery {
+            before_rollback = v["bootcount"]["last_rollback"].clone();
+        }
+    }
     let mut progress = |sent: u64, total: u64| ui.progress(name, sent, total);
     // SWUpdate's errors and the statuses that matter; not its warnings about hardware the
     // host lacks (MTD), nor the web server's noise about the connection it cut.
@@ -327,22 +339,54 @@ fn flow(
             format!("SWUpdate reported success{restarted}; not waiting for the reboot (--no-wait)"),
         ));
     }
-    client::wait_for(
+    /// Where the robot is after the install.
+    enum Back {
+        /// The main system: its agent answers, with its status.
+        Main(serde_json::Value),
+        /// Recovery again, in another boot than the one that installed: rolled back.
+        Recovery(serde_json::Value),
+    }
+    // `settled`: the main system only counts once its trial is closed (the verdict).
+    let where_now = |settled: bool| match client::probe(host, port) {
+        Ok(Probe::Agent(v)) if !settled || v["trial"].is_null() => Some(Back::Main(v)),
+        Ok(Probe::Swupdate) if recovery_boot.is_some() => client::recovery_status(host, swport)
+            .filter(|v| v["boot_id"].as_str() != recovery_boot.as_deref())
+            .map(Back::Recovery),
+        _ => None,
+    };
+    let rolled_back = |v: serde_json::Value| {
+        let rb = &v["bootcount"]["last_rollback"];
+        (
+            Outcome::RolledBack,
+            if rb.is_null() || *rb == before_rollback {
+                format!("rolled back: the robot is back in recovery (no new reason recorded){restarted}")
+            } else {
+                format!("rolled back: {} ({}){restarted}", rb["slot"], rb["reason"])
+            },
+        )
+    };
+    let back = client::wait_for(
         o.boot_timeout,
         Duration::from_secs(3),
-        "the robot did not come back (its agent does not answer)",
-        || matches!(client::probe(host, port), Ok(Probe::Agent(_))).then_some(()),
+        "the robot did not come back (neither its agent nor a new recovery boot answers)",
+        || where_now(false),
     )?;
     laps.lap(Stage::BackOnline);
-    let st = client::wait_for(
+    if let Back::Recovery(v) = back {
+        return Ok(rolled_back(v));
+    }
+    let st = match client::wait_for(
         o.boot_timeout,
         Duration::from_secs(3),
         "the robot did not come back with a verdict",
-        || match client::probe(host, port) {
-            Ok(Probe::Agent(v)) if v["trial"].is_null() => Some(v),
-            _ => None,
-        },
-    )?;
+        || where_now(true),
+    )? {
+        Back::Main(st) => st,
+        Back::Recovery(v) => {
+            laps.lap(Stage::Verdict);
+            return Ok(rolled_back(v));
+        }
+    };
     laps.lap(Stage::Verdict);
     if !st["last_rollback"].is_null() && st["last_rollback"] != before_rollback {
         return Ok((

@@ -451,7 +451,8 @@ fn pack_refusals_name_the_problem_and_leave_no_file() {
         "/../qemu/machine/layout.toml"
     ))
     .unwrap()
-    .replace("size = \"16M\"", "size = \"1M\"");
+    // rootfs is the first 24M partition (staging, later, is 24M too).
+    .replacen("size = \"24M\"", "size = \"1M\"", 1);
     let lp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(lp.path(), layout).unwrap();
     let mut a = base("1.2", &[]);
