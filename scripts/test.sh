@@ -48,7 +48,8 @@ set +a
 rm -f "$zbot_env"
 
 step "cargo test --workspace"
-cargo test --workspace --locked 2>&1 | tee /tmp/zbot-cargo-test.log | grep -E "^(test result|running|error|failures|---- )|panicked" || true
+# --no-fail-fast: every test binary runs, so one failure does not hide the others (the run still fails).
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee /tmp/zbot-cargo-test.log | grep -E "^(test result|running|error|failures|---- )|panicked" || true
 if ! grep -q "^test result" /tmp/zbot-cargo-test.log || grep -qE "^test result: FAILED|^error(\[|:)" /tmp/zbot-cargo-test.log; then
     tail -60 /tmp/zbot-cargo-test.log >&2
     echo "test: cargo test failed" >&2

@@ -358,7 +358,9 @@ fn flow(
         let rb = &v["bootcount"]["last_rollback"];
         (
             Outcome::RolledBack,
-            if rb.is_null() || *rb == before_rollback {
+            // A new recovery boot after the install is the rollback; its record may equal the
+            // one before (same slot, same reason: nothing in it tells two rollbacks apart).
+            if rb.is_null() {
                 format!("rolled back: the robot is back in recovery (no new reason recorded){restarted}")
             } else {
                 format!("rolled back: {} ({}){restarted}", rb["slot"], rb["reason"])
