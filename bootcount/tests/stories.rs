@@ -202,36 +202,9 @@ fn both(f: impl Fn(&Dev)) {
     f(&Dev::new(true));
 }
 
-/// The binaries under test: the host build (`CARGO_BIN_EXE_*`), or the robot's static riscv64
-/// build when `scripts/test-riscv64.sh` sets `ZBOT_TARGET_BIN_DIR` (the directory of
-/// `scripts/build-riscv64.sh`) and `ZBOT_TARGET_RUNNER` (`qemu-riscv64-static`).
-fn target_bin(name: &str, host: &str) -> std::path::PathBuf {
-    match std::env::var_os("ZBOT_TARGET_BIN_DIR") {
-        Some(d) => {
-            let p = std::path::Path::new(&d).join(name);
-            assert!(
-                p.is_file(),
-                "ZBOT_TARGET_BIN_DIR={}: {name} is not there (run scripts/build-riscv64.sh)",
-                p.display()
-            );
-            p
-        }
-        None => host.into(),
-    }
-}
-
-/// A command running `program` (a path from [`target_bin`], or a link to it: argv[0] is kept),
-/// through `ZBOT_TARGET_RUNNER` when it is set.
-fn target_command(program: &std::path::Path) -> std::process::Command {
-    match std::env::var_os("ZBOT_TARGET_RUNNER") {
-        Some(r) if !r.is_empty() => {
-            let mut c = std::process::Command::new(r);
-            c.arg(program);
-            c
-        }
-        _ => std::process::Command::new(program),
-    }
-}
+#[path = "../../tests/src/target.rs"]
+mod target;
+use target::{target_bin, target_command};
 
 /// `bootcount` as the tests run it: the host build, or the robot's binary (see [`target_bin`]).
 fn bootcount_cmd() -> Command {

@@ -26,6 +26,7 @@ pub mod bootloop;
 pub mod differential;
 pub mod machine;
 pub mod oracle;
+pub mod target;
 
 pub use oracle::parse_env_vars;
 
