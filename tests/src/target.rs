@@ -1,8 +1,7 @@
 //! The binaries a CLI test runs: the host build, or the robot's static riscv64 build under
-//! `qemu-riscv64-static` (scripts/test-riscv64.sh). One copy for every crate's tests: partctl's
-//! use it through `zbot_tests::target`; fw-env's and bootcount's, which `zbot-tests` itself
-//! depends on, include this file with `#[path]` (a dev-dependency back on `zbot-tests` would
-//! build them twice).
+//! `qemu-riscv64-static` (scripts/test-riscv64.sh). One copy for every crate's tests: fw-env's and
+//! partctl's use it through `zbot_tests::target` (a dev-dependency); bootcount's, which has no
+//! dev-dependency on `zbot-tests`, include this file with `#[path]`.
 
 /// The binaries under test: the host build (`CARGO_BIN_EXE_*`), or the robot's static riscv64
 /// build when `scripts/test-riscv64.sh` sets `ZBOT_TARGET_BIN_DIR` (the directory of

@@ -55,9 +55,7 @@ impl Case {
     }
 }
 
-#[path = "../../../tests/src/target.rs"]
-mod target;
-pub use target::{target_bin, target_command};
+pub use zbot_tests::target::{target_bin, target_command};
 
 pub fn vars(pairs: &[(&str, &str)]) -> Vars {
     pairs
