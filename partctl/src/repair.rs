@@ -548,6 +548,78 @@ pub fn plan_grow<R: Read + Seek>(
     Ok((p, num, e.first_lba, new_last - e.first_lba + 1))
 }
 
+/// Plan resizing partition `name` in place to end at LBA `new_last` (its start does not move):
+/// the migration of a field card grows the env partition from 256K to 1M inside the 1 MiB slot
+/// it already owns (docs/env-backend.md). Refused when the new end is before the start, past
+/// the last usable LBA or into the next partition. Returns the plan (empty when the partition
+/// already ends there, so a rerun writes nothing), the partition's number and its old last LBA.
+/// The writes are [`plan_to`]'s: backup array and header first, then the primary, each copy
+/// whole and with its CRCs, so a cut between any two leaves a readable table.
+pub fn plan_resize<R: Read + Seek>(
+    r: &mut R,
+    s: &Snapshot,
+    name: &str,
+    new_last: u64,
+) -> Result<(Plan, u32, u64), Refusal> {
+    let (mut t, notes) = target(s, None)?;
+    let entries = t.gpt.entries();
+    let (num, e) = entries
+        .iter()
+        .find(|(_, e)| e.name == name)
+        .cloned()
+        .ok_or_else(|| Refusal::Grow(format!("no partition named {name:?}")))?;
+    if new_last < e.first_lba {
+        return Err(Refusal::Grow(format!(
+            "partition {num} ({name}) starts at LBA {}: it cannot end at LBA {new_last}",
+            e.first_lba
+        )));
+    }
+    if new_last > t.gpt.last_usable {
+        return Err(Refusal::Grow(format!(
+            "partition {num} ({name}) cannot end at LBA {new_last}: the last usable LBA is {}",
+            t.gpt.last_usable
+        )));
+    }
+    if let Some((m, o)) = entries
+        .iter()
+        .find(|(m, o)| *m != num && o.first_lba <= new_last && e.first_lba <= o.last_lba)
+    {
+        return Err(Refusal::Grow(format!(
+            "partition {num} ({name}) cannot end at LBA {new_last}: partition {m} ({}) starts at LBA {}",
+            o.name, o.first_lba
+        )));
+    }
+    let mut notes = notes;
+    if new_last == e.last_lba {
+        notes.push(format!(
+            "partition {num} ({name}) already ends at LBA {new_last}: nothing to resize"
+        ));
+        let p = Plan {
+            disk_sectors: s.disk_sectors,
+            writes: Vec::new(),
+            notes,
+        };
+        return Ok((p, num, e.last_lba));
+    }
+    let o = (num as usize - 1) * 128;
+    t.gpt.array[o + 40..o + 48].copy_from_slice(&new_last.to_le_bytes());
+    for m in t
+        .mbr
+        .entries
+        .iter_mut()
+        .filter(|m| m.kind != crate::mbr::PROTECTIVE && m.start as u64 == e.first_lba)
+    {
+        m.size = (new_last + 1 - e.first_lba).min(u32::MAX as u64) as u32;
+    }
+    let mut p = plan_to(r, s, &t)?;
+    p.notes = notes;
+    p.notes.push(format!(
+        "resize partition {num} ({name}) from LBA {}..{} to {}..{new_last}",
+        e.first_lba, e.last_lba, e.first_lba
+    ));
+    Ok((p, num, e.last_lba))
+}
+
 const MAGIC: &[u8; 8] = b"PARTCTL1";
 
 /// Old contents of every sector a plan writes, to undo it with [`restore`].
@@ -768,5 +840,34 @@ mod tests {
             plan_grow(&mut c, &s, "nope", 2048),
             Err(Refusal::Grow(m)) if m.contains("no partition named")
         ));
+    }
+
+    /// The migration's resize: p2 (env, 256K) grows in place to the end of its 1 MiB slot,
+    /// the table checks clean with the redundant layout, a rerun writes nothing, and growing
+    /// into p3 is refused.
+    #[test]
+    fn resize_grows_the_env_partition_in_its_slot_and_reruns_as_a_no_op() {
+        let (l, mut c) = card(0);
+        let s = snap(&mut c);
+        let p2 = &l.place()[1];
+        let new_last = p2.first + 2048 - 1;
+        let (p, num, old_last) = plan_resize(&mut c, &s, "env", new_last).unwrap();
+        assert_eq!((num, old_last), (2, p2.last));
+        assert!(!p.is_empty());
+        apply(&mut c, &p, |_| Ok(())).unwrap();
+        let s = snap(&mut c);
+        let e = copy_entries(&s.primary);
+        assert_eq!(e[1].1.last_lba, new_last);
+        assert_eq!(copy_entries(&s.backup)[1].1.last_lba, new_last);
+        let big = Layout::from_toml(
+            &include_str!("../layouts/zbot-duos-small.toml")
+                .replace("size = \"256K\"", "size = \"1M\""),
+        )
+        .unwrap();
+        assert!(crate::check::check(&s, Some(&big)).is_sound());
+        let (again, _, _) = plan_resize(&mut c, &s, "env", new_last).unwrap();
+        assert!(again.is_empty(), "{}", again.describe());
+        assert!(plan_resize(&mut c, &s, "env", new_last + 1).is_err());
+        assert!(plan_resize(&mut c, &s, "nope", new_last).is_err());
     }
 }
