@@ -551,8 +551,9 @@ pub fn plan_grow<R: Read + Seek>(
 /// Plan resizing partition `name` in place to end at LBA `new_last` (its start does not move):
 /// the migration of a field card grows the env partition from 256K to 1M inside the 1 MiB slot
 /// it already owns (docs/env-backend.md). Refused when the new end is before the start, past
-/// the last usable LBA or into the next partition. Returns the plan (empty when the partition
-/// already ends there, so a rerun writes nothing), the partition's number and its old last LBA.
+/// the last usable LBA or into the next partition. Returns the plan (empty when both tables
+/// already say so, so a rerun writes nothing; not empty when a cut resize left the primary
+/// header on the backup array), the partition's number and its old last LBA.
 /// The writes are [`plan_to`]'s: backup array and header first, then the primary, each copy
 /// whole and with its CRCs, so a cut between any two leaves a readable table.
 pub fn plan_resize<R: Read + Seek>(
@@ -589,17 +590,14 @@ pub fn plan_resize<R: Read + Seek>(
             o.name, o.first_lba
         )));
     }
+    // No early return when the entry already ends there: a resize cut after the primary
+    // header was pointed at the (new) backup array still has the primary array to write, and
+    // `plan_to` finds it; on a finished card it plans nothing.
     let mut notes = notes;
     if new_last == e.last_lba {
         notes.push(format!(
-            "partition {num} ({name}) already ends at LBA {new_last}: nothing to resize"
+            "partition {num} ({name}) already ends at LBA {new_last}"
         ));
-        let p = Plan {
-            disk_sectors: s.disk_sectors,
-            writes: Vec::new(),
-            notes,
-        };
-        return Ok((p, num, e.last_lba));
     }
     let o = (num as usize - 1) * 128;
     t.gpt.array[o + 40..o + 48].copy_from_slice(&new_last.to_le_bytes());
@@ -613,10 +611,12 @@ pub fn plan_resize<R: Read + Seek>(
     }
     let mut p = plan_to(r, s, &t)?;
     p.notes = notes;
-    p.notes.push(format!(
-        "resize partition {num} ({name}) from LBA {}..{} to {}..{new_last}",
-        e.first_lba, e.last_lba, e.first_lba
-    ));
+    if new_last != e.last_lba {
+        p.notes.push(format!(
+            "resize partition {num} ({name}) from LBA {}..{} to {}..{new_last}",
+            e.first_lba, e.last_lba, e.first_lba
+        ));
+    }
     Ok((p, num, e.last_lba))
 }
 
@@ -869,5 +869,32 @@ mod tests {
         assert!(again.is_empty(), "{}", again.describe());
         assert!(plan_resize(&mut c, &s, "env", new_last + 1).is_err());
         assert!(plan_resize(&mut c, &s, "nope", new_last).is_err());
+    }
+
+    /// Regression: a resize cut right after the primary header was pointed at the (already
+    /// new) backup array reads as resized, but its primary array is still the old one; the
+    /// rerun's plan must write it (it planned nothing before, leaving the header on the backup
+    /// array for good).
+    #[test]
+    fn resize_cut_on_the_temporary_primary_header_is_finished_by_a_rerun() {
+        let (l, mut c) = card(0);
+        let s = snap(&mut c);
+        let new_last = l.place()[1].first + 2048 - 1;
+        let (p, _, _) = plan_resize(&mut c, &s, "env", new_last).unwrap();
+        let k = p
+            .writes
+            .iter()
+            .position(|w| w.what.contains("temporarily"))
+            .expect("the plan points the primary header at the backup array first");
+        write_sectors(&mut c, &p.writes[..=k], |_| Ok(())).unwrap();
+        let s = snap(&mut c);
+        let (again, _, _) = plan_resize(&mut c, &s, "env", new_last).unwrap();
+        assert!(!again.is_empty());
+        apply(&mut c, &again, |_| Ok(())).unwrap();
+        let mut full = card(0).1;
+        let s0 = snap(&mut full);
+        let (p0, _, _) = plan_resize(&mut full, &s0, "env", new_last).unwrap();
+        apply(&mut full, &p0, |_| Ok(())).unwrap();
+        assert!(c.get_ref() == full.get_ref(), "not the same end state");
     }
 }

@@ -25,6 +25,7 @@
 pub mod bootloop;
 pub mod differential;
 pub mod machine;
+pub mod migration;
 pub mod oracle;
 pub mod target;
 
