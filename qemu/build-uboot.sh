@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the real U-Boot peers the tests run against, from Debian's `u-boot` source package.
 #
-# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-x86|qemu-x86-mmc|qemu-riscv64-zbot ...]
-#        (default: tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
+# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-x86|qemu-x86-mmc|qemu-x86-mmc-field|qemu-x86-mmc-migrated|qemu-riscv64-zbot ...]
+#        (default: tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc qemu-x86-mmc-field
+#         qemu-x86-mmc-migrated; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
 #
 # Builds, each out of tree into its own cache directory keyed by the Debian source version,
 # the target and a hash of (defconfig, config fragment, make variables, recipe version):
@@ -34,6 +35,11 @@
 #   qemu-x86-mmc  qemu-x86_defconfig + qemu/configs/qemu-x86-env-mmc-redund.config: U-Boot's
 #                 redundant raw env (ENV_IS_IN_MMC) on an SD card behind QEMU's sdhci-pci, for
 #                 the backend measurement (docs/env-backend.md). ZBOT_UBOOT_QEMU_X86_MMC=<u-boot.rom>.
+#   qemu-x86-mmc-field, qemu-x86-mmc-migrated  qemu-x86_defconfig + qemu/configs/
+#                 qemu-x86-env-mmc-field.config (the field's ext4 env on mmc 0:2) / -migrated.config
+#                 (raw redundant env at the migration's target offsets): the two U-Boots of the env
+#                 migration's boot-ROM model (migrate/tests/migrate_qemu.rs).
+#                 ZBOT_UBOOT_QEMU_X86_MMC_FIELD / ZBOT_UBOOT_QEMU_X86_MMC_MIGRATED=<u-boot.rom>.
 # A second run finds the finished builds and only prints the paths (well under a second).
 #
 # Output: the artefact paths, as shell assignments, on stdout and in $ZBOT_CACHE/uboot/paths.env:
@@ -78,15 +84,15 @@ log() { echo "build-uboot: $*" >&2; }
 for arg in "$@"; do
     case "$arg" in
     --selftest) selftest=1 ;;
-    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-riscv64-zbot | qemu-x86 | qemu-x86-mmc) targets+=("$arg") ;;
+    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-riscv64-zbot | qemu-x86 | qemu-x86-mmc | qemu-x86-mmc-field | qemu-x86-mmc-migrated) targets+=("$arg") ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64, qemu-riscv64-zbot qemu-x86 or qemu-x86-mmc)" ;;
+    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64, qemu-riscv64-zbot qemu-x86, qemu-x86-mmc, qemu-x86-mmc-field or qemu-x86-mmc-migrated)" ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc)
+[ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc qemu-x86-mmc-field qemu-x86-mmc-migrated)
 
 need() {
     local cmd="$1" pkg="$2"
@@ -191,7 +197,7 @@ build() {
     echo "$out"
 }
 
-fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_zbot="" qemu_x86="" qemu_x86_mmc=""
+fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_zbot="" qemu_x86="" qemu_x86_mmc="" qemu_x86_mmc_field="" qemu_x86_mmc_migrated=""
 for t in "${targets[@]}"; do
     case "$t" in
     tools)
@@ -258,6 +264,14 @@ for t in "${targets[@]}"; do
         d="$(build qemu-x86-mmc qemu-x86_defconfig "$here/configs/qemu-x86-env-mmc-redund.config" u-boot.rom)"
         qemu_x86_mmc="$d/u-boot.rom"
         ;;
+    qemu-x86-mmc-field)
+        d="$(build qemu-x86-mmc-field qemu-x86_defconfig "$here/configs/qemu-x86-env-mmc-field.config" u-boot.rom)"
+        qemu_x86_mmc_field="$d/u-boot.rom"
+        ;;
+    qemu-x86-mmc-migrated)
+        d="$(build qemu-x86-mmc-migrated qemu-x86_defconfig "$here/configs/qemu-x86-env-mmc-migrated.config" u-boot.rom)"
+        qemu_x86_mmc_migrated="$d/u-boot.rom"
+        ;;
     esac
 done
 
@@ -274,6 +288,8 @@ old() { if [ -f "$paths" ]; then sed -n "s/^$1=//p" "$paths" | tr -d "'"; fi; }
 [ -n "$sandbox_redund" ] || sandbox_redund="$(old ZBOT_UBOOT_SANDBOX_REDUND)"
 [ -n "$qemu_riscv" ] || qemu_riscv="$(old ZBOT_UBOOT_QEMU_RISCV)"
 [ -n "$qemu_x86_mmc" ] || qemu_x86_mmc="$(old ZBOT_UBOOT_QEMU_X86_MMC)"
+[ -n "$qemu_x86_mmc_field" ] || qemu_x86_mmc_field="$(old ZBOT_UBOOT_QEMU_X86_MMC_FIELD)"
+[ -n "$qemu_x86_mmc_migrated" ] || qemu_x86_mmc_migrated="$(old ZBOT_UBOOT_QEMU_X86_MMC_MIGRATED)"
 tmp_paths="$(mktemp "$paths.XXXXXX")"
 {
     echo "# written by qemu/build-uboot.sh for u-boot $version; source it or read it line by line"
@@ -282,9 +298,11 @@ tmp_paths="$(mktemp "$paths.XXXXXX")"
     [ -z "$sandbox_redund" ] || echo "ZBOT_UBOOT_SANDBOX_REDUND='$sandbox_redund'"
     [ -z "$qemu_riscv" ] || echo "ZBOT_UBOOT_QEMU_RISCV='$qemu_riscv'"
     [ -z "$qemu_x86_mmc" ] || echo "ZBOT_UBOOT_QEMU_X86_MMC='$qemu_x86_mmc'"
+    [ -z "$qemu_x86_mmc_field" ] || echo "ZBOT_UBOOT_QEMU_X86_MMC_FIELD='$qemu_x86_mmc_field'"
+    [ -z "$qemu_x86_mmc_migrated" ] || echo "ZBOT_UBOOT_QEMU_X86_MMC_MIGRATED='$qemu_x86_mmc_migrated'"
     if [ -f "$paths" ]; then
         grep -E '^ZBOT_[A-Z0-9_]+=' "$paths" |
-            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV|QEMU_X86|QEMU_X86_MMC|QEMU_RISCV_ZBOT)=' || true
+            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV|QEMU_X86|QEMU_X86_MMC|QEMU_X86_MMC_FIELD|QEMU_X86_MMC_MIGRATED|QEMU_RISCV_ZBOT)=' || true
     fi
 } >"$tmp_paths"
 mv "$tmp_paths" "$paths"

@@ -106,6 +106,12 @@ pub enum Peer {
     /// `u-boot.rom` for `qemu-system-x86_64 -bios` with the redundant raw env on an SD card
     /// behind `sdhci-pci` (the backend measurement), `qemu/build-uboot.sh qemu-x86-mmc`.
     QemuX86MmcUboot,
+    /// The env migration's stand-in for the vendor U-Boot: the field's ext4 env on `mmc 0:2`
+    /// of an SD card behind `sdhci-pci`, `qemu/build-uboot.sh qemu-x86-mmc-field`.
+    QemuX86MmcFieldUboot,
+    /// The env migration's new U-Boot: the raw redundant env at the migration test card's
+    /// offsets, `qemu/build-uboot.sh qemu-x86-mmc-migrated`.
+    QemuX86MmcMigratedUboot,
     /// `qemu-system-riscv64` (Debian `qemu-system-misc` from bookworm-backports).
     QemuSystemRiscv64,
     /// OpenSBI's `fw_dynamic.bin` for `-bios` (Debian `opensbi`).
@@ -192,6 +198,10 @@ impl Peer {
             Peer::SandboxRedund => "sandbox U-Boot (redundant FAT env on host 0:1)",
             Peer::QemuRiscvUboot => "qemu-riscv64 U-Boot (ext4 env on virtio 0:2)",
             Peer::QemuX86MmcUboot => "qemu-x86 U-Boot (redundant raw env on SD, mmc 0)",
+            Peer::QemuX86MmcFieldUboot => "qemu-x86 U-Boot (the field's ext4 env on SD, mmc 0:2)",
+            Peer::QemuX86MmcMigratedUboot => {
+                "qemu-x86 U-Boot (raw redundant env at the migration card's offsets)"
+            }
             Peer::QemuSystemRiscv64 => "qemu-system-riscv64",
             Peer::Opensbi => "OpenSBI fw_dynamic.bin",
             Peer::MkfsExt4 => "mkfs.ext4",
@@ -221,6 +231,12 @@ impl Peer {
             Peer::SandboxRedund => Artefact("ZBOT_UBOOT_SANDBOX_REDUND", "sandbox-redund"),
             Peer::QemuRiscvUboot => Artefact("ZBOT_UBOOT_QEMU_RISCV", "qemu-riscv64"),
             Peer::QemuX86MmcUboot => Artefact("ZBOT_UBOOT_QEMU_X86_MMC", "qemu-x86-mmc"),
+            Peer::QemuX86MmcFieldUboot => {
+                Artefact("ZBOT_UBOOT_QEMU_X86_MMC_FIELD", "qemu-x86-mmc-field")
+            }
+            Peer::QemuX86MmcMigratedUboot => {
+                Artefact("ZBOT_UBOOT_QEMU_X86_MMC_MIGRATED", "qemu-x86-mmc-migrated")
+            }
             Peer::Opensbi => File(
                 "ZBOT_OPENSBI",
                 "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",

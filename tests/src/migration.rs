@@ -18,7 +18,10 @@ use std::process::{Command, Stdio};
 pub const FIELD_CARD_LAYOUT: &str = include_str!("field-card.toml");
 
 /// The field env: the vendor's variables (BOARD.md's defaults, the seed's boot command) and a
-/// robot's state (`next_boot`, `first_boot`, SWUpdate's `ustate`, a serial).
+/// robot's state (`next_boot`, `first_boot`, the `root` its last boot chose, SWUpdate's
+/// `ustate`, a serial). `sdboot` is the seed's boot command (first_boot, the slot from
+/// next_boot, `saveenv` on every boot) with its last part, `fatload` + `bootm` of boot.sd, replaced
+/// by a line naming the chosen root and a reset: the test card carries no kernel.
 pub const FIELD_ENV_TEXT: &str = "\
 baudrate=115200
 bootcmd=run sdboot
@@ -27,17 +30,20 @@ first_boot=1
 netdev=eth0
 next_boot=rootfs
 otafs=root=/dev/mmcblk0p3 rootwait rw
+root=root=/dev/mmcblk0p4 rootwait rw
 rootfs=root=/dev/mmcblk0p4 rootwait rw
-sdboot=if test -z \"${first_boot}\"; then setenv first_boot 1; saveenv; fi; if test \"${next_boot}\" = otafs; then setenv root ${otafs}; elif test \"${next_boot}\" = rootfs; then setenv root ${rootfs}; else setenv root ${otafs}; fi; saveenv; mmc dev 0 && fatload mmc 0 ${uImage_addr} boot.sd && bootm ${uImage_addr}#config-cv1813h_milkv_duos_sd
+sdboot=if test -z \"${first_boot}\"; then setenv first_boot 1; saveenv; fi; if test \"${next_boot}\" = otafs; then setenv root ${otafs}; elif test \"${next_boot}\" = rootfs; then setenv root ${rootfs}; else setenv root ${otafs}; fi; saveenv; echo @@vendor-boot ${root}; printenv zbot_serial next_boot; reset
 ustate=1
 zbot_serial=ZB-0042
 ";
 
-/// The new policy's variables set on top of the field env (`--env-file`).
+/// The new policy's variables set on top of the field env (`--env-file`): the migrated env's
+/// `bootcmd` runs `zbot_boot`, a stand-in for the generated boot script that names the slot
+/// and resets.
 pub const POLICY_ENV_TEXT: &str = "\
 bootcmd=run zbot_boot
 bootlimit=3
-zbot_boot=echo @@policy next_boot=${next_boot}
+zbot_boot=echo @@policy next_boot=${next_boot}; printenv zbot_serial next_boot bootlimit; reset
 ";
 
 /// The first bytes of the vendor's fip.bin stand-in (a boot-ROM model tells them apart).
@@ -460,4 +466,97 @@ pub fn decode_single(b: &[u8]) -> Option<BTreeMap<String, String>> {
 /// A redundant copy's `(flags, variables)` when its CRC is right (the oracle's reading).
 pub fn decode_redundant(b: &[u8]) -> Option<(u8, BTreeMap<String, String>)> {
     crc_ok(5, b).then(|| (b[4], parse_env_vars(&b[5..]).into_iter().collect()))
+}
+
+/// What the boot-ROM model booted and what U-Boot printed.
+#[derive(Debug, Clone)]
+pub struct RomBoot {
+    /// Which fip.bin the card held, hence which U-Boot ran.
+    pub fip: FipState,
+    /// U-Boot's console, `\r` removed.
+    pub output: String,
+    /// How long QEMU ran.
+    pub time: std::time::Duration,
+}
+
+impl RomBoot {
+    /// The value U-Boot printed for `name` (`printenv name` gives `name=value`).
+    pub fn printed(&self, name: &str) -> Option<&str> {
+        let p = format!("{name}=");
+        self.output
+            .lines()
+            .find_map(|l| l.strip_prefix(p.as_str()))
+            .map(str::trim_end)
+    }
+}
+
+impl FieldCard {
+    /// The boot ROM, modelled: read `fip.bin` from the card's FAT p1 (as the board's ROM does
+    /// through the MBR) and launch the U-Boot it designates under QEMU, the card as an SD card
+    /// behind `sdhci-pci`: the vendor's stand-in ([`Peer::QemuX86MmcFieldUboot`], ext4 env on
+    /// mmc 0:2) or the new one ([`Peer::QemuX86MmcMigratedUboot`], raw copies). U-Boot loads
+    /// the env at init and runs the loaded `bootcmd`: the vendor's `sdboot` (which saves the
+    /// env, as on the board) or the policy's `zbot_boot`; both print a line and reset. Only when
+    /// the load fails does the build's own bootcmd run (`@@uboot <which>`, then reset).
+    pub fn boot_rom(&self) -> Result<RomBoot> {
+        let (o1, _) = self.part(1);
+        let rom = match read_fat_file(&self.img, o1, "fip.bin")? {
+            Some(b) if b.starts_with(OLD_FIP_MARKER) => (FipState::Old, Peer::QemuX86MmcFieldUboot),
+            Some(b) if b.starts_with(NEW_FIP_MARKER) => {
+                (FipState::New, Peer::QemuX86MmcMigratedUboot)
+            }
+            Some(b) => {
+                return Err(HelperError(format!(
+                    "boot ROM: fip.bin of {} bytes is neither U-Boot: the board would not boot",
+                    b.len()
+                )))
+            }
+            None => return Err(HelperError("boot ROM: no fip.bin on p1".into())),
+        };
+        let qemu = crate::find_program("qemu-system-x86_64").ok_or_else(|| {
+            HelperError("qemu-system-x86_64 not found (scripts/setup-debian.sh)".into())
+        })?;
+        let t0 = std::time::Instant::now();
+        let mut child = Command::new(qemu)
+            .args(["-M", "pc", "-m", "256M", "-smp", "1", "-accel", "tcg"])
+            .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+            .args(["-no-reboot", "-nic", "none", "-bios"])
+            .arg(rom.1.path()?)
+            .args(["-device", "sdhci-pci", "-drive"])
+            .arg(format!(
+                "if=none,id=sd,format=raw,file={}",
+                self.img.display()
+            ))
+            .args(["-device", "sd-card,drive=sd"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut so = child.stdout.take().expect("piped");
+        let reader = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = so.read_to_end(&mut v);
+            String::from_utf8_lossy(&v).replace('\r', "")
+        });
+        // U-Boot resets at the end of its bootcmd and QEMU (-no-reboot) exits; bounded.
+        let deadline = t0 + std::time::Duration::from_secs(180);
+        while child.try_wait()?.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let timed_out = child.try_wait()?.is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        let output = reader.join().unwrap_or_default();
+        if timed_out {
+            return Err(HelperError(format!(
+                "QEMU with {:?} did not reset within 180 s (a busy host? rerun); console:\n{output}",
+                rom.1
+            )));
+        }
+        Ok(RomBoot {
+            fip: rom.0,
+            output,
+            time: t0.elapsed(),
+        })
+    }
 }
