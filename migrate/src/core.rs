@@ -146,6 +146,10 @@ pub enum Refusal {
     /// The old U-Boot is in place and its env does not read.
     #[error("the field env does not read ({0}) and the vendor U-Boot still boots from it: nothing to carry over; let U-Boot save its env once (boot it, or `fw_setenv` with the old config) and rerun")]
     OldEnvUnreadable(String),
+    /// fip.bin is not `--fip` but the GPT is already grown (which the migration does only after
+    /// replacing fip.bin): another U-Boot owns the raw copies.
+    #[error("fip.bin is not the U-Boot given with --fip, but the env partition is already grown, which the migration does only after replacing fip.bin: this card was migrated (or made from the redundant layout) and runs another U-Boot, whose raw env copies may be newer than the field file; nothing is rewritten: pass the fip.bin the card holds as --fip, or put the --fip one back and rerun")]
+    OtherUboot,
     /// A config is neither the field's nor the new one.
     #[error("{path} is neither the field's fw_env.config (one copy in a file, size {size:#x}) nor the one emitted from the layout: {why}; fix or remove it and rerun")]
     Config {
@@ -173,6 +177,8 @@ pub fn wanted(old: &Vars, overrides: &Changes) -> Vars {
 /// - while `fip.bin` is the vendor's, the field env is the truth: the copies must hold it plus
 ///   the overrides, rewritten if they differ (the vendor U-Boot or SWUpdate may have saved since);
 /// - once `fip.bin` is the new U-Boot, the raw copies are the truth and are never rewritten;
+/// - a grown env partition under a `fip.bin` that is not `--fip` is refused: the migration grows
+///   p2 only after replacing fip.bin, so another (newer) U-Boot owns the copies;
 /// - the GPT and each config are independent: each is grown or switched when still old.
 pub fn plan(f: &Facts, overrides: &Changes, env_size: u64) -> Result<Plan, Refusal> {
     let mut steps = Vec::new();
@@ -212,6 +218,7 @@ pub fn plan(f: &Facts, overrides: &Changes, env_size: u64) -> Result<Plan, Refus
             ));
             done.push("fip.bin: the new U-Boot".into());
         }
+        Fip::Old if f.env_partition == EnvPartition::New => return Err(Refusal::OtherUboot),
         Fip::Old => {
             let old = match &f.old_env {
                 OldEnv::Valid(v) => v,
@@ -361,17 +368,6 @@ mod tests {
                 },
                 vec![],
             ),
-            // A card made from the redundant layout with the vendor fip.bin: only the fip.
-            (
-                "new card, vendor U-Boot",
-                Facts {
-                    copies: [good.clone(), good.clone()],
-                    env_partition: EnvPartition::New,
-                    configs: vec![("/etc/fw_env.config".into(), ConfigFact::New)],
-                    ..field()
-                },
-                vec!["fip"],
-            ),
         ];
         for (what, f, want_steps) in rows {
             let p = plan(&f, &over(), 0x30000).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -407,6 +403,15 @@ mod tests {
                     ..field()
                 },
                 "no fip.bin",
+            ),
+            // Migrated with another U-Boot (a newer fip.bin than --fip): its copies are the
+            // truth, never rewritten from the field file.
+            (
+                Facts {
+                    env_partition: EnvPartition::New,
+                    ..field()
+                },
+                "runs another U-Boot",
             ),
             (
                 Facts {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{assert_boots, assert_migrated, fresh, migrate, text};
+use common::{assert_boots, assert_migrated, fresh, migrate, migrate_killed, text};
 use std::time::Instant;
 use zbot_migrate_env::fault;
 use zbot_tests::migration::{FieldCard, FipState};
@@ -181,6 +181,54 @@ fn power_cut_at_every_point_boots_and_a_rerun_finishes() {
     assert!(gpt_writes >= 2, "the resize wrote {gpt_writes} sectors");
     eprintln!(
         "power cuts: {cuts} cut points ({gpt_writes} inside the GPT resize): vendor U-Boot boots {old}, new U-Boot boots {new}, lost 0; every rerun finished; {:.1?}",
+        t0.elapsed()
+    );
+}
+
+/// SIGKILL at seeded random instants over a whole run (`ZBOT_MIGRATE_KILLS`, default 8): the
+/// cuts the named points do not choose. Same checks as above.
+#[test]
+fn killed_at_random_instants_boots_and_a_rerun_finishes() {
+    let t0 = Instant::now();
+    let kills: u32 = zbot_tests::env_number("ZBOT_MIGRATE_KILLS", 8);
+    let tdir = tempfile::tempdir().unwrap();
+    let template = FieldCard::create(tdir.path()).unwrap();
+    // How long a whole run takes here (the binary, not the mounts).
+    let rdir = tempfile::tempdir().unwrap();
+    let reference = fresh(&template, rdir.path());
+    let t = Instant::now();
+    let out = migrate(&reference, None, &[]);
+    let full = t.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    let ref_tables = reference.table_bytes().unwrap();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let (mut old, mut new, mut finished) = (0, 0, 0);
+    for i in 0..kills {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Over the first three quarters of a run: the rest is mostly after the last write.
+        let delay = full.mul_f64(0.75 * (x % 10_000) as f64 / 10_000.0);
+        let dir = tempfile::tempdir().unwrap();
+        let card = fresh(&template, dir.path());
+        if migrate_killed(&card, delay) {
+            finished += 1;
+        }
+        let what = format!("kill {i} after {delay:?}");
+        match assert_boots(&card, &card.state().unwrap(), &what) {
+            FipState::Old => old += 1,
+            _ => new += 1,
+        }
+        let out = migrate(&card, None, &[]);
+        assert!(out.status.success(), "rerun after {what}: {}", text(&out));
+        assert_migrated(&card, &format!("rerun after {what}"));
+        assert!(
+            card.table_bytes().unwrap() == ref_tables,
+            "tables after {what}"
+        );
+    }
+    eprintln!(
+        "random kills: {kills} over a {full:.1?} run: vendor U-Boot boots {old}, new U-Boot boots {new} ({finished} had finished), lost 0; every rerun finished; {:.1?}",
         t0.elapsed()
     );
 }

@@ -11,6 +11,28 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_zbot-migrate-env");
 
 pub fn migrate(card: &FieldCard, crash: Option<&str>, extra: &[&str]) -> Output {
     let m = card.mount().unwrap();
+    let mut c = command(card, crash, extra);
+    let out = c.output().unwrap();
+    m.unmount().unwrap();
+    out
+}
+
+/// Run the migration and SIGKILL it after `delay` (if still running); whether it finished.
+pub fn migrate_killed(card: &FieldCard, delay: std::time::Duration) -> bool {
+    let m = card.mount().unwrap();
+    let mut child = command(card, None, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    let st = child.wait().unwrap();
+    m.unmount().unwrap();
+    st.success()
+}
+
+fn command(card: &FieldCard, crash: Option<&str>, extra: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.arg("--card")
         .arg(&card.img)
@@ -35,9 +57,7 @@ pub fn migrate(card: &FieldCard, crash: Option<&str>, extra: &[&str]) -> Output 
         Some(p) => c.env(fault::CRASH_VAR, p),
         None => c.env_remove(fault::CRASH_VAR),
     };
-    let out = c.output().unwrap();
-    m.unmount().unwrap();
-    out
+    c
 }
 
 pub fn text(o: &Output) -> String {
