@@ -194,7 +194,7 @@ impl Target {
         let fip = match fs::read(self.fip_path()) {
             Ok(b) if b == self.new_fip => Fip::New,
             Ok(_) => Fip::Old,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Fip::Missing,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Fip::Missing(self.fip_path()),
             Err(e) => return Err(io_err("reading", &self.fip_path())(e)),
         };
         let env_partition = self.env_partition(&card, &g)?;
@@ -293,6 +293,19 @@ impl Target {
         let say = |out: &mut dyn Write, s: String| {
             let _ = writeln!(out, "{s}");
         };
+        say(
+            out,
+            format!(
+                "state: {}",
+                if p.done.is_empty() {
+                    "the field's card, nothing migrated yet"
+                } else if p.is_done() {
+                    "migrated"
+                } else {
+                    "mid-migration (a run was interrupted): finishing it"
+                }
+            ),
+        );
         for d in &p.done {
             say(out, format!("done: {d}"));
         }

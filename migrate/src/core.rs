@@ -30,14 +30,14 @@ pub enum OldEnv {
 }
 
 /// `fip.bin` on the FAT boot partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fip {
     /// Byte for byte the new U-Boot's image.
     New,
     /// Another image (the vendor's U-Boot).
     Old,
-    /// No `fip.bin`.
-    Missing,
+    /// No `fip.bin` at this path.
+    Missing(PathBuf),
 }
 
 /// The env partition in the GPT, against the field's size and the target layout's.
@@ -138,8 +138,8 @@ pub enum Refusal {
     #[error("the env partition is neither the field's 256K nor the target layout's size: {0}; this is not a ZBot field card nor a migrated one: check the card and the --layout given")]
     EnvPartition(String),
     /// No fip.bin.
-    #[error("there is no fip.bin on the boot partition: this card does not boot; copy the vendor's or the new fip.bin there first")]
-    FipMissing,
+    #[error("there is no {} (is the boot partition mounted there?): without it this card does not boot; mount it, or copy the vendor's or the new fip.bin there first", .0.display())]
+    FipMissing(PathBuf),
     /// The new U-Boot is in place but no raw copy reads.
     #[error("fip.bin is already the new U-Boot but neither raw env copy reads ({0}; {1}): the new U-Boot boots its built-in env; write the env with `fw_setenv -c NEW_CONFIG` (or put the vendor fip.bin back and rerun)")]
     NoValidCopy(String, String),
@@ -195,8 +195,8 @@ pub fn plan(f: &Facts, overrides: &Changes, env_size: u64) -> Result<Plan, Refus
             });
         }
     }
-    match f.fip {
-        Fip::Missing => return Err(Refusal::FipMissing),
+    match &f.fip {
+        Fip::Missing(p) => return Err(Refusal::FipMissing(p.clone())),
         Fip::New => {
             let valid = f
                 .copies
@@ -399,10 +399,10 @@ mod tests {
             ),
             (
                 Facts {
-                    fip: Fip::Missing,
+                    fip: Fip::Missing("/boot/fip.bin".into()),
                     ..field()
                 },
-                "no fip.bin",
+                "there is no /boot/fip.bin",
             ),
             // Migrated with another U-Boot (a newer fip.bin than --fip): its copies are the
             // truth, never rewritten from the field file.

@@ -28,6 +28,7 @@ fn migrates_a_field_card_and_every_reader_agrees() {
     assert!(out.status.success(), "{}", text(&out));
     let s = String::from_utf8_lossy(&out.stdout);
     for step in [
+        "state: the field's card, nothing migrated yet",
         "1. write both raw env copies",
         "2. replace fip.bin",
         "3. grow the env partition",
@@ -73,7 +74,8 @@ fn migrates_a_field_card_and_every_reader_agrees() {
     let out = migrate(&card, None, &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("nothing to do"),
+        String::from_utf8_lossy(&out.stdout).contains("state: migrated")
+            && String::from_utf8_lossy(&out.stdout).contains("nothing to do"),
         "{}",
         text(&out)
     );
