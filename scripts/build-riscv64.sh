@@ -2,7 +2,8 @@
 # Build the static riscv64 binaries of everything that runs on the robot (Milk-V Duo S, C906,
 # 64-bit Linux; its rootfs is musl, and a static binary does not care):
 #
-#   fw-env (+ the symlinks fw_printenv, fw_setenv), bootcount, partctl,
+#   fw-env (+ the symlinks fw_printenv, fw_setenv), bootcount, partctl, zbot-migrate-env (run
+#   from otafs to move a field card to the raw env),
 #   zbot-updater without its host features (the robot's agent: no OpenSSL, no C libraries)
 #
 # Rust target riscv64gc-unknown-linux-gnu (rustup), Debian's gcc-riscv64-linux-gnu as linker,
@@ -47,12 +48,12 @@ export "CARGO_TARGET_${upper}_LINKER=$CROSS-gcc"
 export "CARGO_TARGET_${upper}_RUSTFLAGS=-C target-feature=+crt-static"
 build() { cargo build --release --locked --target "$TARGET" "$@" >&2 || die "cargo build $* for $TARGET failed"; }
 # Two invocations: features are unified within one, and the agent must not get `pack`.
-build -p fw-env -p bootcount -p partctl
+build -p fw-env -p bootcount -p partctl -p zbot-migrate-env
 build -p zbot-updater --no-default-features
 
 tdir="${CARGO_TARGET_DIR:-$root/target}/$TARGET/release"
 mkdir -p "$out"
-for b in fw-env bootcount partctl zbot-updater; do
+for b in fw-env bootcount partctl zbot-migrate-env zbot-updater; do
     [ -f "$tdir/$b" ] || die "$tdir/$b was not built"
     "$CROSS-strip" -o "$out/$b.tmp" "$tdir/$b"
     mv "$out/$b.tmp" "$out/$b"
@@ -65,7 +66,7 @@ done
 ln -sf fw-env "$out/fw_printenv"
 ln -sf fw-env "$out/fw_setenv"
 echo "build-riscv64: static $TARGET binaries in $out (stripped sizes in bytes):" >&2
-for b in fw-env bootcount partctl zbot-updater; do
+for b in fw-env bootcount partctl zbot-migrate-env zbot-updater; do
     printf '  %-13s %9d\n' "$b" "$(stat -c %s "$out/$b")" >&2
 done
 echo "$out"

@@ -23,6 +23,7 @@ pub fn programs() -> Vec<clap::Command> {
         partctl::cli::Cli::command(),
         uboot_scripts::cli::Cli::command(),
         zbot_updater::cli::Cli::command(),
+        zbot_migrate_env::cli::Args::command(),
     ]
 }
 
@@ -125,7 +126,7 @@ mod tests {
     use super::*;
 
     /// The names the installed programs are run as: the binaries and the drop-in's symlinks.
-    const NAMES: [&str; 7] = [
+    const NAMES: [&str; 8] = [
         "fw-env",
         "fw_printenv",
         "fw_setenv",
@@ -133,6 +134,7 @@ mod tests {
         "partctl",
         "uboot-scripts",
         "zbot-updater",
+        "zbot-migrate-env",
     ];
 
     #[test]
@@ -166,7 +168,9 @@ mod tests {
         for cmd in programs() {
             let subs = subcommands(&cmd);
             let drop_in = matches!(cmd.get_name(), "fw_printenv" | "fw_setenv");
-            assert_eq!(subs.is_empty(), drop_in, "{}", cmd.get_name());
+            // The drop-ins and the one-job migration take options only.
+            let flat = drop_in || cmd.get_name() == "zbot-migrate-env";
+            assert_eq!(subs.is_empty(), flat, "{}", cmd.get_name());
             for (shell, _) in SHELLS {
                 let (file, script) = completion(&cmd, shell);
                 let script = String::from_utf8(script).unwrap();
