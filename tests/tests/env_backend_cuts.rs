@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use zbot_tests::differential::Rng;
+use zbot_tests::cuts::seeded_cuts;
 use zbot_tests::{find_program, DiskImage, Peer, Sandbox, ENV_SIZE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -428,12 +428,11 @@ fn env_loss_under_saveenv_cuts_ext4_file_vs_fat_pair() {
     let longest = times.iter().flatten().max().copied().unwrap();
     let range_us = (longest.as_micros() as u64 * 5 / 4).max(1);
 
-    let mut rng = Rng::new(seed);
     // Per backend: old, new, lost, killed inside the save.
     let mut tally = vec![[0usize; 4]; backends.len()];
     let mut failures = Vec::new();
-    for i in 0..cuts {
-        let delay = Duration::from_micros(rng.next_u64() % range_us);
+    for cut in seeded_cuts(seed, cuts, 1, Duration::from_micros(range_us)) {
+        let (i, delay) = (cut.index, cut.delay);
         for (k, &b) in backends.iter().enumerate() {
             std::fs::copy(pristine[k].path(), &work[k]).unwrap();
             let r = save_and_cut(b, &work[k], Some(delay));

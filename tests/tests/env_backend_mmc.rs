@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use zbot_tests::differential::Rng;
+use zbot_tests::cuts::seeded_cuts;
 use zbot_tests::{find_program, DiskImage, Peer, ENV_SIZE};
 
 fn raw_card() -> partctl::layout::Layout {
@@ -247,11 +247,10 @@ fn raw_redundant_env_survives_saveenv_cuts() {
     let longest = *times.iter().max().unwrap();
     let range_us = (longest.as_micros() as u64 * 5 / 4).max(1);
 
-    let mut rng = Rng::new(seed);
     let [mut old, mut new, mut lost, mut inside] = [0usize; 4];
     let mut failures = Vec::new();
-    for i in 0..cuts {
-        let delay = Duration::from_micros(rng.next_u64() % range_us);
+    for cut in seeded_cuts(seed, cuts, 1, Duration::from_micros(range_us)) {
+        let (i, delay) = (cut.index, cut.delay);
         std::fs::copy(&pristine, &work).unwrap();
         let b = boot(&work, Some(delay));
         assert!(b.save_started, "cut {i}: no save:\n{}", b.output);
