@@ -7,6 +7,7 @@ use crate::cmdline::{booted_slot, UnknownBootedSlot};
 use crate::engine::{self, Booted, Op, OpError};
 use crate::health;
 use crate::slots::{ConfigError, SlotConfig};
+use crate::state::{BadReason, BootLimit, Reason};
 use clap::{Parser, Subcommand};
 use fw_env::{Changes, Vars};
 use std::io::Write;
@@ -67,7 +68,8 @@ pub enum Command {
     },
     /// Abandon the running slot: fall back to the last good slot or recovery
     MarkBad {
-        /// Why (kept in zbot_rb_reason until `ack`)
+        /// Why (kept in zbot_rb_reason until `ack`; one printable line without backslashes,
+        /// 1..200 bytes)
         #[arg(long, default_value = "marked bad")]
         reason: String,
     },
@@ -89,8 +91,8 @@ pub enum Command {
         /// Slot name
         slot: String,
         /// Attempts before giving up (1..9) [default: zbot_bootlimit or the slot file's]
-        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=9))]
-        limit: Option<u8>,
+        #[arg(long, value_parser = clap::value_parser!(BootLimit))]
+        limit: Option<BootLimit>,
         /// Reboot afterwards
         #[arg(long)]
         reboot: bool,
@@ -165,6 +167,9 @@ pub enum CliError {
     /// The policy refused.
     #[error(transparent)]
     Op(#[from] OpError),
+    /// `mark-bad --reason` cannot be stored (refused like the policy's refusals: exit 1).
+    #[error(transparent)]
+    Reason(#[from] BadReason),
     /// The command line names an unknown slot.
     #[error(transparent)]
     Cmdline(#[from] UnknownBootedSlot),
@@ -581,7 +586,7 @@ fn execute(
             cfg,
             cmdline,
             Op::MarkBad {
-                reason: reason.clone(),
+                reason: Reason::parse(reason)?,
             },
         ),
         Command::BootOnce { slot, reboot } => {

@@ -11,6 +11,7 @@
 //! the same way. A missing health directory or `required.d` is not a failure (reaching this
 //! point of the boot is then the whole check) but is reported in [`Verdict::notes`].
 
+use crate::state::Reason;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -107,8 +108,9 @@ impl Verdict {
             .any(|r| r.required && matches!(r.outcome, Outcome::NotRun(_)))
     }
 
-    /// The reason stored when unhealthy: `health: <first failure>[ (+N more)]`.
-    pub fn reason(&self) -> Option<String> {
+    /// The reason stored when unhealthy: `health: <first failure>[ (+N more)]`, made storable
+    /// ([`Reason::sanitised`]: one line, no backslash, at most 200 bytes).
+    pub fn reason(&self) -> Option<Reason> {
         let failed: Vec<_> = self
             .results
             .iter()
@@ -119,15 +121,7 @@ impl Verdict {
         if failed.len() > 1 {
             s.push_str(&format!(" (+{} more)", failed.len() - 1));
         }
-        s.retain(|c| !c.is_control() && c != '\\');
-        if s.len() > 200 {
-            let mut end = 200;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s.truncate(end);
-        }
-        Some(s)
+        Some(Reason::sanitised(&s).expect("starts with \"health: \""))
     }
 }
 
@@ -369,7 +363,9 @@ mod tests {
     }
 
     fn reason_of(dir: &Path) -> Option<String> {
-        run_checks(dir, Duration::from_secs(5), |_| {}).reason()
+        run_checks(dir, Duration::from_secs(5), |_| {})
+            .reason()
+            .map(|r| r.to_string())
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::engine::test_util::ab;
 use crate::engine::{apply_op, bootloader_step, Booted, Op, Why};
 use crate::slots::{SlotConfig, SlotId};
-use crate::state::{names, BootState};
+use crate::state::{names, BootLimit, BootState, Reason};
 use fw_env::Vars;
 use proptest::prelude::*;
 
@@ -100,11 +100,15 @@ fn any_op(slot: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
         Just(Op::MarkGood),
         Just(Op::MarkBad {
-            reason: "health: x failed".into()
+            reason: Reason::parse("health: x failed").unwrap()
         }),
         name.clone().prop_map(Op::BootOnce),
         name.clone().prop_map(Op::SetPrimary),
-        (name, prop::option::of(0u8..=9)).prop_map(|(slot, limit)| Op::Trial { slot, limit }),
+        // limit 0 cannot be made any more (BootLimit); state.rs tests its refusal
+        (name, prop::option::of(1u8..=9)).prop_map(|(slot, limit)| Op::Trial {
+            slot,
+            limit: limit.map(|l| BootLimit::new(l).unwrap())
+        }),
         Just(Op::Ack),
     ]
 }
@@ -173,7 +177,7 @@ proptest! {
         let to = SlotId(to % cfg.slots.len());
         let mut vars = vars;
         let before = BootState::parse(&cfg, &vars);
-        let Ok(out) = apply_op(&cfg, &vars, Some(Booted { slot: from, legacy: false }), &Op::Trial { slot: cfg.name(to).into(), limit }) else { return Ok(()) };
+        let Ok(out) = apply_op(&cfg, &vars, Some(Booted { slot: from, legacy: false }), &Op::Trial { slot: cfg.name(to).into(), limit: limit.map(|l| BootLimit::new(l).unwrap()) }) else { return Ok(()) };
         apply(&mut vars, &out.changes);
         let limit = BootState::parse(&cfg, &vars).bootlimit;
         let mut attempts = 0;
@@ -187,7 +191,7 @@ proptest! {
             attempts += 1;
             prop_assert!(attempts <= 9);
         };
-        prop_assert_eq!(attempts, limit);
+        prop_assert_eq!(attempts, limit.get());
         let good = before.last_good();
         prop_assert!(landed == good || landed == before.recovery, "landed {:?}, last good {:?}", landed, good);
         let d = bootloader_step(&cfg, &vars);
@@ -231,7 +235,7 @@ proptest! {
                     prop_assert!(!bad.contains(&d.slot), "booted bad slot {} in {:?}", cfg.name(d.slot), vars);
                     if let Why::GaveUp { failed, reason } = d.why {
                         if failed != cfg.recovery() { bad.push(failed); }
-                        record = Some((cfg.name(failed).into(), reason.into()));
+                        record = Some((cfg.name(failed).into(), reason.to_string()));
                     }
                     apply(&mut vars, &d.changes);
                     booted = Some(Booted { slot: d.slot, legacy: false });
@@ -243,7 +247,7 @@ proptest! {
                             Op::MarkBad { reason } => {
                                 let b = booted.unwrap().slot;
                                 bad.push(b);
-                                record = Some((cfg.name(b).into(), reason.clone()));
+                                record = Some((cfg.name(b).into(), reason.to_string()));
                             }
                             Op::Trial { slot, .. } => bad.retain(|&s| cfg.name(s) != slot),
                             Op::Ack => record = None,

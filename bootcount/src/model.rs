@@ -15,7 +15,7 @@
 
 use crate::engine::{apply_op, bootloader_step, install_target, Booted, Op, OpError, Why};
 use crate::slots::{SlotConfig, SlotId};
-use crate::state::{names, BootState, REASON_BOOTLIMIT};
+use crate::state::{names, BootState, Reason};
 use fw_env::{Changes, Vars};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
@@ -87,7 +87,7 @@ fn start_trial_ghost(cfg: &SlotConfig, x: &mut Dev, t: SlotId) {
     x.trial = Some(TrialGhost {
         slot: t,
         attempts: 0,
-        limit: st.bootlimit,
+        limit: st.bootlimit.get(),
         fallback: st.fallback_from(t),
     });
 }
@@ -163,7 +163,7 @@ impl Model {
                         &vars,
                         booted,
                         &Op::MarkBad {
-                            reason: "health".into(),
+                            reason: Reason::parse("health").unwrap(),
                         },
                     )
                     .expect("an unhealthy slot is never the recovery slot");
@@ -214,7 +214,7 @@ impl Model {
             Why::GaveUp { failed, reason } => {
                 // 3. given up after exactly bootlimit attempts, landing on the last good slot or recovery
                 let g = d.trial.as_ref().expect("a trial the policy started");
-                assert_eq!((g.slot, *reason), (*failed, REASON_BOOTLIMIT));
+                assert_eq!((g.slot, reason), (*failed, &Reason::LimitReached));
                 assert_eq!(g.attempts, g.limit, "{d:?}");
                 assert!(
                     b.slot == g.fallback || b.slot == self.cfg.recovery(),
@@ -248,7 +248,7 @@ impl Model {
         match n.images[slot.0] {
             Image::Hang => self.push(Self::off(&n)),
             Image::Unhealthy => {
-                let reason = "health: required check failed".to_string();
+                let reason = Reason::parse("health: required check failed").unwrap();
                 let out = apply_op(
                     &self.cfg,
                     &nvars,
@@ -269,7 +269,7 @@ impl Model {
                         if x.trial.as_ref().is_some_and(|g| g.slot == slot) {
                             x.trial = None;
                         }
-                        x.rollback = Some((name.clone(), reason.clone()));
+                        x.rollback = Some((name.clone(), reason.to_string()));
                         x
                     },
                     cut,
@@ -313,7 +313,7 @@ impl Model {
         let mut ops = vec![
             Op::Ack,
             Op::MarkBad {
-                reason: "by hand".into(),
+                reason: Reason::parse("by hand").unwrap(),
             },
         ];
         for x in self.cfg.ids() {
@@ -336,7 +336,7 @@ impl Model {
                             if x.trial.as_ref().is_some_and(|g| g.slot == s) {
                                 x.trial = None;
                             }
-                            x.rollback = Some((cfg.name(s).to_string(), reason.clone()));
+                            x.rollback = Some((cfg.name(s).to_string(), reason.to_string()));
                         }
                         Op::SetPrimary(name) => {
                             let t = cfg.find(name).unwrap();
@@ -348,7 +348,7 @@ impl Model {
                                 x.trial = Some(TrialGhost {
                                     slot: t,
                                     attempts: 0,
-                                    limit: st.bootlimit,
+                                    limit: st.bootlimit.get(),
                                     fallback: before.last_good(),
                                 });
                                 let fb = st.fallback_from(t);

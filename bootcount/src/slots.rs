@@ -3,6 +3,7 @@
 //! Slots are identified by their position in the file ([`SlotId`]); every name that comes from
 //! the environment or the command line is resolved against this list once, at the edge.
 
+use crate::state::BootLimit;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -39,8 +40,8 @@ pub struct Slot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlotConfig {
-    /// Default number of attempts of a trial (1..=9) when `zbot_bootlimit` is unset or invalid.
-    pub bootlimit: u8,
+    /// Default number of attempts of a trial when `zbot_bootlimit` is unset or invalid.
+    pub bootlimit: BootLimit,
     /// The slots, in order of preference for `install-target`.
     #[serde(rename = "slot")]
     pub slots: Vec<Slot>,
@@ -286,8 +287,12 @@ impl SlotConfig {
             .iter()
             .map(|s| 1 + text[..s.span().start.min(text.len())].matches('\n').count())
             .collect();
+        let bootlimit = BootLimit::new(raw.bootlimit).map_err(|_| ConfigError::Invalid {
+            path: origin.to_string(),
+            message: format!("bootlimit = {} is out of range: use 1..9", raw.bootlimit),
+        })?;
         let cfg = SlotConfig {
-            bootlimit: raw.bootlimit,
+            bootlimit,
             slots: raw.slots.into_iter().map(|s| s.into_inner()).collect(),
         };
         cfg.check_at(&lines)
@@ -308,12 +313,6 @@ impl SlotConfig {
             Some(l) => format!("line {l}: slot {} ({:?})", i + 1, self.slots[i].name),
             None => format!("slot {} ({:?})", i + 1, self.slots[i].name),
         };
-        if !(1..=9).contains(&self.bootlimit) {
-            return Err(format!(
-                "bootlimit = {} is out of range: use 1..9",
-                self.bootlimit
-            ));
-        }
         if self.slots.is_empty() {
             return Err("no [[slot]]: declare one recovery slot and at least one primary".into());
         }
@@ -491,7 +490,7 @@ mod tests {
             c.slot(c.find("rootfs").unwrap()).root,
             "root=/dev/mmcblk0p4 rootwait rw"
         );
-        assert_eq!(c.bootlimit, 3);
+        assert_eq!(c.bootlimit.get(), 3);
     }
 
     #[test]

@@ -1,21 +1,35 @@
-//! Command-line interface: argument parsing (clap) and `run`, which returns the exit code.
+//! Command-line interface: argument parsing (clap) and [`run`]`(args, io)`, which returns the
+//! exit code or an error that carries its own ([`CliError::exit_code`]). What is printed is a
+//! [`Message`] rendered by the crate's one printer ([`crate::print`]).
 //!
 //! Exit codes: `check`: 0 sound, 1 problems found, 2 could not check. `repair`/`grow`: 0 done
 //! (or nothing to do: `grow` of a partition that already ends at the card's aligned end), 1
-//! refused or not written (dry run, no `--yes`), 2 error.
+//! refused or not written (no `--yes`), 2 error. `--dry-run` exits as the run would: `repair`
+//! with the check of the tables after the plan (0 sound, 1 problems would remain), `grow` 0.
 
 use crate::check::{self, Report, Severity};
 use crate::disk::{Patched, Snapshot};
 use crate::emit::{emit, EmitKind};
-use crate::kernel::{KernelTable, KernelView};
 use crate::layout::Layout;
+pub use crate::print::format_report;
+use crate::print::{print, Message};
 use crate::repair::{self, Backup, Plan};
 use crate::{blockdev, create, files, SECTOR};
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The output streams, injectable for tests (the confirmation question reads the real stdin:
+/// only a terminal is asked).
+pub struct Io<'a> {
+    /// Standard output: the [`Message`]s.
+    pub out: &'a mut dyn Write,
+    /// Standard error: refusals, errors, the confirmation question.
+    pub err: &'a mut dyn Write,
+}
 
 /// Create, check and repair the ZBot hybrid GPT/MBR SD card.
 #[derive(Parser, Debug)]
@@ -150,12 +164,39 @@ pub fn parse_emit(s: &str) -> Result<(EmitKind, PathBuf), String> {
     Ok((kind, PathBuf::from(p)))
 }
 
-/// A failure that stops the command (exit 2).
+/// A failure that stops the command; it carries its exit code ([`CliError::exit_code`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// Any error with context.
+    /// Could not do it (a file, the card, a layout): exit 2. The message names the file.
     #[error("{0}")]
     Msg(String),
+    /// Refused, nothing written: exit 1 (`repair` with nothing to rebuild from, `grow` on
+    /// unsound tables, ...). The message says why.
+    #[error("{0}")]
+    Refused(String),
+    /// The command line is not understood (clap's message, with the usage): exit 2.
+    #[error("{0}")]
+    Usage(clap::Error),
+}
+
+impl CliError {
+    /// 1 refused, 2 could not (or a usage error).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Refused(_) => 1,
+            CliError::Msg(_) | CliError::Usage(_) => 2,
+        }
+    }
+
+    /// The line for stderr: `partctl: error: ...` when it could not, `partctl: ...` for a
+    /// refusal (which says "refusing" itself), clap's own text for a usage error.
+    pub fn render(&self) -> String {
+        match self {
+            CliError::Msg(m) => format!("partctl: error: {m}\n"),
+            CliError::Refused(m) => format!("partctl: {m}\n"),
+            CliError::Usage(e) => e.to_string(),
+        }
+    }
 }
 
 fn msg<E: std::fmt::Display>(ctx: impl std::fmt::Display) -> impl FnOnce(E) -> CliError {
@@ -190,81 +231,6 @@ fn load_layout(p: &Option<PathBuf>) -> Result<Option<Layout>, CliError> {
         .transpose()
 }
 
-fn fmt_view(v: &KernelView) -> String {
-    let mut s = match v.table {
-        KernelTable::PrimaryGpt => "primary GPT".to_string(),
-        KernelTable::AlternateGpt => "alternate (backup) GPT".to_string(),
-        KernelTable::Msdos => "the MBR only (GPT ignored)".to_string(),
-        KernelTable::None => "NO partition table".to_string(),
-    };
-    let parts: Vec<String> = v
-        .partitions
-        .iter()
-        .map(|p| format!("p{}", p.number))
-        .collect();
-    s.push_str(&format!(
-        " -> {} partition(s){}",
-        parts.len(),
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", parts.join(" "))
-        }
-    ));
-    for n in &v.notes {
-        s.push_str(&format!("\n      kernel: {n}"));
-    }
-    s
-}
-
-/// Human-readable report.
-pub fn format_report(name: &str, r: &Report) -> String {
-    let mut o = format!(
-        "{name}: {} sectors ({:.1} MiB)",
-        r.disk_sectors,
-        (r.disk_sectors * SECTOR) as f64 / (1u64 << 20) as f64
-    );
-    match r.source {
-        Some(w) => o.push_str(&format!(", partitions from the {w} GPT\n")),
-        None => o.push_str(", no usable GPT\n"),
-    }
-    for (n, e) in &r.partitions {
-        o.push_str(&format!(
-            "  {n:>3} {:<10} LBA {:>10}..{:<10} {} {}\n",
-            e.name, e.first_lba, e.last_lba, e.type_guid, e.uuid
-        ));
-    }
-    let errors = r
-        .problems
-        .iter()
-        .filter(|p| p.severity == Severity::Error)
-        .count();
-    if r.problems.is_empty() {
-        o.push_str("No problems found.\n");
-    } else {
-        o.push_str(&format!(
-            "{errors} error(s), {} warning(s):\n",
-            r.problems.len() - errors
-        ));
-        for p in &r.problems {
-            o.push_str(&format!("  {p}\n"));
-        }
-    }
-    o.push_str(&format!("Linux sees: {}\n", fmt_view(&r.linux)));
-    if r.linux_with_gpt_option
-        != (KernelView {
-            force_gpt: true,
-            ..r.linux.clone()
-        })
-    {
-        o.push_str(&format!(
-            "Linux with `gpt` on its command line sees: {}\n",
-            fmt_view(&r.linux_with_gpt_option)
-        ));
-    }
-    o
-}
-
 fn default_backup_name(target: &Path) -> PathBuf {
     let base = target
         .file_name()
@@ -277,7 +243,7 @@ fn default_backup_name(target: &Path) -> PathBuf {
     PathBuf::from(format!("partctl-backup-{base}-{t}.bin"))
 }
 
-fn confirm(yes: bool) -> bool {
+fn confirm(yes: bool, io: &mut Io) -> bool {
     if yes {
         return true;
     }
@@ -285,7 +251,8 @@ fn confirm(yes: bool) -> bool {
     if !std::io::stdin().is_terminal() {
         return false;
     }
-    eprint!("Write these sectors? [y/N] ");
+    let _ = write!(io.err, "Write these sectors? [y/N] ");
+    let _ = io.err.flush();
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
 }
@@ -296,6 +263,7 @@ fn write_plan(
     target: &Path,
     plan: &Plan,
     backup: &Option<PathBuf>,
+    io: &mut Io,
 ) -> Result<(), CliError> {
     let b = Backup::save(f, plan).map_err(msg("reading sectors to back up"))?;
     let path = backup
@@ -309,12 +277,13 @@ fn write_plan(
     bf.write_all(&b.to_bytes())
         .and_then(|_| bf.sync_all())
         .map_err(msg(format!("backup file {}", path.display())))?;
-    println!(
-        "saved {} sector(s) to {} (undo: partctl restore {} {})",
-        b.sectors.len(),
-        path.display(),
-        path.display(),
-        target.display()
+    print(
+        io.out,
+        &Message::BackupSaved {
+            sectors: b.sectors.len(),
+            path: &path,
+            target,
+        },
     );
     // Test hook (named fault point): `PARTCTL_FAULT_AFTER_WRITES=k` stops the process dead
     // after k synced sector writes, like a power cut, so tests can cut a real run anywhere.
@@ -339,8 +308,25 @@ fn recheck(f: &mut File, n: u64, layout: Option<&Layout>, name: &str) -> Result<
     Ok(check::check(&s, layout))
 }
 
-/// Run a parsed command line; `Err` means exit 2.
-pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+/// Run `partctl` on its arguments (`args[0]` is the program), printing through `io`. `Ok` is
+/// the code of a command that ran (0, or 1 when `check` finds problems); errors carry theirs.
+pub fn run(args: Vec<OsString>, io: &mut Io) -> Result<ExitCode, CliError> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) if e.exit_code() == 0 => {
+            // --help, --version
+            let _ = write!(io.out, "{e}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(CliError::Usage(e)),
+    };
+    let code = run_cli(cli, io);
+    let _ = io.out.flush();
+    code
+}
+
+/// Run a parsed command line.
+pub fn run_cli(cli: Cli, io: &mut Io) -> Result<ExitCode, CliError> {
     match cli.cmd {
         Cmd::Create {
             layout,
@@ -348,21 +334,21 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             input,
             size,
             emit: outs,
-        } => create_cmd(layout, output, input, size, outs),
-        Cmd::Emit { kind, layout } => emit_cmd(kind, layout),
+        } => create_cmd(layout, output, input, size, outs, io),
+        Cmd::Emit { kind, layout } => emit_cmd(kind, layout, io),
         Cmd::Check {
             target,
             layout,
             json,
-        } => check_cmd(target, layout, json),
+        } => check_cmd(target, layout, json, io),
         Cmd::Repair {
             target,
             layout,
             dry_run,
             yes,
             backup,
-        } => repair_cmd(target, layout, dry_run, yes, backup),
-        Cmd::Restore { backup, target } => restore_cmd(backup, target),
+        } => repair_cmd(target, layout, dry_run, yes, backup, io),
+        Cmd::Restore { backup, target } => restore_cmd(backup, target, io),
         Cmd::Grow {
             name,
             target,
@@ -370,7 +356,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             yes,
             backup,
             align,
-        } => grow_cmd(name, target, dry_run, yes, backup, align),
+        } => grow_cmd(name, target, dry_run, yes, backup, align, io),
     }
 }
 
@@ -381,42 +367,54 @@ fn create_cmd(
     input: Option<PathBuf>,
     size: Option<u64>,
     outs: Vec<(EmitKind, PathBuf)>,
+    io: &mut Io,
 ) -> Result<ExitCode, CliError> {
     let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
     let input = input.unwrap_or_else(|| layout.parent().map(Path::to_path_buf).unwrap_or_default());
     let t = create::create(&l, &input, &output, size)
         .map_err(|e| CliError::Msg(format!("creating {}: {e}", output.display())))?;
-    println!(
-        "created {} ({} sectors, {} partitions)",
-        output.display(),
-        t.disk_sectors,
-        l.partitions.len()
+    print(
+        io.out,
+        &Message::Created {
+            output: &output,
+            sectors: t.disk_sectors,
+            partitions: l.partitions.len(),
+        },
     );
     for (kind, p) in outs {
         std::fs::write(&p, emit(&l, kind)).map_err(msg(p.display()))?;
-        println!("wrote {}", p.display());
+        print(io.out, &Message::Wrote(&p));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `emit`: print one derived file.
-fn emit_cmd(kind: EmitKind, layout: PathBuf) -> Result<ExitCode, CliError> {
+fn emit_cmd(kind: EmitKind, layout: PathBuf, io: &mut Io) -> Result<ExitCode, CliError> {
     let l = Layout::load(&layout).map_err(|e| CliError::Msg(e.to_string()))?;
-    print!("{}", emit(&l, kind));
+    print(io.out, &Message::Emitted(&emit(&l, kind)));
     Ok(ExitCode::SUCCESS)
 }
 
 /// `check`: exit 0 sound, 1 problems found (2, as an error: could not check).
-fn check_cmd(target: PathBuf, layout: Option<PathBuf>, json: bool) -> Result<ExitCode, CliError> {
+fn check_cmd(
+    target: PathBuf,
+    layout: Option<PathBuf>,
+    json: bool,
+    io: &mut Io,
+) -> Result<ExitCode, CliError> {
     let l = load_layout(&layout)?;
     let (mut f, n) = open_ro(&target)?;
     let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
     let r = check::check(&s, l.as_ref());
-    if json {
-        println!("{}", serde_json::to_string_pretty(&r).map_err(msg("json"))?);
-    } else {
-        print!("{}", format_report(&target.display().to_string(), &r));
-    }
+    let name = target.display().to_string();
+    print(
+        io.out,
+        &Message::Check {
+            name: &name,
+            report: &r,
+            json,
+        },
+    );
     Ok(ExitCode::from(r.exit_code()))
 }
 
@@ -427,6 +425,7 @@ fn repair_cmd(
     dry_run: bool,
     yes: bool,
     backup: Option<PathBuf>,
+    io: &mut Io,
 ) -> Result<ExitCode, CliError> {
     let l = load_layout(&layout)?;
     let (mut f, n) = if dry_run {
@@ -435,14 +434,17 @@ fn repair_cmd(
         open_rw(&target)?
     };
     let s = Snapshot::read(&mut f, n).map_err(msg(target.display()))?;
-    let plan = match repair::plan(&mut f, &s, l.as_ref()) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("partctl: refusing to repair {}: {e}", target.display());
-            return Ok(ExitCode::from(1));
-        }
-    };
-    print!("Repair plan for {}:\n{}", target.display(), plan.describe());
+    let name = target.display().to_string();
+    let plan = repair::plan(&mut f, &s, l.as_ref())
+        .map_err(|e| CliError::Refused(format!("refusing to repair {name}: {e}")))?;
+    print(
+        io.out,
+        &Message::Plan {
+            what: "Repair",
+            name: &name,
+            plan: &plan,
+        },
+    );
     if plan.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -452,42 +454,44 @@ fn repair_cmd(
     }
     let sa = Snapshot::read(&mut after, n).map_err(msg(target.display()))?;
     let ra = check::check(&sa, l.as_ref());
-    print!(
-        "After the repair:\n{}",
-        format_report(&target.display().to_string(), &ra)
+    print(
+        io.out,
+        &Message::After {
+            name: &name,
+            report: &ra,
+        },
     );
-    if dry_run || !confirm(yes) {
-        println!(
-            "Nothing written{}.",
-            if dry_run {
-                " (dry run)"
-            } else {
-                ": rerun with --yes"
-            }
-        );
+    if dry_run {
+        // As the repair would exit: 0 when the tables would be sound.
+        print(io.out, &Message::NothingWritten { dry_run: true });
+        return Ok(ExitCode::from(ra.exit_code()));
+    }
+    if !confirm(yes, io) {
+        print(io.out, &Message::NothingWritten { dry_run: false });
         return Ok(ExitCode::from(1));
     }
-    write_plan(&mut f, &target, &plan, &backup)?;
+    write_plan(&mut f, &target, &plan, &backup, io)?;
     if let Err(e) = blockdev::reread(&f) {
-        println!("note: the kernel did not reread the table ({e}); reboot to use it");
+        print(
+            io.out,
+            &Message::Note(format!(
+                "note: the kernel did not reread the table ({e}); reboot to use it"
+            )),
+        );
     }
-    let r = recheck(&mut f, n, l.as_ref(), &target.display().to_string())?;
-    println!(
-        "Repaired. {}",
-        if r.is_sound() {
-            "The tables are sound."
-        } else {
-            "Problems remain:"
-        }
+    let r = recheck(&mut f, n, l.as_ref(), &name)?;
+    print(
+        io.out,
+        &Message::Repaired {
+            name: &name,
+            report: &r,
+        },
     );
-    if !r.is_sound() {
-        print!("{}", format_report(&target.display().to_string(), &r));
-    }
     Ok(ExitCode::from(r.exit_code()))
 }
 
 /// `restore`: put back the sectors a backup file holds, on the card it came from.
-fn restore_cmd(backup: PathBuf, target: PathBuf) -> Result<ExitCode, CliError> {
+fn restore_cmd(backup: PathBuf, target: PathBuf, io: &mut Io) -> Result<ExitCode, CliError> {
     let bytes = files::read_small(&backup, repair::MAX_BACKUP_FILE_BYTES)
         .map_err(|e| CliError::Msg(no_dup(&backup, e)))?;
     let b = Backup::from_bytes(&bytes).map_err(msg(backup.display()))?;
@@ -501,10 +505,12 @@ fn restore_cmd(backup: PathBuf, target: PathBuf) -> Result<ExitCode, CliError> {
     }
     repair::restore(&mut f, &b, |f| f.sync_data()).map_err(msg(target.display()))?;
     let _ = blockdev::reread(&f);
-    println!(
-        "restored {} sector(s) to {}",
-        b.sectors.len(),
-        target.display()
+    print(
+        io.out,
+        &Message::Restored {
+            sectors: b.sectors.len(),
+            target: &target,
+        },
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -517,6 +523,7 @@ fn grow_cmd(
     yes: bool,
     backup: Option<PathBuf>,
     align: u64,
+    io: &mut Io,
 ) -> Result<ExitCode, CliError> {
     let (mut f, n) = if dry_run {
         open_ro(&target)?
@@ -527,41 +534,107 @@ fn grow_cmd(
     let r = check::check(&s, None);
     // Including a backup left mid-card: `repair` clears it while it is still free
     // space; after the grow it would lie inside the partition and stay.
+    let card = target.display().to_string();
     if let Some(p) = r.problems.iter().find(|p| p.severity == Severity::Error) {
-        eprintln!("partctl: refusing to grow {}: the tables have problems ({p}); run `partctl repair` first", target.display());
-        return Ok(ExitCode::from(1));
+        return Err(CliError::Refused(format!(
+            "refusing to grow {card}: the tables have problems ({p}); run `partctl repair` first"
+        )));
     }
-    let (plan, num, start, sectors) = match repair::plan_grow(&mut f, &s, &name, align) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("partctl: {e}");
-            return Ok(ExitCode::from(1));
-        }
-    };
-    print!("Grow plan for {}:\n{}", target.display(), plan.describe());
+    let (plan, num, start, sectors) = repair::plan_grow(&mut f, &s, &name, align)
+        .map_err(|e| CliError::Refused(e.to_string()))?;
+    print(
+        io.out,
+        &Message::Plan {
+            what: "Grow",
+            name: &card,
+            plan: &plan,
+        },
+    );
     if plan.is_empty() {
         // Already grown: nothing written, no backup file, success (reruns are safe).
         return Ok(ExitCode::SUCCESS);
     }
-    if dry_run || !confirm(yes) {
-        println!(
-            "Nothing written{}.",
-            if dry_run {
-                " (dry run)"
-            } else {
-                ": rerun with --yes"
-            }
-        );
+    if dry_run {
+        print(io.out, &Message::NothingWritten { dry_run: true });
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !confirm(yes, io) {
+        print(io.out, &Message::NothingWritten { dry_run: false });
         return Ok(ExitCode::from(1));
     }
-    write_plan(&mut f, &target, &plan, &backup)?;
+    write_plan(&mut f, &target, &plan, &backup, io)?;
     if blockdev::reread(&f).is_err() {
-        match blockdev::resize_partition(&f, num, start, sectors) {
-            Ok(()) => println!("told the kernel partition {num} now has {sectors} sectors (BLKPG); grow the filesystem with resize2fs"),
-            Err(e) => println!("note: the kernel still uses the old size ({e}); reboot, then resize2fs"),
-        }
+        let note = match blockdev::resize_partition(&f, num, start, sectors) {
+            Ok(()) => format!("told the kernel partition {num} now has {sectors} sectors (BLKPG); grow the filesystem with resize2fs"),
+            Err(e) => format!("note: the kernel still uses the old size ({e}); reboot, then resize2fs"),
+        };
+        print(io.out, &Message::Note(note));
     }
-    let r = recheck(&mut f, n, None, &target.display().to_string())?;
-    print!("{}", format_report(&target.display().to_string(), &r));
+    let r = recheck(&mut f, n, None, &card)?;
+    print(
+        io.out,
+        &Message::Check {
+            name: &card,
+            report: &r,
+            json: false,
+        },
+    );
     Ok(ExitCode::from(r.exit_code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_in_process(args: &[&str]) -> (Result<ExitCode, CliError>, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let argv = std::iter::once("partctl")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        let r = run(
+            argv,
+            &mut Io {
+                out: &mut out,
+                err: &mut err,
+            },
+        );
+        (
+            r,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    /// `run(args, io)`: output through the injected streams, exit codes carried by the errors.
+    #[test]
+    fn run_prints_through_io_and_errors_carry_their_exit_code() {
+        let layout = concat!(env!("CARGO_MANIFEST_DIR"), "/layouts/zbot-duos.toml");
+        let (r, out, _) = run_in_process(&["emit", "slots", layout]);
+        assert_eq!(r.unwrap(), ExitCode::SUCCESS);
+        assert!(out.contains("[[slot]]"), "{out}");
+        let (r, out, _) = run_in_process(&["--help"]);
+        assert_eq!(r.unwrap(), ExitCode::SUCCESS);
+        assert!(out.contains("Usage: partctl"), "{out}");
+        let e = run_in_process(&["check"]).0.unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.render().contains("Usage: partctl check"),
+            "{}",
+            e.render()
+        );
+        let e = run_in_process(&["check", "/nonexistent/card.img"])
+            .0
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.render().starts_with("partctl: error: ")
+                && e.render().contains("/nonexistent/card.img"),
+            "{}",
+            e.render()
+        );
+        let refused = CliError::Refused("refusing to grow x: y".into());
+        assert_eq!(refused.exit_code(), 1);
+        assert_eq!(refused.render(), "partctl: refusing to grow x: y\n");
+    }
 }

@@ -2,8 +2,8 @@
 //! must return normally on any input.
 
 use crate::check::check;
-use crate::cli::format_report;
 use crate::disk::{Patched, Snapshot};
+use crate::print::format_report;
 use crate::repair;
 use std::io::Cursor;
 

@@ -21,6 +21,7 @@ pub mod kernel;
 pub mod layout;
 pub mod mbr;
 pub mod model;
+pub mod print;
 pub mod repair;
 
 /// Sector size: the SD card and every image use 512-byte logical sectors.

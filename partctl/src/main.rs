@@ -1,5 +1,4 @@
 //! `partctl`: thin wrapper around [`partctl::cli::run`].
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -11,12 +10,17 @@ fn main() -> ExitCode {
             nix::sys::signal::SigHandler::SigDfl,
         )
     };
-    let cli = partctl::cli::Cli::parse();
-    match partctl::cli::run(cli) {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let mut io = partctl::cli::Io {
+        out: &mut out,
+        err: &mut err,
+    };
+    match partctl::cli::run(std::env::args_os().collect(), &mut io) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("partctl: error: {e}");
-            ExitCode::from(2)
+            let _ = io.err.write_all(e.render().as_bytes());
+            ExitCode::from(e.exit_code())
         }
     }
 }

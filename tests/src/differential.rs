@@ -15,39 +15,29 @@ use bootcount::state::names;
 use bootcount::{bootloader_step, SlotConfig};
 use fw_env::codec::{self, uboot_view};
 use fw_env::{Layout, Vars};
+use proptest::prelude::*;
+use proptest::strategy::{Union, ValueTree};
+use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 use std::fmt::Write as _;
 use std::path::Path;
 use uboot_scripts::{Board, Generated};
 
-/// A small seeded PRNG (splitmix64): reproducible cases without extra dependencies.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The generator of the random cases and of the power-cut delays: proptest's ChaCha
+/// [`TestRng`] seeded from a number (`ZBOT_DIFF_SEED`, `ZBOT_CUT_SEED`, ...), so a run is
+/// reproducible from the seed it prints.
+pub fn seeded_rng(seed: u64) -> TestRng {
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(
+            &(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_le_bytes(),
+        );
+    }
+    TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+}
 
-impl Rng {
-    /// Seeded generator.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    /// One element.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-    /// True with probability `pct`%.
-    pub fn chance(&mut self, pct: usize) -> bool {
-        self.below(100) < pct
-    }
+/// A proptest runner whose cases come from `seed` ([`seeded_rng`]).
+pub fn seeded_runner(seed: u64) -> TestRunner {
+    TestRunner::new_with_rng(ProptestConfig::default(), seeded_rng(seed))
 }
 
 /// One case: the slot configuration and the stored environment.
@@ -128,9 +118,10 @@ pub const COUNTER_GARBAGE: &[&str] = &[
     "10", "a", "03", "-1", " 1", "1 ", "0x1", "08", "99", "+1", "", "x", "9a", "1;",
 ];
 
-fn random_string(rng: &mut Rng, max: usize) -> String {
-    let n = 1 + rng.below(max);
-    (0..n).map(|_| *rng.pick(PRINTABLE) as char).collect()
+/// 1..=`max` characters of [`PRINTABLE`].
+fn printable(max: usize) -> impl Strategy<Value = String> + Clone {
+    prop::collection::vec(prop::sample::select(PRINTABLE), 1..=max)
+        .prop_map(|b| String::from_utf8(b).expect("ASCII"))
 }
 
 fn set(vars: &mut Vars, name: &str, v: Option<&str>) {
@@ -224,79 +215,154 @@ pub fn enumeration(base: &Vars) -> Vec<Vars> {
     out
 }
 
-/// A random case over `cfg`: every policy variable unset, a slot, garbage or random text;
-/// sometimes rollback records, bad flags, legacy variables and odd root arguments.
-pub fn random_case(rng: &mut Rng, cfg: &SlotConfig, base: &Vars) -> Vars {
-    let names: Vec<&str> = cfg.slots.iter().map(|s| s.name.as_str()).collect();
-    let mut v = base.clone();
-    let slot_like = |rng: &mut Rng| -> Option<String> {
-        match rng.below(10) {
-            0..=2 => None,
-            3 => Some(String::new()),
-            4..=7 => Some(rng.pick(&names).to_string()),
-            8 => Some(rng.pick(GARBAGE).to_string()),
-            _ => Some(random_string(rng, 12)),
-        }
-    };
-    let counter = |rng: &mut Rng| -> Option<String> {
-        match rng.below(10) {
-            0..=2 => None,
-            3..=7 => Some(rng.below(10).to_string()),
-            8 => Some(rng.pick(COUNTER_GARBAGE).to_string()),
-            _ => Some(random_string(rng, 3)),
-        }
-    };
-    // Bias towards active trials, the interesting branch.
-    let nb = slot_like(rng);
-    set(&mut v, "next_boot", nb.as_deref());
-    let trial = if rng.chance(40) {
-        nb.clone()
-    } else {
-        slot_like(rng)
-    };
-    set(&mut v, "zbot_trial", trial.as_deref());
-    let once = if rng.chance(60) { None } else { slot_like(rng) };
-    set(&mut v, "zbot_once", once.as_deref());
-    let t = counter(rng);
-    set(&mut v, "zbot_tries", t.as_deref());
-    let l = counter(rng);
-    set(&mut v, "zbot_bootlimit", l.as_deref());
-    let p = slot_like(rng);
-    set(&mut v, "zbot_prev", p.as_deref());
-    if rng.chance(30) {
-        let s = *rng.pick(&names);
-        set(&mut v, "zbot_rb_slot", Some(s));
-        let r = *rng.pick(&["bootlimit", "marked bad", "x y"]);
-        set(&mut v, "zbot_rb_reason", Some(r));
-    }
-    for n in &names {
-        if rng.chance(15) {
-            let reason = if rng.chance(50) {
-                "bootlimit".to_string()
-            } else {
-                random_string(rng, 8)
-            };
-            set(&mut v, &format!("zbot_bad_{n}"), Some(&reason));
-        }
-        match rng.below(10) {
-            0 => set(&mut v, n, None),
-            1 => set(&mut v, n, Some("")),
-            2 => {
-                let r = random_string(rng, 40);
-                set(&mut v, n, Some(&r))
-            }
-            _ => {}
-        }
-    }
-    if rng.chance(20) {
-        set(&mut v, "first_boot", Some("1"));
-        set(&mut v, "root", Some("root=/dev/mmcblk0p4 rootwait rw"));
-    }
-    if rng.chance(10) {
-        let r = random_string(rng, 20);
-        set(&mut v, "bootargs_base", Some(&r));
-    }
-    v
+/// A value for a variable that should name a slot: unset (30 %), empty, a slot (40 %),
+/// garbage or random text.
+fn slot_like(names: &[String]) -> BoxedStrategy<Option<String>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => Just(Some(String::new())),
+        4 => prop::sample::select(names.to_vec()).prop_map(Some),
+        1 => prop::sample::select(GARBAGE).prop_map(|g| Some(g.to_string())),
+        1 => printable(12).prop_map(Some),
+    ]
+    .boxed()
+}
+
+/// A value for a counter: unset (30 %), a digit (50 %), counter garbage or random text.
+fn counter() -> BoxedStrategy<Option<String>> {
+    prop_oneof![
+        3 => Just(None),
+        5 => (0u8..10).prop_map(|d| Some(d.to_string())),
+        1 => prop::sample::select(COUNTER_GARBAGE).prop_map(|g| Some(g.to_string())),
+        1 => printable(3).prop_map(Some),
+    ]
+    .boxed()
+}
+
+/// What a case does to a slot's root arguments (kept as the default 70 % of the time).
+#[derive(Debug, Clone)]
+enum RootEdit {
+    Keep,
+    Unset,
+    Empty,
+    Text(String),
+}
+
+/// The random cases over `cfg` (configuration `index` of the run), its default environment
+/// `base` changed: every policy variable unset, a slot, garbage or random text, with a bias
+/// towards active trials (the interesting branch); sometimes rollback records, bad flags,
+/// legacy variables and odd root arguments. Shrinking (proptest's) goes towards unset
+/// variables and the default environment.
+pub fn case_strategy(index: usize, cfg: &SlotConfig, base: &Vars) -> BoxedStrategy<Case> {
+    let names: Vec<String> = cfg.slots.iter().map(|s| s.name.clone()).collect();
+    let base = base.clone();
+    let policy = (
+        slot_like(&names),
+        prop::bool::weighted(0.4),
+        slot_like(&names),
+        prop::option::weighted(0.4, slot_like(&names)),
+        counter(),
+        counter(),
+        slot_like(&names),
+    );
+    let reasons = vec!["bootlimit", "marked bad", "x y"];
+    let rollback = prop::option::weighted(
+        0.3,
+        (
+            prop::sample::select(names.clone()),
+            prop::sample::select(reasons),
+        ),
+    );
+    let per_slot = prop::collection::vec(
+        (
+            prop::option::weighted(
+                0.15,
+                prop_oneof![Just("bootlimit".to_string()), printable(8)],
+            ),
+            prop_oneof![
+                7 => Just(RootEdit::Keep),
+                1 => Just(RootEdit::Unset),
+                1 => Just(RootEdit::Empty),
+                1 => printable(40).prop_map(RootEdit::Text),
+            ],
+        ),
+        names.len(),
+    );
+    let legacy = prop::bool::weighted(0.2);
+    let bootargs_base = prop::option::weighted(0.1, printable(20));
+    (policy, rollback, per_slot, legacy, bootargs_base)
+        .prop_map(
+            move |(
+                (nb, trial_is_nb, trial, once, tries, limit, prev),
+                rollback,
+                per_slot,
+                legacy,
+                bootargs_base,
+            )| {
+                let mut v = base.clone();
+                set(&mut v, "next_boot", nb.as_deref());
+                let trial = if trial_is_nb { nb.clone() } else { trial };
+                set(&mut v, "zbot_trial", trial.as_deref());
+                set(&mut v, "zbot_once", once.flatten().as_deref());
+                set(&mut v, "zbot_tries", tries.as_deref());
+                set(&mut v, "zbot_bootlimit", limit.as_deref());
+                set(&mut v, "zbot_prev", prev.as_deref());
+                if let Some((slot, reason)) = rollback {
+                    set(&mut v, "zbot_rb_slot", Some(&slot));
+                    set(&mut v, "zbot_rb_reason", Some(reason));
+                }
+                for (n, (bad, root)) in names.iter().zip(per_slot) {
+                    if let Some(reason) = bad {
+                        set(&mut v, &format!("zbot_bad_{n}"), Some(&reason));
+                    }
+                    match root {
+                        RootEdit::Keep => {}
+                        RootEdit::Unset => set(&mut v, n, None),
+                        RootEdit::Empty => set(&mut v, n, Some("")),
+                        RootEdit::Text(r) => set(&mut v, n, Some(&r)),
+                    }
+                }
+                if legacy {
+                    set(&mut v, "first_boot", Some("1"));
+                    set(&mut v, "root", Some("root=/dev/mmcblk0p4 rootwait rw"));
+                }
+                if let Some(b) = bootargs_base {
+                    set(&mut v, "bootargs_base", Some(&b));
+                }
+                Case {
+                    cfg: index,
+                    stored: v,
+                }
+            },
+        )
+        .boxed()
+}
+
+/// The random cases of a run: each configuration equally often.
+pub fn cases_strategy(cfgs: &[(SlotConfig, Generated)], bases: &[Vars]) -> BoxedStrategy<Case> {
+    Union::new(
+        cfgs.iter()
+            .zip(bases)
+            .enumerate()
+            .map(|(i, ((c, _), b))| case_strategy(i, c, b)),
+    )
+    .boxed()
+}
+
+/// `n` random cases from `runner`, each with its proptest value tree (kept to shrink a case
+/// that fails: [`shrink`]).
+pub fn random_cases(
+    runner: &mut TestRunner,
+    strategy: &BoxedStrategy<Case>,
+    n: usize,
+) -> Vec<Box<dyn ValueTree<Value = Case>>> {
+    (0..n)
+        .map(|_| {
+            strategy
+                .new_tree(runner)
+                .expect("the case strategies never reject")
+        })
+        .collect()
 }
 
 /// What U-Boot did with one case.
@@ -576,39 +642,85 @@ pub fn describe(stored: &Vars, base: &Vars) -> String {
     s
 }
 
-/// Shrink a failing case: drop or restore-to-default one variable at a time while it still
-/// fails (one sandbox run per step), then describe it.
+/// Shrink a failing random case with proptest's value tree: simplify while the case still
+/// fails, step back (complicate) when it passes, one sandbox run per step, at most
+/// `max_steps` runs. Returns the smallest failing case found, the engine's and U-Boot's view.
 pub fn shrink(
     disk: &DiskImage,
     dir: &Path,
-    cfg: &SlotConfig,
-    base: &Vars,
-    case: &Vars,
-) -> Result<(Vars, Expected, UbootOutcome)> {
-    let fails = |v: &Vars| -> Result<Option<(Expected, UbootOutcome)>> {
-        let got = run_batch(disk, dir, std::slice::from_ref(v))?.remove(0);
-        let exp = expected(cfg, v);
+    cfgs: &[(SlotConfig, Generated)],
+    tree: &mut dyn ValueTree<Value = Case>,
+    max_steps: usize,
+) -> Result<(Case, Expected, UbootOutcome)> {
+    let fails = |c: &Case| -> Result<Option<(Expected, UbootOutcome)>> {
+        let got = run_batch(disk, dir, std::slice::from_ref(&c.stored))?.remove(0);
+        let exp = expected(&cfgs[c.cfg].0, &c.stored);
         Ok(compare(&exp, &got, None).err().map(|_| (exp, got)))
     };
-    let mut cur = case.clone();
-    let mut last = fails(&cur)?.ok_or_else(|| HelperError("case does not fail alone".into()))?;
-    let names: Vec<String> = cur
-        .iter()
-        .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-        .collect();
-    for n in names {
-        let mut t = cur.clone();
-        match base.get(&n) {
-            Some(b) if cur.get(&n).as_deref() != Some(&*b) => set(&mut t, &n, Some(&b)),
-            Some(_) => continue,
-            None => {
-                t.remove(&n);
+    let mut best = tree.current();
+    let mut last = fails(&best)?.ok_or_else(|| HelperError("case does not fail alone".into()))?;
+    let mut more = tree.simplify();
+    let mut steps = 0;
+    while more && steps < max_steps {
+        steps += 1;
+        let c = tree.current();
+        match fails(&c)? {
+            Some(r) => {
+                best = c;
+                last = r;
+                more = tree.simplify();
             }
-        }
-        if let Some(r) = fails(&t)? {
-            cur = t;
-            last = r;
+            None => more = tree.complicate(),
         }
     }
-    Ok((cur, last.0, last.1))
+    Ok((best, last.0, last.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The random cases are reproducible from the seed, cover both configurations, and shrink
+    /// (simplifying while "still failing") towards the default environment with the policy
+    /// variables unset.
+    #[test]
+    fn random_cases_are_seeded_and_shrink_towards_the_default_environment() {
+        let cfgs = configs();
+        let bases: Vec<Vars> = cfgs.iter().map(|(_, g)| base_env(g)).collect();
+        let strategy = cases_strategy(&cfgs, &bases);
+        let draw = |seed| {
+            random_cases(&mut seeded_runner(seed), &strategy, 200)
+                .iter()
+                .map(|t| t.current())
+                .map(|c| (c.cfg, describe(&c.stored, &bases[c.cfg])))
+                .collect::<Vec<_>>()
+        };
+        let a = draw(1);
+        assert_eq!(a, draw(1));
+        assert_ne!(a, draw(2));
+        assert!(a.iter().any(|c| c.0 == 0) && a.iter().any(|c| c.0 == 1));
+        let active_trials = random_cases(&mut seeded_runner(1), &strategy, 200)
+            .iter()
+            .map(|t| t.current().stored)
+            .filter(|v| v.get("zbot_trial").is_some() && v.get("zbot_trial") == v.get("next_boot"))
+            .count();
+        assert!(
+            active_trials > 40,
+            "biased towards active trials: {active_trials}"
+        );
+
+        let mut trees = random_cases(&mut seeded_runner(3), &strategy, 20);
+        for t in trees.iter_mut() {
+            while t.simplify() {}
+            let c = t.current();
+            let mut left = describe(&c.stored, &bases[c.cfg]);
+            for n in POLICY_VARS {
+                left = left.replace(&format!("{n}=<unset> "), "");
+            }
+            assert!(
+                left == "(the default environment)" || left.is_empty(),
+                "shrunk to: {left}"
+            );
+        }
+    }
 }

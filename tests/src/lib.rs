@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod bootloop;
+pub mod cuts;
 pub mod differential;
 pub mod machine;
 pub mod migration;

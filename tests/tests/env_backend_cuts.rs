@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use zbot_tests::differential::Rng;
+use zbot_tests::cuts::{cut_image, replay_points, replay_prefixes, seeded_cuts, traced_writes};
 use zbot_tests::{find_program, DiskImage, Peer, Sandbox, ENV_SIZE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,95 +235,16 @@ fn bytes_written(b: Backend, disk: &Path) -> Option<u64> {
     )
 }
 
-/// One write U-Boot issued to the card image: byte offset and data.
-type Write = (u64, Vec<u8>);
-
-/// The writes of one complete save, in order (strace of the sandbox: `lseek` + `write` on the
-/// image's descriptor, with the data dumped by `-e write=all`).
-fn traced_writes(b: Backend, disk: &Path) -> Vec<Write> {
-    let strace =
-        find_program("strace").expect("strace (Debian package strace; scripts/setup-debian.sh)");
-    let trace = disk.with_extension("strace");
+/// The sandbox command of one complete save (`traced_writes` records its writes to the card).
+fn save_command(b: Backend, disk: &Path) -> Command {
     let script = format!(
         "host bind 0 {}; env select {sel}; env load; setenv gen new; saveenv",
         disk.display(),
         sel = b.select()
     );
-    let o = Command::new(strace)
-        .args([
-            "-y",
-            "-e",
-            "trace=lseek,write,pwrite64",
-            "-e",
-            "write=all",
-            "-o",
-        ])
-        .arg(&trace)
-        .arg(b.peer().require())
-        .arg("-c")
-        .arg(script)
-        .current_dir(disk.parent().unwrap())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "strace of the save: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let tag = format!("{}>", disk.file_name().unwrap().to_str().unwrap());
-    let text = std::fs::read_to_string(&trace).unwrap();
-    let mut writes: Vec<Write> = Vec::new();
-    let mut pos = 0u64;
-    let mut current: Option<usize> = None;
-    for line in text.lines() {
-        if let Some(dump) = line.strip_prefix(" | ") {
-            // ` | OOOOO  xx xx .. xx  xx .. xx  ascii |`: 16 bytes per line, hex columns fixed.
-            if let Some(k) = current {
-                let hex = dump.get(7..7 + 49).unwrap_or(&dump[7.min(dump.len())..]);
-                writes[k].1.extend(
-                    hex.split_whitespace()
-                        .map_while(|h| u8::from_str_radix(h, 16).ok().filter(|_| h.len() == 2)),
-                );
-            }
-            continue;
-        }
-        current = None;
-        if !line.contains(&tag) {
-            continue;
-        }
-        let ret = line
-            .rsplit("= ")
-            .next()
-            .and_then(|r| r.trim().parse::<u64>().ok());
-        if line.starts_with("lseek(") {
-            pos = ret.expect("lseek result");
-        } else if line.starts_with("write(") {
-            let n = ret.expect("write result");
-            writes.push((pos, Vec::with_capacity(n as usize)));
-            current = Some(writes.len() - 1);
-            pos += n;
-        } else if line.starts_with("pwrite64(") {
-            panic!("pwrite64 not handled: {line}");
-        }
-    }
-    writes
-}
-
-/// The card after a cut `sectors` 512-byte sectors into the save's writes (in order; a write
-/// torn at a sector boundary, the device's unit of atomicity).
-fn cut_image(pristine: &[u8], writes: &[Write], sectors: usize) -> Vec<u8> {
-    let mut img = pristine.to_vec();
-    let mut left = sectors * 512;
-    for (off, data) in writes {
-        let n = data.len().min(left);
-        img[*off as usize..*off as usize + n].copy_from_slice(&data[..n]);
-        left -= n;
-        if left == 0 {
-            break;
-        }
-    }
-    img
+    let mut c = Command::new(b.peer().require());
+    c.arg("-c").arg(script).current_dir(disk.parent().unwrap());
+    c
 }
 
 /// Every cut point of a save at the block layer (the same fractions of the save's bytes for
@@ -339,7 +260,7 @@ fn env_loss_at_every_block_of_saveenv_ext4_file_vs_fat_pair() {
         let bytes = std::fs::read(p.path()).unwrap();
         let work = dir.path().join(format!("trace-{b:?}.img"));
         std::fs::copy(p.path(), &work).unwrap();
-        let writes = traced_writes(b, &work);
+        let writes = traced_writes(&save_command(b, &work), &work);
         // The replay of every write is exactly what the save left.
         let total: usize = writes.iter().map(|w| w.1.len()).sum();
         assert!(
@@ -354,15 +275,11 @@ fn env_loss_at_every_block_of_saveenv_ext4_file_vs_fat_pair() {
             "{}: the traced writes replay to the saved card",
             b.name()
         );
-        let points: Vec<usize> = match want.parse::<usize>() {
-            Ok(n) if n <= sectors => (0..n).map(|i| (i * sectors).div_ceil(n.max(1))).collect(),
-            _ => (0..=sectors).collect(),
-        };
+        let (_, points) = replay_points(sectors, 32, false);
         let cut = dir.path().join(format!("cut-{b:?}.img"));
         let [mut old, mut new, mut lost] = [0usize; 3];
         let mut lost_at = Vec::new();
-        for &k in &points {
-            std::fs::write(&cut, cut_image(&bytes, &writes, k)).unwrap();
+        replay_prefixes(&bytes, &writes, &points, &cut, |k| {
             match loaded_gen(b, &cut).as_deref() {
                 Some("old") => old += 1,
                 Some("new") => new += 1,
@@ -372,7 +289,7 @@ fn env_loss_at_every_block_of_saveenv_ext4_file_vs_fat_pair() {
                 }
                 Some(x) => panic!("{}: cut after {k} sectors loads gen={x}", b.name()),
             }
-        }
+        });
         let first_loss = lost_at.first().copied();
         report.push(format!(
             "  {:20} {} writes, {total} bytes ({sectors} sectors) per save; {} cut points: old {old}  new {new}  LOST {lost} ({:.1} %){}",
@@ -428,12 +345,11 @@ fn env_loss_under_saveenv_cuts_ext4_file_vs_fat_pair() {
     let longest = times.iter().flatten().max().copied().unwrap();
     let range_us = (longest.as_micros() as u64 * 5 / 4).max(1);
 
-    let mut rng = Rng::new(seed);
     // Per backend: old, new, lost, killed inside the save.
     let mut tally = vec![[0usize; 4]; backends.len()];
     let mut failures = Vec::new();
-    for i in 0..cuts {
-        let delay = Duration::from_micros(rng.next_u64() % range_us);
+    for cut in seeded_cuts(seed, cuts, 1, Duration::from_micros(range_us)) {
+        let (i, delay) = (cut.index, cut.delay);
         for (k, &b) in backends.iter().enumerate() {
             std::fs::copy(pristine[k].path(), &work[k]).unwrap();
             let r = save_and_cut(b, &work[k], Some(delay));

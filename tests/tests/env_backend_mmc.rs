@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use zbot_tests::differential::Rng;
+use zbot_tests::cuts::{replay_points, replay_prefixes, seeded_cuts};
 use zbot_tests::{find_program, DiskImage, Peer, ENV_SIZE};
 
 fn raw_card() -> partctl::layout::Layout {
@@ -217,28 +217,21 @@ fn raw_redundant_env_survives_saveenv_cuts() {
     // Every block of that write: the card cut after k of its 384 sectors (sector-atomic, in
     // order), loaded by the real U-Boot. `ZBOT_ENV_REPLAY` points (default 8; `all`: 385).
     let sectors = ENV_SIZE / 512;
-    let want = std::env::var("ZBOT_ENV_REPLAY").unwrap_or_else(|_| "8".into());
-    let points: Vec<usize> = match want.parse::<usize>() {
-        Ok(n) if n <= sectors => (0..n)
-            .map(|i| (i * sectors).div_ceil(n.max(1)))
-            .chain([sectors])
-            .collect(),
-        _ => (0..=sectors).collect(),
-    };
+    let (want, points) = replay_points(sectors, 8, true);
+    // The save is one write of the whole inactive copy.
+    let writes = [(o0 as u64, after[o0..o0 + ENV_SIZE].to_vec())];
     let [mut r_old, mut r_new] = [0usize; 2];
-    for &k in &points {
-        let mut cut = img.clone();
-        cut[o0..o0 + k * 512].copy_from_slice(&after[o0..o0 + k * 512]);
-        std::fs::write(&work, &cut).unwrap();
+    replay_prefixes(&img, &writes, &points, &work, |k| {
         // Old, or new once every sector that differs is written (the padding after the
         // variables is the same zeros in both copies); never lost.
+        let cut = std::fs::read(&work).unwrap();
         let complete = cut[o0..o0 + ENV_SIZE] == after[o0..o0 + ENV_SIZE];
         match loaded_after(&work).as_deref() {
             Some("old") if !complete => r_old += 1,
             Some("new") if complete => r_new += 1,
             other => panic!("cut after {k} of {sectors} sectors of the copy (complete: {complete}): U-Boot loads {other:?}"),
         }
-    }
+    });
     eprintln!(
         "raw redundant env, every block of the save (ZBOT_ENV_REPLAY={want}): {} cut points, old {r_old}, new {r_new} (every changed sector written), LOST 0; \
          bytes written per save {ENV_SIZE} (one copy, {sectors} sectors)",
@@ -247,11 +240,10 @@ fn raw_redundant_env_survives_saveenv_cuts() {
     let longest = *times.iter().max().unwrap();
     let range_us = (longest.as_micros() as u64 * 5 / 4).max(1);
 
-    let mut rng = Rng::new(seed);
     let [mut old, mut new, mut lost, mut inside] = [0usize; 4];
     let mut failures = Vec::new();
-    for i in 0..cuts {
-        let delay = Duration::from_micros(rng.next_u64() % range_us);
+    for cut in seeded_cuts(seed, cuts, 1, Duration::from_micros(range_us)) {
+        let (i, delay) = (cut.index, cut.delay);
         std::fs::copy(&pristine, &work).unwrap();
         let b = boot(&work, Some(delay));
         assert!(b.save_started, "cut {i}: no save:\n{}", b.output);

@@ -7,89 +7,9 @@
 //! its crash-point enumeration in `fw-env/tests/power_loss.rs`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use zbot_tests::{find_program, run_ok, DiskImage, Peer};
-
-type Write = (u64, Vec<u8>);
-
-/// The writes `cmd` makes to `card` (strace with the data dumped).
-fn traced_writes(mut cmd: Command, card: &Path) -> Vec<Write> {
-    let strace = find_program("strace").expect("strace (scripts/setup-debian.sh)");
-    let trace = card.with_extension("strace");
-    let mut s = Command::new(strace);
-    s.args([
-        "-y",
-        "-e",
-        "trace=lseek,write,pwrite64",
-        "-e",
-        "write=all",
-        "-o",
-    ])
-    .arg(&trace)
-    .arg(cmd.get_program())
-    .args(cmd.get_args())
-    .stdin(Stdio::null());
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            s.env(k, v);
-        }
-    }
-    let _ = &mut cmd;
-    run_ok(&mut s);
-    let tag = format!("{}>", card.file_name().unwrap().to_str().unwrap());
-    let text = std::fs::read_to_string(&trace).unwrap();
-    let mut writes: Vec<Write> = Vec::new();
-    let mut pos = 0u64;
-    let mut current: Option<usize> = None;
-    for line in text.lines() {
-        if let Some(dump) = line.strip_prefix(" | ") {
-            if let Some(k) = current {
-                let hex = dump.get(7..7 + 49).unwrap_or(&dump[7.min(dump.len())..]);
-                writes[k].1.extend(
-                    hex.split_whitespace()
-                        .map_while(|h| u8::from_str_radix(h, 16).ok().filter(|_| h.len() == 2)),
-                );
-            }
-            continue;
-        }
-        current = None;
-        if !line.contains(&tag) {
-            continue;
-        }
-        let ret = line
-            .rsplit("= ")
-            .next()
-            .and_then(|r| r.trim().parse::<u64>().ok());
-        if line.starts_with("lseek(") {
-            pos = ret.expect("lseek result");
-        } else if line.starts_with("write(") {
-            let n = ret.expect("write result");
-            writes.push((pos, Vec::with_capacity(n as usize)));
-            current = Some(writes.len() - 1);
-            pos += n;
-        } else if line.starts_with("pwrite64(") {
-            let args = &line[..line.rfind(") = ").unwrap()];
-            let off: u64 = args.rsplit(", ").next().unwrap().trim().parse().unwrap();
-            writes.push((off, Vec::new()));
-            current = Some(writes.len() - 1);
-        }
-    }
-    writes
-}
-
-fn cut_image(pristine: &[u8], writes: &[Write], sectors: usize) -> Vec<u8> {
-    let mut img = pristine.to_vec();
-    let mut left = sectors * 512;
-    for (off, data) in writes {
-        let n = data.len().min(left);
-        img[*off as usize..*off as usize + n].copy_from_slice(&data[..n]);
-        left -= n;
-        if left == 0 {
-            break;
-        }
-    }
-    img
-}
+use std::process::Stdio;
+use zbot_tests::cuts::{cut_image, replay_prefixes, traced_writes};
+use zbot_tests::{run_ok, DiskImage, Peer};
 
 fn read_both(cfg: &Path) -> (Option<String>, Option<String>) {
     let o = Peer::LibubootenvPrintenv
@@ -174,7 +94,7 @@ fn linux_writers_on_the_raw_layout_leave_old_or_new_at_every_block() {
                 .arg(&cfg)
                 .arg("gen")
                 .arg(long("new", "n"));
-            let writes = traced_writes(cmd, &card);
+            let writes = traced_writes(&cmd, &card);
             let after = std::fs::read(&card).unwrap();
             let total: usize = writes.iter().map(|w| w.1.len()).sum();
             assert!(total > 0 && total % 512 == 0, "{peer:?}: {total} bytes");
@@ -185,14 +105,14 @@ fn linux_writers_on_the_raw_layout_leave_old_or_new_at_every_block() {
                 "{peer:?}: replay"
             );
             let [mut old, mut new] = [0usize; 2];
-            for k in 0..=sectors {
-                std::fs::write(&card, cut_image(&pristine, &writes, k)).unwrap();
+            let points: Vec<usize> = (0..=sectors).collect();
+            replay_prefixes(&pristine, &writes, &points, &card, |k| {
                 match read_both(&cfg) {
                     (Some(a), Some(b)) if a == b && a == "old" => old += 1,
                     (Some(a), Some(b)) if a == b && a == "new" => new += 1,
                     other => panic!("{peer:?}: cut after {k} of {sectors} sectors: read {other:?}"),
                 }
-            }
+            });
             report.push(format!(
                 "  {:28} {} write(s), {total} bytes; {} cut points: old {old}, new {new}, lost 0",
                 peer.describe(),

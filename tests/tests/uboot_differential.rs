@@ -3,8 +3,9 @@
 //! `saveenv` ran (counted on the console) and what it wrote (read back from the ext4 file).
 //!
 //! Default run: the bounded enumeration (see `zbot_tests::differential::enumeration`) plus
-//! `ZBOT_DIFF_RANDOM` (default 5000) seeded random cases over the rootfs+otafs and A/B slot
-//! files. Full campaign (documented in docs/uboot-scripts.md):
+//! `ZBOT_DIFF_RANDOM` (default 5000) random cases over the rootfs+otafs and A/B slot files,
+//! drawn from proptest strategies by a runner seeded with `ZBOT_DIFF_SEED` (a failing case is
+//! shrunk with its proptest value tree). Full campaign (documented in docs/uboot-scripts.md):
 //!
 //! ```sh
 //! ZBOT_DIFF_RANDOM=100000 ZBOT_DIFF_SEED=7 cargo test -p zbot-tests --release \
@@ -13,8 +14,8 @@
 
 use std::time::Instant;
 use zbot_tests::differential::{
-    base_env, campaign_disk, compare, configs, describe, enumeration, expected, random_case,
-    run_batch, shrink, Rng,
+    base_env, campaign_disk, cases_strategy, compare, configs, describe, enumeration, expected,
+    random_cases, run_batch, seeded_runner, shrink,
 };
 
 #[test]
@@ -26,11 +27,12 @@ fn generated_script_agrees_with_the_engine() {
     let enumerated = cases.len();
     let seed = zbot_tests::env_number::<usize>("ZBOT_DIFF_SEED", 20261124) as u64;
     let random = zbot_tests::env_number::<usize>("ZBOT_DIFF_RANDOM", 5000);
-    let mut rng = Rng::new(seed);
-    for _ in 0..random {
-        let c = rng.below(cfgs.len());
-        cases.push((c, random_case(&mut rng, &cfgs[c].0, &bases[c])));
-    }
+    let mut runner = seeded_runner(seed);
+    let mut trees = random_cases(&mut runner, &cases_strategy(&cfgs, &bases), random);
+    cases.extend(trees.iter().map(|t| {
+        let c = t.current();
+        (c.cfg, c.stored)
+    }));
     let batch = zbot_tests::env_number::<usize>("ZBOT_DIFF_BATCH", 1500);
 
     let dir = tempfile::tempdir().unwrap();
@@ -76,11 +78,18 @@ fn generated_script_agrees_with_the_engine() {
             },
             describe(stored, &bases[*c])
         );
-        match shrink(&sdisk, sdir.path(), &cfgs[*c].0, &bases[*c], stored) {
+        // An enumerated case is its own reproducer; a random one is shrunk by its value tree.
+        let shrunk = match i.checked_sub(enumerated) {
+            Some(r) => shrink(&sdisk, sdir.path(), &cfgs, trees[r].as_mut(), 200),
+            None => Err(zbot_tests::HelperError(
+                "an enumerated case: not shrunk".into(),
+            )),
+        };
+        match shrunk {
             Ok((min, exp, got)) => {
                 msg += &format!(
                     "  minimal reproducer: {}\n  engine: {} -> slot {}, bootargs {:?}, saves {:?}\n  U-Boot: {}\n",
-                    describe(&min, &bases[*c]),
+                    describe(&min.stored, &bases[*c]),
                     exp.explain,
                     exp.slot,
                     exp.bootargs,

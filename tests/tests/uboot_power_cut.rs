@@ -18,7 +18,7 @@ use fw_env::codec::uboot_view;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use zbot_tests::bootloop::{classify, loaded_vars, FileState, Robot};
-use zbot_tests::differential::Rng;
+use zbot_tests::cuts::seeded_cuts;
 
 /// A scenario: its name and the variables set on top of the default environment.
 type Scenario = (
@@ -81,16 +81,19 @@ fn power_cut_during_saveenv_still_boots_a_valid_slot() {
         pristine.push((p, bytes, vars));
     }
 
-    let mut rng = Rng::new(seed);
     let mut by_state: BTreeMap<(&str, FileState, bool), usize> = BTreeMap::new();
     let mut dirty_fs = 0;
     let mut dirty_after_next_boot = 0;
     let mut finished_before_kill = 0;
     let mut failures = Vec::new();
     let t0 = Instant::now();
-    for i in 0..cuts {
-        let k = rng.below(SCENARIOS.len());
-        let delay = Duration::from_micros(rng.next_u64() % max_delay_us);
+    for cut in seeded_cuts(
+        seed,
+        cuts,
+        SCENARIOS.len(),
+        Duration::from_micros(max_delay_us),
+    ) {
+        let (i, k, delay) = (cut.index, cut.choice, cut.delay);
         let (img, old, old_vars) = &pristine[k];
         std::fs::copy(img, &disk).unwrap();
         let d = bootloader_step(&r.cfg, old_vars);

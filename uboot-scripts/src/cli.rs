@@ -1,9 +1,12 @@
-//! The command line of `uboot-scripts` (the binary is `main.rs`: parse, [`run`], print the
-//! error). See `uboot-scripts --help` and uboot-scripts/README.md.
-use crate::{Board, Generated};
+//! The command line of `uboot-scripts`: [`run`]`(args, io) -> Result<ExitCode, CliError>`, the
+//! workspace's one convention (the binary, `main.rs`, prints the error and exits with its
+//! code). See `uboot-scripts --help` and uboot-scripts/README.md.
+use crate::{Board, GenError, Generated};
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 /// The command line.
 #[derive(Parser)]
@@ -68,33 +71,144 @@ pub enum Cmd {
     EnvUpdate,
 }
 
-/// Run one command, writing to `out` (stdout in the binary). The error is the whole message
-/// (the binary prefixes `uboot-scripts: error: ` and exits 1).
-pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
+/// The output streams, injectable for tests.
+pub struct Io<'a> {
+    /// Standard output: the generated text.
+    pub out: &'a mut dyn Write,
+    /// Standard error: the error line.
+    pub err: &'a mut dyn Write,
+}
+
+/// Why a command stopped. Each names the file or option at fault and carries its exit code
+/// ([`CliError::exit_code`]): 2 for a usage error, 1 for everything else; nothing is written.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command line is not understood (clap's message, with the usage).
+    #[error("{0}")]
+    Usage(clap::Error),
+    /// `--layout`: partctl's error (it names the file; said once).
+    #[error("{}", named(path, source))]
+    Layout {
+        /// The layout file.
+        path: PathBuf,
+        /// partctl's reason (boxed: it is large and rare).
+        source: Box<partctl::layout::LayoutError>,
+    },
+    /// The slot file (bootcount's error names it).
+    #[error(transparent)]
+    Slots(#[from] bootcount::slots::ConfigError),
+    /// `--board` is not a preset.
+    #[error("unknown board {0:?}: use milkv-duos, sandbox or qemu")]
+    UnknownBoard(String),
+    /// An option that does not fit the board or is malformed (the message names it).
+    #[error("{0}")]
+    BadOption(String),
+    /// `--vendor-env` cannot be read.
+    #[error("--vendor-env {}: cannot read it ({source}); make it with `make u-boot-initial-env` in the vendor U-Boot tree", path.display())]
+    VendorEnvRead {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `--vendor-env` cannot be used (the generator's error names the file and line).
+    #[error(transparent)]
+    VendorEnv(GenError),
+    /// The board's settings after the options (they come from the options, not the slot file).
+    #[error("board {board} with the options given: {source}")]
+    Board {
+        /// `--board`.
+        board: String,
+        /// Why.
+        source: GenError,
+    },
+    /// The slot file cannot be turned into a script.
+    #[error("{origin}: {source}")]
+    Generate {
+        /// The slot file (or layout) it came from.
+        origin: String,
+        /// Why.
+        source: GenError,
+    },
+    /// `boot-scr --output` cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Standard output cannot be written.
+    #[error("writing stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+impl CliError {
+    /// 2 for a usage error, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// The text for stderr: clap's own for a usage error, else `uboot-scripts: error: ...`.
+    pub fn render(&self) -> String {
+        match self {
+            CliError::Usage(e) => e.to_string(),
+            e => format!("uboot-scripts: error: {e}\n"),
+        }
+    }
+}
+
+/// An error message naming `path` once (partctl's layout errors mostly name it already).
+fn named(path: &Path, e: &dyn std::fmt::Display) -> String {
+    let s = e.to_string();
+    let p = path.display().to_string();
+    if s.contains(&p) {
+        s
+    } else {
+        format!("layout {p}: {s}")
+    }
+}
+
+/// Run `uboot-scripts` on its arguments (`args[0]` is the program), writing through `io`.
+pub fn run(args: Vec<OsString>, io: &mut Io) -> Result<ExitCode, CliError> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) if e.exit_code() == 0 => {
+            // --help, --version
+            write!(io.out, "{e}").map_err(CliError::Stdout)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(CliError::Usage(e)),
+    };
+    run_cli(cli, io.out)?;
+    io.out.flush().map_err(CliError::Stdout)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run one parsed command, writing to `out`.
+pub fn run_cli(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let (cfg, origin) = match (&cli.slots, &cli.layout) {
         (_, Some(p)) => {
-            let l = partctl::layout::Layout::load(p).map_err(|e| e.to_string())?;
+            let l = partctl::layout::Layout::load(p).map_err(|source| CliError::Layout {
+                path: p.clone(),
+                source: Box::new(source),
+            })?;
             let text = partctl::emit::emit(&l, partctl::emit::EmitKind::Slots);
             let origin = format!("{} (partctl emit slots)", p.display());
-            let cfg =
-                bootcount::SlotConfig::from_toml(&text, &origin).map_err(|e| e.to_string())?;
+            let cfg = bootcount::SlotConfig::from_toml(&text, &origin)?;
             (cfg, origin)
         }
-        (Some(p), None) => (
-            bootcount::SlotConfig::load(p).map_err(|e| e.to_string())?,
-            p.display().to_string(),
-        ),
+        (Some(p), None) => (bootcount::SlotConfig::load(p)?, p.display().to_string()),
         (None, None) => (
             bootcount::SlotConfig::builtin(),
             "the built-in slot file".to_string(),
         ),
     };
-    let mut board = Board::preset(&cli.board).ok_or_else(|| {
-        format!(
-            "unknown board {:?}: use milkv-duos, sandbox or qemu",
-            cli.board
-        )
-    })?;
+    let mut board =
+        Board::preset(&cli.board).ok_or_else(|| CliError::UnknownBoard(cli.board.clone()))?;
     if let Some(v) = cli.devtype {
         board.devtype = v;
     }
@@ -106,22 +220,20 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
     }
     if let Some(v) = cli.bootargs_base {
         if !board.uses_bootargs_base() {
-            return Err(format!(
+            return Err(CliError::BadOption(format!(
                 "--bootargs-base: board {} builds the kernel command line from the vendor's variables ({}): change othbootargs, consoledev or baudrate in the vendor environment instead",
                 cli.board, board.cmdline
-            ));
+            )));
         }
         board.bootargs_base = v;
     }
     if let Some(p) = &cli.vendor_env {
-        let text = std::fs::read_to_string(p).map_err(|e| {
-            format!(
-                "--vendor-env {}: cannot read it ({e}); make it with `make u-boot-initial-env` in the vendor U-Boot tree",
-                p.display()
-            )
+        let text = std::fs::read_to_string(p).map_err(|source| CliError::VendorEnvRead {
+            path: p.clone(),
+            source,
         })?;
-        board.vendor_env =
-            crate::parse_vendor_env(&text, &p.display().to_string()).map_err(|e| e.to_string())?;
+        board.vendor_env = crate::parse_vendor_env(&text, &p.display().to_string())
+            .map_err(CliError::VendorEnv)?;
     }
     if let Some(c) = &cli.fit_config {
         if c.is_empty()
@@ -129,27 +241,28 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
         {
-            return Err(format!(
+            return Err(CliError::BadOption(format!(
                 "--fit-config {c:?}: not a FIT configuration name (e.g. config-cv1813h_milkv_duos_sd)"
-            ));
+            )));
         }
         if !board.bootm.contains("bootm ${uImage_addr}") {
-            return Err(format!(
+            return Err(CliError::BadOption(format!(
                 "--fit-config: board {} does not boot a FIT image",
                 cli.board
-            ));
+            )));
         }
         board.bootm = crate::board_bootm(c);
     }
     // Board settings come from the options, not the slot file: say so, not "{origin}: ...".
-    board
-        .validate()
-        .map_err(|e| format!("board {} with the options given: {e}", cli.board))?;
-    let g = Generated::new(&cfg, &board, &origin).map_err(|e| format!("{origin}: {e}"))?;
-    let mut w = |s: &str| {
-        out.write_all(s.as_bytes())
-            .map_err(|e| format!("writing stdout: {e}"))
-    };
+    board.validate().map_err(|source| CliError::Board {
+        board: cli.board.clone(),
+        source,
+    })?;
+    let g = Generated::new(&cfg, &board, &origin).map_err(|source| CliError::Generate {
+        origin: origin.clone(),
+        source,
+    })?;
+    let mut w = |s: &str| out.write_all(s.as_bytes()).map_err(CliError::Stdout);
     match cli.cmd {
         Cmd::BootScript => w(&g.boot_cmd()),
         Cmd::DefaultEnv => w(&g.default_env_text()),
@@ -164,8 +277,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
         }
         Cmd::BootScr { output } => {
             let img = crate::image::script_image(g.boot_cmd().as_bytes(), "zbot boot script", 0);
-            std::fs::write(&output, img)
-                .map_err(|e| format!("cannot write {}: {e}", output.display()))
+            std::fs::write(&output, img).map_err(|source| CliError::Output {
+                path: output.clone(),
+                source,
+            })
         }
     }
 }
@@ -175,11 +290,76 @@ mod tests {
     use super::*;
 
     fn out(args: &[&str]) -> Result<String, String> {
-        let cli = Cli::try_parse_from(std::iter::once("uboot-scripts").chain(args.iter().copied()))
-            .map_err(|e| e.to_string())?;
-        let mut o = Vec::new();
-        run(cli, &mut o)?;
+        let argv = std::iter::once("uboot-scripts")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let mut io = Io {
+            out: &mut o,
+            err: &mut e,
+        };
+        match run(argv, &mut io) {
+            Ok(code) => assert_eq!(code, ExitCode::SUCCESS),
+            Err(e) => {
+                assert_eq!(e.exit_code(), 1, "{e}");
+                return Err(e.to_string());
+            }
+        }
         Ok(String::from_utf8(o).unwrap())
+    }
+
+    /// Each error carries its exit code and names the file or option.
+    #[test]
+    fn errors_carry_their_exit_code_and_name_the_file() {
+        let run_err = |args: &[&str]| {
+            let argv = std::iter::once("uboot-scripts")
+                .chain(args.iter().copied())
+                .map(OsString::from)
+                .collect();
+            let (mut o, mut e) = (Vec::new(), Vec::new());
+            run(
+                argv,
+                &mut Io {
+                    out: &mut o,
+                    err: &mut e,
+                },
+            )
+            .unwrap_err()
+        };
+        let e = run_err(&["no-such-command"]);
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.render().contains("Usage: uboot-scripts"),
+            "{}",
+            e.render()
+        );
+        for (args, file) in [
+            (
+                &["--slots", "/nonexistent/slots.toml", "boot-script"][..],
+                "/nonexistent/slots.toml",
+            ),
+            (
+                &["--layout", "/nonexistent/card.toml", "boot-script"][..],
+                "/nonexistent/card.toml",
+            ),
+            (
+                &["--vendor-env", "/nonexistent/v.env", "default-env"][..],
+                "/nonexistent/v.env",
+            ),
+            (
+                &["boot-scr", "-o", "/nonexistent/dir/boot.scr"][..],
+                "/nonexistent/dir/boot.scr",
+            ),
+        ] {
+            let e = run_err(args);
+            assert_eq!(e.exit_code(), 1, "{args:?}");
+            let r = e.render();
+            assert!(
+                r.starts_with("uboot-scripts: error: ") && r.contains(file),
+                "{args:?}: {r}"
+            );
+        }
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! `uboot-scripts`: generate the U-Boot boot script, default environment, board header and
-//! `boot.scr` from the slot file. The logic is the library's (`uboot_scripts::cli`).
-use clap::Parser;
+//! `boot.scr` from the slot file. The logic is the library's (`uboot_scripts::cli::run`).
 use std::process::ExitCode;
-use uboot_scripts::cli::{run, Cli};
+use uboot_scripts::cli::{run, Io};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli, &mut std::io::stdout().lock()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr();
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+    };
+    match run(std::env::args_os().collect(), &mut io) {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("uboot-scripts: error: {e}");
-            ExitCode::from(1)
+            let _ = io.err.write_all(e.render().as_bytes());
+            ExitCode::from(e.exit_code())
         }
     }
 }

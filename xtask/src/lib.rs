@@ -5,6 +5,8 @@
 //! built or run to make them.
 #![deny(missing_docs)]
 
+pub mod summary;
+
 use std::io;
 use std::path::Path;
 

@@ -1,34 +1,59 @@
-//! `cargo xtask man OUT_DIR` | `cargo xtask completions OUT_DIR`: see xtask/README.md.
+//! `cargo xtask man OUT_DIR` | `cargo xtask completions OUT_DIR` |
+//! `cargo xtask test-summary LOG...`: see xtask/README.md.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (task, out) = match args.as_slice() {
-        [task, out] => (task.as_str(), PathBuf::from(out)),
-        _ => return usage(),
-    };
-    let written = match task {
-        "man" => xtask::write_man(&out),
-        "completions" => xtask::write_completions(&out),
-        _ => return usage(),
-    };
-    match written {
-        Ok(n) => {
-            println!("xtask: {n} files written under {}", out.display());
-            ExitCode::SUCCESS
+    match args.as_slice() {
+        [task, logs @ ..] if task == "test-summary" && !logs.is_empty() => test_summary(logs),
+        [task, out] if task == "man" || task == "completions" => {
+            let out = PathBuf::from(out);
+            let written = if task == "man" {
+                xtask::write_man(&out)
+            } else {
+                xtask::write_completions(&out)
+            };
+            match written {
+                Ok(n) => {
+                    println!("xtask: {n} files written under {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("xtask: error: cannot write under {}: {e}", out.display());
+                    ExitCode::from(1)
+                }
+            }
         }
-        Err(e) => {
-            eprintln!("xtask: error: cannot write under {}: {e}", out.display());
-            ExitCode::from(1)
+        _ => usage(),
+    }
+}
+
+/// The totals of `cargo test` logs; exit 0 only for a run with results and no failure.
+fn test_summary(logs: &[String]) -> ExitCode {
+    let mut s = xtask::summary::Summary::default();
+    for log in logs {
+        match std::fs::read(log) {
+            Ok(b) => s.add(&String::from_utf8_lossy(&b)),
+            Err(e) => {
+                eprintln!("xtask: error: cannot read {log}: {e}");
+                return ExitCode::from(2);
+            }
         }
+    }
+    print!("{s}");
+    if s.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: cargo xtask man OUT_DIR          (pages in OUT_DIR/man1: install as /usr/share/man)\n       \
-         cargo xtask completions OUT_DIR  (bash, zsh, fish: install OUT_DIR as /usr/share)"
+         cargo xtask completions OUT_DIR  (bash, zsh, fish: install OUT_DIR as /usr/share)\n       \
+         cargo xtask test-summary LOG...  (totals of cargo test logs: exit 0 all passed, 1 not, 2 unreadable)"
     );
     ExitCode::from(2)
 }
