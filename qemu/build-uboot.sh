@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build the real U-Boot peers the tests run against, from Debian's `u-boot` source package.
 #
-# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-x86|qemu-x86-mmc|qemu-x86-mmc-field|qemu-x86-mmc-migrated|qemu-riscv64-zbot ...]
+# Usage: qemu/build-uboot.sh [--selftest] [tools|sandbox|sandbox-redund|qemu-riscv64|qemu-x86|qemu-x86-mmc|qemu-x86-mmc-field|qemu-x86-mmc-migrated|qemu-riscv64-zbot|qemu-x86-mmc-zbot ...]
 #        (default: tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc qemu-x86-mmc-field
-#         qemu-x86-mmc-migrated; qemu-riscv64-zbot needs $ZBOT_DEFAULT_ENV)
+#         qemu-x86-mmc-migrated; qemu-riscv64-zbot and qemu-x86-mmc-zbot need $ZBOT_DEFAULT_ENV)
 #
 # Builds, each out of tree into its own cache directory keyed by the Debian source version,
 # the target and a hash of (defconfig, config fragment, make variables, recipe version):
@@ -40,6 +40,11 @@
 #                 (raw redundant env at the migration's target offsets): the two U-Boots of the env
 #                 migration's boot-ROM model (migrate/tests/migrate_qemu.rs).
 #                 ZBOT_UBOOT_QEMU_X86_MMC_FIELD / ZBOT_UBOOT_QEMU_X86_MMC_MIGRATED=<u-boot.rom>.
+#   qemu-x86-mmc-zbot  qemu-x86_defconfig + qemu/configs/qemu-x86-env-mmc-zbot.config (the raw
+#                 redundant env at the test kit's raw card's offsets) + the default environment
+#                 of $ZBOT_DEFAULT_ENV compiled in (as qemu-riscv64-zbot): the policy's boot loops
+#                 on the raw backend (tests/src/bootloop.rs, tests/tests/uboot_raw_*.rs). Keyed by
+#                 the file's content; prints ZBOT_UBOOT_QEMU_X86_MMC_ZBOT=<u-boot.rom> (not stored).
 # A second run finds the finished builds and only prints the paths (well under a second).
 #
 # Output: the artefact paths, as shell assignments, on stdout and in $ZBOT_CACHE/uboot/paths.env:
@@ -84,12 +89,12 @@ log() { echo "build-uboot: $*" >&2; }
 for arg in "$@"; do
     case "$arg" in
     --selftest) selftest=1 ;;
-    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-riscv64-zbot | qemu-x86 | qemu-x86-mmc | qemu-x86-mmc-field | qemu-x86-mmc-migrated) targets+=("$arg") ;;
+    tools | sandbox | sandbox-redund | qemu-riscv64 | qemu-riscv64-zbot | qemu-x86 | qemu-x86-mmc | qemu-x86-mmc-field | qemu-x86-mmc-migrated | qemu-x86-mmc-zbot) targets+=("$arg") ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64, qemu-riscv64-zbot qemu-x86, qemu-x86-mmc, qemu-x86-mmc-field or qemu-x86-mmc-migrated)" ;;
+    *) die "unknown argument '$arg' (expected --selftest, tools, sandbox, sandbox-redund, qemu-riscv64, qemu-riscv64-zbot qemu-x86, qemu-x86-mmc, qemu-x86-mmc-field, qemu-x86-mmc-migrated or qemu-x86-mmc-zbot)" ;;
     esac
 done
 [ ${#targets[@]} -gt 0 ] || targets=(tools sandbox sandbox-redund qemu-riscv64 qemu-x86 qemu-x86-mmc qemu-x86-mmc-field qemu-x86-mmc-migrated)
@@ -197,7 +202,7 @@ build() {
     echo "$out"
 }
 
-fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_zbot="" qemu_x86="" qemu_x86_mmc="" qemu_x86_mmc_field="" qemu_x86_mmc_migrated=""
+fw_printenv="" sandbox="" sandbox_redund="" qemu_riscv="" qemu_zbot="" qemu_x86="" qemu_x86_mmc="" qemu_x86_mmc_field="" qemu_x86_mmc_migrated="" qemu_x86_mmc_zbot=""
 for t in "${targets[@]}"; do
     case "$t" in
     tools)
@@ -268,6 +273,25 @@ for t in "${targets[@]}"; do
         d="$(build qemu-x86-mmc-field qemu-x86_defconfig "$here/configs/qemu-x86-env-mmc-field.config" u-boot.rom)"
         qemu_x86_mmc_field="$d/u-boot.rom"
         ;;
+    qemu-x86-mmc-zbot)
+        # The policy's boot loops on the raw backend: the raw redundant env at the test kit's
+        # raw card's offsets, the generated default env ($ZBOT_DEFAULT_ENV) compiled in, as
+        # qemu-riscv64-zbot does for the ext4 backend. Keyed by the env's content; printed only.
+        [ -n "${ZBOT_DEFAULT_ENV:-}" ] && [ -f "$ZBOT_DEFAULT_ENV" ] ||
+            die "qemu-x86-mmc-zbot needs ZBOT_DEFAULT_ENV=<file> with the default environment (tests/src/bootloop.rs writes it)"
+        envsha="$(sha256sum <"$ZBOT_DEFAULT_ENV" | cut -c1-12)"
+        mkdir -p "$cache/uboot/env"
+        envfile="$cache/uboot/env/default-env-$envsha.txt"
+        [ -f "$envfile" ] || cp "$ZBOT_DEFAULT_ENV" "$envfile"
+        frag="$cache/uboot/env/qemu-x86-mmc-zbot-$envsha.config"
+        {
+            cat "$here/configs/qemu-x86-env-mmc-zbot.config"
+            echo "CONFIG_USE_DEFAULT_ENV_FILE=y"
+            echo "CONFIG_DEFAULT_ENV_FILE=\"$envfile\""
+        } >"$frag"
+        d="$(build qemu-x86-mmc-zbot qemu-x86_defconfig "$frag" u-boot.rom)"
+        qemu_x86_mmc_zbot="$d/u-boot.rom"
+        ;;
     qemu-x86-mmc-migrated)
         d="$(build qemu-x86-mmc-migrated qemu-x86_defconfig "$here/configs/qemu-x86-env-mmc-migrated.config" u-boot.rom)"
         qemu_x86_mmc_migrated="$d/u-boot.rom"
@@ -302,7 +326,7 @@ tmp_paths="$(mktemp "$paths.XXXXXX")"
     [ -z "$qemu_x86_mmc_migrated" ] || echo "ZBOT_UBOOT_QEMU_X86_MMC_MIGRATED='$qemu_x86_mmc_migrated'"
     if [ -f "$paths" ]; then
         grep -E '^ZBOT_[A-Z0-9_]+=' "$paths" |
-            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV|QEMU_X86|QEMU_X86_MMC|QEMU_X86_MMC_FIELD|QEMU_X86_MMC_MIGRATED|QEMU_RISCV_ZBOT)=' || true
+            grep -vE '^ZBOT_UBOOT_(FW_PRINTENV|SANDBOX|SANDBOX_REDUND|QEMU_RISCV|QEMU_X86|QEMU_X86_MMC|QEMU_X86_MMC_FIELD|QEMU_X86_MMC_MIGRATED|QEMU_RISCV_ZBOT|QEMU_X86_MMC_ZBOT)=' || true
     fi
 } >"$tmp_paths"
 mv "$tmp_paths" "$paths"
@@ -315,6 +339,7 @@ sed '/^#/d' "$paths"
 # another build, and a stored one would be stale for the next caller.
 [ -z "$qemu_zbot" ] || echo "ZBOT_UBOOT_QEMU_RISCV_ZBOT='$qemu_zbot'"
 [ -z "$qemu_x86" ] || echo "ZBOT_UBOOT_QEMU_X86='$qemu_x86'"
+[ -z "$qemu_x86_mmc_zbot" ] || echo "ZBOT_UBOOT_QEMU_X86_MMC_ZBOT='$qemu_x86_mmc_zbot'"
 
 # --- optional self test ---------------------------------------------------------------------
 if [ "$selftest" = 1 ]; then
