@@ -22,7 +22,7 @@ use bootcount::bootloader_step;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use zbot_tests::bootloop::{uboot_choice, Backend, Robot};
-use zbot_tests::differential::Rng;
+use zbot_tests::cuts::seeded_cuts;
 use zbot_tests::ENV_SIZE;
 
 type Scenario = (
@@ -98,7 +98,6 @@ fn power_cut_in_the_policys_saveenv_loads_the_old_or_the_new_env() {
         pristine.push(p);
     }
 
-    let mut rng = Rng::new(seed);
     let mut by_state: BTreeMap<(&str, State), usize> = BTreeMap::new();
     // Old with the copy being saved already changed: the cut landed inside the write.
     let mut torn = 0;
@@ -106,9 +105,13 @@ fn power_cut_in_the_policys_saveenv_loads_the_old_or_the_new_env() {
     let mut failures = Vec::new();
     let mut boots = 0;
     let t0 = Instant::now();
-    for i in 0..cuts {
-        let k = rng.below(SCENARIOS.len());
-        let delay = Duration::from_micros(rng.next_u64() % max_delay_us);
+    for cut in seeded_cuts(
+        seed,
+        cuts,
+        SCENARIOS.len(),
+        Duration::from_micros(max_delay_us),
+    ) {
+        let (i, k, delay) = (cut.index, cut.choice, cut.delay);
         std::fs::copy(&pristine[k], &disk).unwrap();
         let before = std::fs::read(&disk).unwrap();
         let [c0, c1] = r.raw_copies().unwrap();
