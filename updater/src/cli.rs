@@ -98,6 +98,17 @@ pub enum Command {
         /// The .swu to write
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
+        /// Also migrate the robot's U-Boot env to the raw redundant copies after the image is
+        /// written: the new U-Boot (fip.bin) the package carries (with --migrate-layout)
+        #[arg(long, value_name = "FILE", requires = "migrate_layout")]
+        migrate_fip: Option<PathBuf>,
+        /// The migration's target layout (e.g. partctl/layouts/zbot-duos-redund.toml)
+        #[arg(long, value_name = "FILE", requires = "migrate_fip")]
+        migrate_layout: Option<PathBuf>,
+        /// The new policy's variables (mkenvimage text) the migration sets on top of the field
+        /// env (zbot-migrate-env --env-file)
+        #[arg(long, value_name = "FILE", requires = "migrate_fip")]
+        migrate_env_file: Option<PathBuf>,
     },
     /// Pack a directory already holding sw-description (the seed tool's verb)
     #[cfg(feature = "pack")]
@@ -248,8 +259,11 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
             level,
             threads,
             output,
+            migrate_fip,
+            migrate_layout,
+            migrate_env_file,
         } => {
-            use crate::pack::{pack, PackOptions, SlotSize};
+            use crate::pack::{pack, Migrate, PackOptions, SlotSize};
             use crate::swdesc::Compression;
             let size = match (layout, slot_size) {
                 (Some(l), _) => SlotSize::Layout(l),
@@ -285,6 +299,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
                 level,
                 threads: threads.unwrap_or_else(crate::compress::default_threads),
                 output: output.clone(),
+                migrate: migrate_fip
+                    .zip(migrate_layout)
+                    .map(|(fip, layout)| Migrate {
+                        fip,
+                        layout,
+                        env_file: migrate_env_file,
+                    }),
             };
             let p = pack(&o).map_err(|e| fail(EXIT_REFUSED, e))?;
             let _ = writeln!(
@@ -302,6 +323,19 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Fa
                 p.target.size_from,
                 p.swu_len
             );
+            if o.migrate.is_some() {
+                let _ = writeln!(
+                    out,
+                    "  with the env migration: {} runs zbot-migrate-env on fip.bin, layout.toml{} (in {}) after the image",
+                    crate::pack::MIGRATE_SCRIPT_NAME,
+                    if o.migrate.as_ref().is_some_and(|m| m.env_file.is_some()) {
+                        ", policy.env"
+                    } else {
+                        ""
+                    },
+                    crate::pack::MIGRATE_STAGE
+                );
+            }
             Ok(0)
         }
         #[cfg(feature = "pack")]

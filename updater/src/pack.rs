@@ -5,7 +5,7 @@
 use crate::compress::{self, Stored};
 use crate::cpio;
 use crate::sign::{SignError, Signer};
-use crate::swdesc::{self, Compression, Description, Image};
+use crate::swdesc::{self, Compression, Description, FileEntry, Image, Script};
 use crate::version::{Version, VersionError};
 use bootcount::{Role, SlotConfig};
 use partctl::layout::Layout;
@@ -200,6 +200,92 @@ pub struct PackOptions {
     pub threads: usize,
     /// The `.swu` to write.
     pub output: PathBuf,
+    /// Also migrate the robot's U-Boot environment (issue 14) after the image is written.
+    pub migrate: Option<Migrate>,
+}
+
+/// A migration carried by the package: the new U-Boot and the target layout, copied by
+/// SWUpdate into [`MIGRATE_STAGE`], and [`MIGRATE_SCRIPT`] running `zbot-migrate-env` on them.
+#[derive(Debug, Clone)]
+pub struct Migrate {
+    /// The new U-Boot (fip.bin, built from `partctl emit uboot-fragment` of the layout).
+    pub fip: PathBuf,
+    /// The target layout (e.g. partctl/layouts/zbot-duos-redund.toml).
+    pub layout: PathBuf,
+    /// The new policy's variables (mkenvimage text), set on top of the field env
+    /// (`zbot-migrate-env --env-file`); carried as `policy.env`.
+    pub env_file: Option<PathBuf>,
+}
+
+/// Where SWUpdate writes the migration's files on the robot (the script's `STAGE`).
+pub const MIGRATE_STAGE: &str = "/tmp/zbot-migrate-env";
+/// The migration's script (updater/dist/zbot-migrate-env.sh), a member of the package.
+pub const MIGRATE_SCRIPT: &str = include_str!("../dist/zbot-migrate-env.sh");
+/// Its member name.
+pub const MIGRATE_SCRIPT_NAME: &str = "zbot-migrate-env.sh";
+
+/// A member of the migration: (member name, path on the robot or None for the script, bytes).
+type MigrateMember = (String, Option<String>, Vec<u8>);
+
+/// The migration's members, checked: a non-empty fip.bin, a layout with the raw redundant env.
+fn migrate_members(m: &Migrate) -> Result<Vec<MigrateMember>, PackError> {
+    let fip = std::fs::read(&m.fip).map_err(io_at(&m.fip))?;
+    if fip.is_empty() {
+        return Err(PackError::Refused(format!(
+            "--migrate-fip {}: empty file",
+            m.fip.display()
+        )));
+    }
+    let layout = std::fs::read(&m.layout).map_err(io_at(&m.layout))?;
+    let text = std::str::from_utf8(&layout).map_err(|_| {
+        PackError::Refused(format!(
+            "--migrate-layout {}: not UTF-8",
+            m.layout.display()
+        ))
+    })?;
+    let l = Layout::from_toml(text)
+        .map_err(|e| PackError::Refused(format!("--migrate-layout {}: {e}", m.layout.display())))?;
+    let raw = l
+        .env_partition()
+        .is_some_and(|(_, p)| partctl::layout::raw_env_offsets(p).is_ok());
+    if !raw {
+        return Err(PackError::Refused(format!(
+            "--migrate-layout {}: not a layout with the raw redundant env (the migration's target, e.g. partctl/layouts/zbot-duos-redund.toml)",
+            m.layout.display()
+        )));
+    }
+    let mut out = vec![
+        (
+            MIGRATE_SCRIPT_NAME.to_string(),
+            None,
+            MIGRATE_SCRIPT.as_bytes().to_vec(),
+        ),
+        (
+            "layout.toml".to_string(),
+            Some(format!("{MIGRATE_STAGE}/layout.toml")),
+            layout,
+        ),
+        (
+            "fip.bin".to_string(),
+            Some(format!("{MIGRATE_STAGE}/fip.bin")),
+            fip,
+        ),
+    ];
+    if let Some(e) = &m.env_file {
+        let text = std::fs::read(e).map_err(io_at(e))?;
+        if text.is_empty() || std::str::from_utf8(&text).is_err() {
+            return Err(PackError::Refused(format!(
+                "--migrate-env-file {}: empty or not UTF-8 (mkenvimage text: NAME=VALUE lines)",
+                e.display()
+            )));
+        }
+        out.push((
+            "policy.env".to_string(),
+            Some(format!("{MIGRATE_STAGE}/policy.env")),
+            text,
+        ));
+    }
+    Ok(out)
 }
 
 /// What was written.
@@ -331,6 +417,16 @@ pub fn pack(o: &PackOptions) -> Result<Packed, PackError> {
         .unwrap_or_default();
     let filename = format!("{base}{}", o.compression.suffix());
     check_member_name(&filename)?;
+    let extra = match &o.migrate {
+        Some(m) => migrate_members(m)?,
+        None => Vec::new(),
+    };
+    if let Some((n, _, _)) = extra.iter().find(|(n, _, _)| *n == filename) {
+        return Err(PackError::Refused(format!(
+            "the image's member name {n:?} is one of the migration's: rename the image"
+        )));
+    }
+    let sha = |b: &[u8]| compress::hex(&Sha256::digest(b));
     let level = o.level.unwrap_or(match o.compression {
         Compression::Gzip => 6,
         Compression::Zstd => 3,
@@ -374,6 +470,24 @@ pub fn pack(o: &PackOptions) -> Result<Packed, PackError> {
             sha256: stored.sha256.clone(),
             compression: o.compression,
         }],
+        files: extra
+            .iter()
+            .filter_map(|(n, p, b)| {
+                p.as_ref().map(|p| FileEntry {
+                    filename: n.clone(),
+                    path: p.clone(),
+                    sha256: sha(b),
+                })
+            })
+            .collect(),
+        scripts: extra
+            .iter()
+            .filter(|(_, p, _)| p.is_none())
+            .map(|(n, _, b)| Script {
+                filename: n.clone(),
+                sha256: sha(b),
+            })
+            .collect(),
     }
     .render();
     let sig = signer.sign(desc.as_bytes())?;
@@ -384,6 +498,7 @@ pub fn pack(o: &PackOptions) -> Result<Packed, PackError> {
         let e = io_at(&o.output);
         c.member_bytes("sw-description", desc.as_bytes())
             .and_then(|_| c.member_bytes("sw-description.sig", &sig))
+            .and_then(|_| extra.iter().try_for_each(|(n, _, b)| c.member_bytes(n, b)))
             .and_then(|_| {
                 c.member(
                     &filename,
@@ -535,6 +650,45 @@ mod tests {
         assert_eq!((t.device.as_str(), t.size), ("/dev/vda4", 24 << 20));
         assert!(resolve_target(&cfg, Some("otafs"), &SlotSize::Bytes(1)).is_err());
         assert!(resolve_target(&cfg, Some("nope"), &SlotSize::Bytes(1)).is_err());
+    }
+
+    #[test]
+    fn migration_members_need_the_raw_env_layout_and_a_fip() {
+        let dir = tempfile::tempdir().unwrap();
+        let fip = dir.path().join("fip.bin");
+        std::fs::write(&fip, b"new U-Boot").unwrap();
+        let layouts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../partctl/layouts");
+        let m = Migrate {
+            fip: fip.clone(),
+            layout: layouts.join("zbot-duos-redund.toml"),
+            env_file: None,
+        };
+        let got = migrate_members(&m).unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|(n, p, _)| (n.as_str(), p.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (MIGRATE_SCRIPT_NAME, None),
+                ("layout.toml", Some(format!("{MIGRATE_STAGE}/layout.toml"))),
+                ("fip.bin", Some(format!("{MIGRATE_STAGE}/fip.bin"))),
+            ]
+        );
+        // The script's stage is the one sw-description names.
+        assert!(MIGRATE_SCRIPT.contains(&format!("STAGE={MIGRATE_STAGE}\n")));
+        // The field's layout (ext4 env) is not a migration target.
+        let e = migrate_members(&Migrate {
+            fip: fip.clone(),
+            layout: layouts.join("zbot-duos.toml"),
+            env_file: None,
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("raw redundant env"), "{e}");
+        std::fs::write(&fip, b"").unwrap();
+        let e = migrate_members(&m).unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,31 @@ pub struct Description {
     pub hardware: Vec<String>,
     /// The images.
     pub images: Vec<Image>,
+    /// Files copied to a path (SWUpdate's `files`, handler "rawfile").
+    pub files: Vec<FileEntry>,
+    /// Shell scripts (SWUpdate's `scripts`, type "shellscript": run with `preinst` before the
+    /// images and files are written, with `postinst` after).
+    pub scripts: Vec<Script>,
+}
+
+/// One file SWUpdate copies to a path on the robot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Member name in the archive.
+    pub filename: String,
+    /// Where it is written.
+    pub path: String,
+    /// sha256 of the member, lowercase hex.
+    pub sha256: String,
+}
+
+/// One shell script of the package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// Member name in the archive.
+    pub filename: String,
+    /// sha256 of the member, lowercase hex.
+    pub sha256: String,
 }
 
 /// A string literal in libconfig syntax.
@@ -113,7 +138,40 @@ impl Description {
                 "        },\n"
             });
         }
-        s.push_str("    );\n}\n");
+        s.push_str("    );\n");
+        if !self.files.is_empty() {
+            s.push_str("    files: (\n");
+            for (i, f) in self.files.iter().enumerate() {
+                s.push_str("        {\n");
+                let _ = writeln!(s, "            filename = {};", quote(&f.filename));
+                let _ = writeln!(s, "            path = {};", quote(&f.path));
+                s.push_str("            type = \"rawfile\";\n");
+                s.push_str("            create-destination = true;\n");
+                let _ = writeln!(s, "            sha256 = {};", quote(&f.sha256));
+                s.push_str(if i + 1 == self.files.len() {
+                    "        }\n"
+                } else {
+                    "        },\n"
+                });
+            }
+            s.push_str("    );\n");
+        }
+        if !self.scripts.is_empty() {
+            s.push_str("    scripts: (\n");
+            for (i, f) in self.scripts.iter().enumerate() {
+                s.push_str("        {\n");
+                let _ = writeln!(s, "            filename = {};", quote(&f.filename));
+                s.push_str("            type = \"shellscript\";\n");
+                let _ = writeln!(s, "            sha256 = {};", quote(&f.sha256));
+                s.push_str(if i + 1 == self.scripts.len() {
+                    "        }\n"
+                } else {
+                    "        },\n"
+                });
+            }
+            s.push_str("    );\n");
+        }
+        s.push_str("}\n");
         s
     }
 }
@@ -411,7 +469,39 @@ mod tests {
                 sha256: "ab".repeat(32),
                 compression: Compression::Gzip,
             }],
+            files: vec![],
+            scripts: vec![],
         }
+    }
+
+    #[test]
+    fn files_and_scripts_render_for_swupdate_and_parse_back() {
+        let mut d = sample();
+        d.files.push(FileEntry {
+            filename: "fip.bin".into(),
+            path: "/tmp/zbot-migrate-env/fip.bin".into(),
+            sha256: "cd".repeat(32),
+        });
+        d.scripts.push(Script {
+            filename: "zbot-migrate-env.sh".into(),
+            sha256: "ef".repeat(32),
+        });
+        let t = d.render();
+        assert!(t.contains("type = \"shellscript\";"), "{t}");
+        assert!(t.contains("type = \"rawfile\";"), "{t}");
+        assert!(
+            t.contains("path = \"/tmp/zbot-migrate-env/fip.bin\";"),
+            "{t}"
+        );
+        let v = parse(&t).unwrap();
+        assert_eq!(
+            artifacts(&v),
+            vec![
+                ("rootfs.ext4.gz".into(), Some("ab".repeat(32))),
+                ("fip.bin".into(), Some("cd".repeat(32))),
+                ("zbot-migrate-env.sh".into(), Some("ef".repeat(32))),
+            ]
+        );
     }
 
     #[test]
@@ -488,6 +578,8 @@ software = {
                 images: names.iter().map(|n| Image {
                     filename: n.clone(), device: "/dev/vda4".into(), sha256: "0".repeat(64),
                     compression: Compression::Zstd }).collect(),
+                files: vec![],
+                scripts: vec![],
             };
             let v = parse(&d.render()).unwrap();
             let sw = v.get("software").unwrap();
