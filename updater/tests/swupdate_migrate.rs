@@ -6,7 +6,8 @@
 //! libubootenv's fw_printenv through the emitted config; a card the migration refuses makes
 //! SWUpdate fail the install with the migration's message. The script's parameters come from
 //! the env file the board would carry (ZBOT_MIGRATE_ENV_CONF, default
-//! /etc/zbot/migrate-env.conf). Needs swupdate, openssl, libubootenv-tool, mtools, e2fsprogs
+//! /etc/zbot/migrate-env.conf). The push client reports a refusal with the migration's reason.
+//! Needs swupdate, openssl, libubootenv-tool, mtools, e2fsprogs
 //! and the zbot-migrate-env binary built into the same target directory (`cargo build -p
 //! zbot-migrate-env`): without them these tests FAIL saying so, never pass silently.
 
@@ -269,5 +270,66 @@ fn swupdate_fails_the_install_when_the_migration_refuses_the_card() {
     let st = card.state().unwrap();
     assert_eq!(st.fip, FipState::Old, "nothing written");
     assert!(st.raw.iter().all(Option::is_none));
+    assert_eq!(st.env_partition_sectors, Some(512));
+}
+
+/// The push client against SWUpdate's web server (`unshare -n`, loopback only): a refused
+/// migration ends the update as refused, with the migration's reason taken from SWUpdate's
+/// websocket.
+#[test]
+fn update_reports_the_migrations_refusal_as_swupdates_reason() {
+    need("unshare");
+    let kit = Kit::new();
+    let cdir = tempfile::tempdir().unwrap();
+    let card = FieldCard::create(cdir.path()).unwrap();
+    let swu = kit.pack(&card, "migrate.swu");
+    std::fs::write(&card.config, "/dev/mtd0 0x0 0x4000 0x1000\n").unwrap();
+    let conf = kit.conf(&card);
+    let _one = SWUPDATE.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir_in(kit.dir.path()).unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let script = format!(
+        r#"set -u
+ip link set lo up || exit 90
+TMPDIR={tmp} {bin} -l 5 -k {cert} -H zbot:1.0 -w "-p 18081 -r {www}" >{tmp}/swupdate.log 2>&1 &
+sw=$!
+i=0
+while ! (exec 3<>/dev/tcp/127.0.0.1/18081) 2>/dev/null; do
+    sleep 0.1; i=$((i+1)); [ $i -gt 100 ] && {{ echo "swupdate did not listen" >&2; exit 91; }}
+done
+{client} update 127.0.0.1 {swu} --port 18081 --no-wait --timeout 60 --json
+echo "client-exit=$?"
+kill -9 $sw 2>/dev/null
+"#,
+        tmp = tmp.path().display(),
+        bin = need("swupdate").display(),
+        cert = kit.p("cert.pem").display(),
+        www = www.display(),
+        client = BIN,
+        swu = swu.display(),
+    );
+    let m = card.mount().unwrap();
+    let o = run(
+        Command::new("unshare")
+            .args(["-n", "bash", "-c", &script])
+            .env("ZBOT_MIGRATE_ENV_CONF", &conf),
+        Duration::from_secs(120),
+    );
+    m.unmount().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let log = std::fs::read_to_string(tmp.path().join("swupdate.log")).unwrap_or_default();
+    let all = format!(
+        "{out}\n{}\n--- swupdate log\n{log}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("client-exit=3"), "{all}");
+    assert!(out.contains("\"outcome\":\"refused\""), "{all}");
+    assert!(
+        out.contains("neither the field's fw_env.config"),
+        "the migration's reason is not the client's: {all}"
+    );
+    let st = card.state().unwrap();
+    assert_eq!(st.fip, FipState::Old, "nothing written");
     assert_eq!(st.env_partition_sectors, Some(512));
 }
