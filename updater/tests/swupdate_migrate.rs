@@ -7,9 +7,10 @@
 //! SWUpdate fail the install with the migration's message. The script's parameters come from
 //! the env file the board would carry (ZBOT_MIGRATE_ENV_CONF, default
 //! /etc/zbot/migrate-env.conf). The push client reports a refusal with the migration's reason.
-//! Needs swupdate, openssl, libubootenv-tool, mtools, e2fsprogs
-//! and the zbot-migrate-env binary built into the same target directory (`cargo build -p
-//! zbot-migrate-env`): without them these tests FAIL saying so, never pass silently.
+//! Needs swupdate, openssl, libubootenv-tool, mtools, e2fsprogs (without them these tests
+//! FAIL saying so, never pass silently) and the zbot-migrate-env binary in the same target
+//! directory (built by `cargo test --workspace`; else the test runs `cargo build -p
+//! zbot-migrate-env` itself).
 
 #![cfg(feature = "pack")]
 
@@ -36,11 +37,29 @@ fn migrate_bin() -> PathBuf {
         .and_then(Path::parent)
         .unwrap()
         .join("zbot-migrate-env");
-    assert!(
-        p.is_file(),
-        "{} missing: build it first with `cargo build -p zbot-migrate-env` (same CARGO_TARGET_DIR)",
-        p.display()
-    );
+    static BUILT: Mutex<()> = Mutex::new(());
+    let _one = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !p.is_file() {
+        // `cargo test --workspace` builds it; `cargo test -p zbot-updater` does not: build it
+        // into the same target directory (cargo's lock is free while tests run).
+        let profile = p.parent().unwrap();
+        let target = profile.parent().unwrap();
+        let release = profile.file_name().is_some_and(|n| n == "release");
+        let o = run(
+            Command::new(env!("CARGO"))
+                .args(["build", "-p", "zbot-migrate-env"])
+                .args(if release { &["--release"][..] } else { &[][..] })
+                .env("CARGO_TARGET_DIR", target)
+                .current_dir(env!("CARGO_MANIFEST_DIR")),
+            Duration::from_secs(900),
+        );
+        assert!(
+            o.status.success() && p.is_file(),
+            "{} missing and `cargo build -p zbot-migrate-env` failed: {}",
+            p.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     p
 }
 
