@@ -112,7 +112,7 @@ fn bad_update(name: &str, u: Update, attempts: usize, reason: &str) {
             );
         } else {
             assert!(
-                b.env_changes.iter().any(|c| *c == counted),
+                b.env_changes.contains(&counted),
                 "{counted} not in {:?}\n{w}",
                 b.env_changes
             );

@@ -301,6 +301,15 @@ struct Played {
     env_after: &'static str,
 }
 
+/// What [`Robot::push`] returns: the client's exit code and outcome line, the boot running at
+/// its exit as finished, and that boot if it was kept running.
+struct Pushed {
+    exit: i32,
+    outcome: String,
+    played: Played,
+    running: Option<(Boot, Outcome)>,
+}
+
 /// Totals of what a robot wrote to the env partition (QEMU's block layer).
 #[derive(Debug, Default, Clone, Copy)]
 struct Wear {
@@ -421,7 +430,7 @@ impl Robot<'_> {
         package: &std::path::Path,
         cut: Option<PushCut>,
         then: &dyn Fn(&serde_json::Value) -> Next,
-    ) -> Result<(i32, String, bool, Played, Option<(Boot, Outcome)>), String> {
+    ) -> Result<Pushed, String> {
         let mut p = m
             .push_with(
                 Some(running),
@@ -440,7 +449,6 @@ impl Robot<'_> {
                 },
             )
             .map_err(|e| self.fail(e.to_string()))?;
-        let landed = p.cut_at.is_some() || p.boots.iter().any(|b| b.cut);
         let outcome = p.stdout.lines().next().unwrap_or("").trim().to_string();
         let (played, running) = match p.boot.take() {
             Some(boot) => {
@@ -452,7 +460,12 @@ impl Robot<'_> {
                 self.play(m, None, then)?
             }
         };
-        Ok((p.exit, outcome, landed, played, running))
+        Ok(Pushed {
+            exit: p.exit,
+            outcome,
+            played,
+            running,
+        })
     }
 
     /// The per-boot invariants (see the module doc).
@@ -680,7 +693,12 @@ fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
         Some(b) if p1.o.healthy_in("rootfs") => b,
         _ => return Err(r.fail(format!("boot 1 is not a healthy rootfs: {:?}", p1.o))),
     };
-    let (client_exit, client_outcome, _, mut last, mut running) = r.push(
+    let Pushed {
+        exit: client_exit,
+        outcome: client_outcome,
+        played: mut last,
+        mut running,
+    } = r.push(
         &mut m,
         running,
         &c.image.package(u),
@@ -736,7 +754,12 @@ fn run_cut(c: &Campaign, plan: Plan) -> Result<CutResult, String> {
     let mut repush = None;
     if plan.window.swupdate() && last.o.image.as_deref() != Some("rootfs v2") {
         r.update = Update::Good;
-        let (exit, outcome, _, done, kept) = r.push(
+        let Pushed {
+            exit,
+            outcome,
+            played: done,
+            running: kept,
+        } = r.push(
             &mut m,
             running,
             &c.image.package(Update::Good),
