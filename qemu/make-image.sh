@@ -13,12 +13,12 @@
 #   otafs.ext4 rootfs.ext4               the slots as installed on the card (image v1, 1.0):
 #                         otafs runs Debian's SWUpdate 2022.12 (updater/dist/S98swupdate), every
 #                         main system `zbot-updater agent` (static, no OpenSSL)
-#   update-good.ext4 update-unhealthy.ext4 update-hang.ext4 update-garbage.img
-#                         root filesystems for the scenarios (a good v2; one whose health check
-#                         fails; one whose init hangs; one that is not a filesystem at all)
 #   keys/                 release.key/.crt (the robots' -k certificate), other.key/.crt (a key
 #                         the robots do not trust), made here with openssl
 #   swu/                  the packages, made by `zbot-updater pack` (see "packages" below)
+#                         from root filesystems built here and not kept: good.swu (rootfs v2),
+#                         unhealthy (its health check fails), hang (its init hangs), garbage
+#                         (not a filesystem at all)
 #   machine.env           shell assignments: paths, partition numbers and byte offsets, the
 #                         host's zbot-updater (ZBOT_UPDATER)
 #
@@ -238,11 +238,11 @@ stage() {
     done < <("$busybox_bin" --list-full)
     cp -a "$m/rootfs/." "$d/"
     if [ "$role" = otafs ]; then
-        cp -a "$m/otafs/." "$d/"
         add_swupdate "$d"
     else
-        # The main system: the agent (static, no OpenSSL), its secret on /data (per robot).
-        cp -a "$m/main/." "$d/"
+        # The main system: the agent (static, no OpenSSL; updater/dist/S98zbot-agent, as the
+        # board's Buildroot package installs it), its secret on /data (per robot).
+        cp "$repo/updater/dist/S98zbot-agent" "$d/etc/init.d/S98zbot-agent"
         cp "$bins/zbot-updater" "$d/usr/bin/zbot-updater"
     fi
     cp "$bins/fw-env" "$d/usr/bin/fw-env"
@@ -286,11 +286,11 @@ for k in release other; do
 done
 mkslot "$out/otafs.ext4" otafs "otafs v1" pass 0 1.0
 mkslot "$out/rootfs.ext4" rootfs "rootfs v1" pass 0 1.0
-mkslot "$out/update-good.ext4" rootfs "rootfs v2" pass 0 2.0
-mkslot "$out/update-unhealthy.ext4" rootfs "rootfs v2-unhealthy" fail 0 2.1
-mkslot "$out/update-hang.ext4" rootfs "rootfs v2-hang" pass 1 2.2
+mkslot "$work/update-good.ext4" rootfs "rootfs v2" pass 0 2.0
+mkslot "$work/update-unhealthy.ext4" rootfs "rootfs v2-unhealthy" fail 0 2.1
+mkslot "$work/update-hang.ext4" rootfs "rootfs v2-hang" pass 1 2.2
 # Not a filesystem: the kernel (initramfs) cannot mount root and panics -> reboot.
-head -c 1048576 /dev/urandom >"$out/update-garbage.img"
+head -c 1048576 /dev/urandom >"$work/update-garbage.img"
 
 # --- packages: `zbot-updater pack`, signed with the release key --------------------------------
 #   good.swu (2.0) unhealthy.swu (2.1) hang.swu (2.2) garbage.swu (2.3)   installed by SWUpdate
@@ -308,13 +308,13 @@ pack() { # pack OUT IMAGE VERSION [KEY-NAME [HARDWARE]]
         --cert "$keys/$k.crt" --hardware "$hw" --threads 2 -o "$o" >/dev/null 2>&1 ||
         die "zbot-updater pack $o failed"
 }
-pack "$swu/good.swu" "$out/update-good.ext4" 2.0
-pack "$swu/unhealthy.swu" "$out/update-unhealthy.ext4" 2.1
-pack "$swu/hang.swu" "$out/update-hang.ext4" 2.2
-pack "$swu/garbage.swu" "$out/update-garbage.img" 2.3
-pack "$swu/other-key.swu" "$out/update-good.ext4" 2.0 other
-pack "$swu/downgrade.swu" "$out/update-good.ext4" 0.9
-pack "$swu/wrong-hw.swu" "$out/update-good.ext4" 2.0 release 9.9
+pack "$swu/good.swu" "$work/update-good.ext4" 2.0
+pack "$swu/unhealthy.swu" "$work/update-unhealthy.ext4" 2.1
+pack "$swu/hang.swu" "$work/update-hang.ext4" 2.2
+pack "$swu/garbage.swu" "$work/update-garbage.img" 2.3
+pack "$swu/other-key.swu" "$work/update-good.ext4" 2.0 other
+pack "$swu/downgrade.swu" "$work/update-good.ext4" 0.9
+pack "$swu/wrong-hw.swu" "$work/update-good.ext4" 2.0 release 9.9
 cp "$swu/good.swu" "$swu/tampered.swu"
 size="$(stat -c %s "$swu/tampered.swu")"
 # Three quarters into the file: inside the image, by far the largest member.
@@ -334,7 +334,7 @@ partition_with_partctl() {
     local input="$work/partctl-input"
     mkdir -p "$input"
     cp "$out/vmlinuz" "$out/initrd.img" "$out/uboot.env" "$out/otafs.ext4" "$out/rootfs.ext4" "$input/"
-    mkdir -p "$input/staging/pending"
+    mkdir -p "$input/staging"
     "$bins/partctl" create "$m/layout.toml" "$img" --input "$input" >/dev/null ||
         die "partctl create $m/layout.toml failed"
 }

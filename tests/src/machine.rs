@@ -90,7 +90,8 @@ pub struct MachineImage {
     pub updater: PathBuf,
 }
 
-/// An update package made by make-image.sh, for the staging partition.
+/// The update packages of the lifecycle stories, signed `.swu` files made by make-image.sh
+/// (`zbot-updater pack`), pushed with [`Machine::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Update {
     /// `rootfs v2`: boots and passes its health check.
@@ -104,13 +105,13 @@ pub enum Update {
 }
 
 impl Update {
-    /// File name in the image directory.
-    pub fn file_name(self) -> &'static str {
+    /// The package's name in the image's `swu/` ([`MachineImage::swu`]).
+    pub fn name(self) -> &'static str {
         match self {
-            Update::Good => "update-good.ext4",
-            Update::Unhealthy => "update-unhealthy.ext4",
-            Update::Hang => "update-hang.ext4",
-            Update::Garbage => "update-garbage.img",
+            Update::Good => "good",
+            Update::Unhealthy => "unhealthy",
+            Update::Hang => "hang",
+            Update::Garbage => "garbage",
         }
     }
 }
@@ -215,9 +216,9 @@ impl MachineImage {
         self.dir.join("disk.img")
     }
 
-    /// An update package.
-    pub fn update(&self, u: Update) -> PathBuf {
-        self.dir.join(u.file_name())
+    /// The signed package of an update story (`swu/good.swu`, ...).
+    pub fn package(&self, u: Update) -> PathBuf {
+        self.swu(u.name())
     }
 
     /// A signed package made by `zbot-updater pack` in make-image.sh (`swu/NAME.swu`: good,
@@ -405,7 +406,13 @@ pub struct Machine {
     cut_plan: Option<PowerCut>,
     port: u16,
     secret: PathBuf,
+    /// The QEMU of the boot powered on last and its cut flag: what a [`PushCut::ClientLine`]
+    /// kills.
+    current: Arc<Mutex<Option<PowerSwitch>>>,
 }
+
+/// A boot's QEMU and the flag that says it was cut.
+type PowerSwitch = (Arc<Mutex<Child>>, Arc<std::sync::atomic::AtomicBool>);
 
 /// A TCP port on the host's loopback for a robot's forward (QEMU `hostfwd`), free now and not
 /// given to another robot of this process.
@@ -562,6 +569,7 @@ impl Machine {
             cut_plan: None,
             port: free_port()?,
             secret,
+            current: Arc::default(),
         })
     }
 
@@ -612,13 +620,6 @@ impl Machine {
     /// `/uboot.env` on the env partition (`None` if missing).
     pub fn env_file(&self) -> Result<Option<Vec<u8>>> {
         self.part(2).read("/uboot.env")
-    }
-
-    /// Put an update package into the download area (`/pending/rootfs.ext4` on staging), where
-    /// otafs's updater installs it at its next boot.
-    pub fn stage_update(&self, u: Update) -> Result<()> {
-        self.part(6)
-            .put(&self.image.update(u), "/pending/rootfs.ext4")
     }
 
     /// Append a note to the log (scenario steps, checks).
@@ -759,6 +760,7 @@ impl Machine {
         let start_wall = std::time::SystemTime::now();
         let child = Arc::new(Mutex::new(child));
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        *self.current.lock().unwrap() = Some((child.clone(), cut.clone()));
         let mut trigger = match &plan {
             Some(PowerCut::AfterLine { needle, delay }) => Some(CutTrigger {
                 needle: needle.as_bytes().to_vec(),
@@ -883,6 +885,8 @@ pub struct PushBoot {
     pub uboot_saves: usize,
     /// The console lines (complete once ended).
     pub console: Vec<String>,
+    /// A planned power cut ended it.
+    pub cut: bool,
 }
 
 /// What `zbot-updater update 127.0.0.1 FILE.swu --port PORT` did, while the harness kept the
@@ -902,6 +906,29 @@ pub struct Push {
     pub duration: Duration,
     /// The boot still running when the client exited (`None`: the robot was off).
     pub boot: Option<Boot>,
+    /// When a planned [`PushCut`] cut the power, since the push started (`None`: no cut
+    /// planned, or it did not happen: the needle never came, or the robot was off or the
+    /// client gone by then).
+    pub cut_at: Option<Duration>,
+}
+
+/// A power cut planned during a [`Machine::push_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushCut {
+    /// In the `n`-th boot the push powers on (1: the first after the running one), as
+    /// [`Machine::cut_power`] plans it.
+    Boot(usize, PowerCut),
+    /// `delay` after the client's first stderr line containing `needle` (its stages:
+    /// "asking for recovery", "upload   0%", "swupdate: bootcount: install into", "swupdate:
+    /// SUCCESS", ...): whatever boot runs then loses its power. A watcher thread kills QEMU
+    /// within about a millisecond of the instant; where that falls in the guest shifts with
+    /// host load.
+    ClientLine {
+        /// Text of the client's line to wait for.
+        needle: String,
+        /// Delay after it.
+        delay: Duration,
+    },
 }
 
 impl Push {
@@ -994,6 +1021,36 @@ impl Machine {
         watchdog: Duration,
         limit: Duration,
     ) -> Result<Push> {
+        self.push_with(
+            running,
+            package,
+            extra,
+            watchdog,
+            limit,
+            None,
+            &mut |_, _, _| Ok(()),
+        )
+    }
+
+    /// [`Machine::push`] with a planned power cut (`cut`), and `after_boot` called for every
+    /// boot of the push that ends, before the next power-on (the robot is off then: check its
+    /// card), with what [`Machine::boot_to_verdict`] saw of it; an error from it ends the push
+    /// (the client is killed) with that error. The boot still running when the client exits
+    /// is not passed: it is [`Push::boot`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_with(
+        &mut self,
+        running: Option<(Boot, Outcome)>,
+        package: &Path,
+        extra: &[&str],
+        watchdog: Duration,
+        limit: Duration,
+        cut: Option<PushCut>,
+        after_boot: &mut dyn FnMut(&Machine, &Boot, &Outcome) -> std::result::Result<(), String>,
+    ) -> Result<Push> {
+        if let Some(c) = &cut {
+            self.note(&format!("push: power cut planned: {c:?}"))?;
+        }
         self.note(&format!(
             "push: zbot-updater update 127.0.0.1 {} --port {} {}",
             package.display(),
@@ -1022,6 +1079,62 @@ impl Machine {
             .map_err(|e| HelperError(format!("starting {}: {e}", self.image.updater.display())))?;
         let start = Instant::now();
         let lines: Arc<Mutex<Vec<(Duration, String)>>> = Arc::default();
+        let client_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut_at: Arc<Mutex<Option<Duration>>> = Arc::default();
+        let (boot_cut, line_cut) = match cut {
+            Some(PushCut::Boot(n, p)) => (Some((n, p)), None),
+            Some(PushCut::ClientLine { needle, delay }) => (None, Some((needle, delay))),
+            None => (None, None),
+        };
+        // The client-line cut: a watcher polls the client's lines, then cuts whatever runs.
+        let cutter = line_cut.map(|(needle, delay)| {
+            let lines = lines.clone();
+            let done = client_done.clone();
+            let current = self.current.clone();
+            let cut_at = cut_at.clone();
+            let log = self.log.clone();
+            std::thread::spawn(move || {
+                use std::sync::atomic::Ordering;
+                let seen = loop {
+                    if done.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Some((t, _)) = lines
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|(_, l)| l.contains(&needle))
+                    {
+                        break *t;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                };
+                let at = start + seen + delay;
+                while Instant::now() < at {
+                    if done.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                if let Some((child, flag)) = current.lock().unwrap().as_ref() {
+                    let mut c = child.lock().unwrap();
+                    if c.try_wait().ok().flatten().is_none() {
+                        flag.store(true, Ordering::SeqCst);
+                        let _ = c.kill();
+                        let t = start.elapsed();
+                        *cut_at.lock().unwrap() = Some(t);
+                        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&log) {
+                            let _ = writeln!(
+                                f,
+                                "## push {:7.3}: POWER CUT ({:.3} s after the client's {needle:?})",
+                                t.as_secs_f64(),
+                                (t - seen).as_secs_f64()
+                            );
+                        }
+                    }
+                }
+            })
+        });
         let err_reader = {
             let mut src = child.stderr.take().expect("piped");
             let lines = lines.clone();
@@ -1085,17 +1198,24 @@ impl Machine {
                 .filter(|l| l.contains("Saving Environment to"))
                 .count(),
             console: b.lines(),
+            cut: b.was_cut(),
         };
+        let mut current_outcome = first.clone();
         if let (Some(b), Some(o)) = (&boot, first) {
             boots.push(record(b, o, Duration::ZERO));
         }
+        let mut powered = 0;
+        let stop_client = |child: &mut Child, done: &std::sync::atomic::AtomicBool| {
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = child.kill();
+            let _ = child.wait();
+        };
         let status = loop {
             if let Some(st) = child.try_wait()? {
                 break st;
             }
             if start.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop_client(&mut child, &client_done);
                 return Err(HelperError(format!(
                     "zbot-updater update did not end within {limit:?}; its last lines:\n{}",
                     lines
@@ -1112,13 +1232,32 @@ impl Machine {
             match &mut boot {
                 None => {
                     let started = start.elapsed();
+                    powered += 1;
+                    if let Some((n, p)) = &boot_cut {
+                        if *n == powered {
+                            self.cut_power(p.clone());
+                        }
+                    }
                     let (b, o) = self.boot_to_verdict(watchdog)?;
                     let ended = o.ending.is_some();
-                    boots.push(record(&b, o, started));
+                    boots.push(record(&b, o.clone(), started));
+                    if ended {
+                        if let Err(e) = after_boot(self, &b, &o) {
+                            stop_client(&mut child, &client_done);
+                            return Err(HelperError(e));
+                        }
+                    }
+                    current_outcome = Some(o);
                     boot = (!ended).then_some(b);
                 }
                 Some(b) if b.console_closed() => {
                     b.wait_end(Duration::from_secs(30))?;
+                    if let Some(o) = &current_outcome {
+                        if let Err(e) = after_boot(self, b, o) {
+                            stop_client(&mut child, &client_done);
+                            return Err(HelperError(e));
+                        }
+                    }
                     if let Some(last) = boots.last_mut() {
                         if last.number == b.number {
                             last.ending = b.ended;
@@ -1130,6 +1269,7 @@ impl Machine {
                                 .filter(|l| l.contains("Saving Environment to"))
                                 .count();
                             last.console = b.lines();
+                            last.cut = b.was_cut();
                         }
                     }
                     boot = None;
@@ -1138,10 +1278,15 @@ impl Machine {
             }
         };
         let duration = start.elapsed();
+        client_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(c) = cutter {
+            let _ = c.join();
+        }
         let _ = err_reader.join();
         let stdout = out_reader.join().unwrap_or_default();
         let stderr = std::mem::take(&mut *lines.lock().unwrap());
         let exit = status.code().unwrap_or(-1);
+        let cut_at = *cut_at.lock().unwrap();
         self.note(&format!(
             "push ended: exit {exit} after {:.1} s: {}",
             duration.as_secs_f64(),
@@ -1154,6 +1299,7 @@ impl Machine {
             boots,
             duration,
             boot,
+            cut_at,
         })
     }
 }
@@ -1478,6 +1624,11 @@ impl Boot {
     /// True once QEMU has closed its console (it ended or is ending).
     pub fn console_closed(&self) -> bool {
         self.console.0.lock().unwrap().closed
+    }
+
+    /// How the boot ended (`None`: still running, or not yet waited for).
+    pub fn ending(&self) -> Option<Ending> {
+        self.ended
     }
 
     /// True if this boot was ended by a planned power cut.

@@ -167,8 +167,8 @@ fn package_with_unusable_root_is_rolled_back_after_bootlimit() {
     bad_package("net_bad_garbage", "garbage", "bootlimit", 3);
 }
 
-/// Three watchdogs (3 x 60 s) and the recovery boot: the longest push. The same rollback is
-/// in the default suite through the boot side (lifecycle_policy.rs) and in the demo.
+/// Three watchdogs (3 x 60 s) and the recovery boot: the longest push. The same push is in
+/// the default suite in lifecycle_policy.rs (U-Boot's count of each attempt checked) and the demo.
 #[test]
 #[ignore = "long (3 watchdogs, about 4 min): cargo test -p zbot-tests --test lifecycle_network -- --ignored hangs"]
 fn package_whose_init_hangs_is_rolled_back_after_bootlimit() {

@@ -71,6 +71,9 @@ if enabled BR2_PACKAGE_ZBOT_UPDATER_SWUPDATE_CONFIG; then
     same updater/dist/swupdate.cfg etc/swupdate/swupdate.cfg
     same updater/dist/S98swupdate etc/init.d/S98swupdate
 fi
+if enabled BR2_PACKAGE_ZBOT_UPDATER_AGENT_INIT; then
+    same updater/dist/S98zbot-agent etc/init.d/S98zbot-agent
+fi
 # fw_printenv/fw_setenv: ours (links to fw-env) or libubootenv's/uboot-tools', never a mix.
 if enabled BR2_PACKAGE_ZBOT_FW_ENV_DROPIN; then
     for t in fw_printenv fw_setenv; do
