@@ -2,13 +2,9 @@
 # Print the QEMU machine's default U-Boot environment, normalised (one name=value per line):
 # the boot policy part, then qemu/machine/env/machine.env (the machine's part), whose variables
 # win: a name defined twice keeps its first position and its last value.
-# The policy part is, in this order:
-#   $ZBOT_POLICY_ENV                  a file (u-boot-initial-env text)
-#   `uboot-scripts --layout qemu/machine/layout.toml --board qemu default-env` (the slots are
-#                                     the layout's, `partctl emit slots`), when the
-#                                     workspace's uboot-scripts has its generator (src/main.rs;
-#                                     built with cargo into target/zbot-static)
-#   qemu/machine/env/placeholder-policy.env   (boots next_boot, no counting; see docs/qemu.md)
+# The policy part is $ZBOT_POLICY_ENV (a file, u-boot-initial-env text), else
+# `uboot-scripts --layout qemu/machine/layout.toml --board qemu default-env` (the slots are the
+# layout's, `partctl emit slots`; built with cargo into target/zbot-static).
 # The same text is compiled into U-Boot (build-uboot.sh qemu-x86_64, CONFIG_DEFAULT_ENV_FILE),
 # stored in the fresh image's /uboot.env (with next_boot=rootfs) and installed as
 # /etc/u-boot-initial-env in each slot (qemu/make-image.sh).
@@ -19,7 +15,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 policy="${ZBOT_POLICY_ENV:-}"
 tmp=""
-if [ -z "$policy" ] && [ -f "$repo/uboot-scripts/src/main.rs" ]; then
+if [ -z "$policy" ]; then
     tmp="$(mktemp)"
     trap 'rm -f "$tmp"' EXIT
     (cd "$repo" && CARGO_TARGET_DIR="$repo/target/zbot-static" cargo run -q --locked -p uboot-scripts -- \
@@ -29,7 +25,6 @@ if [ -z "$policy" ] && [ -f "$repo/uboot-scripts/src/main.rs" ]; then
     }
     policy="$tmp"
 fi
-policy="${policy:-$here/machine/env/placeholder-policy.env}"
 [ -f "$policy" ] || {
     echo "machine-env: policy env $policy does not exist" >&2
     exit 1

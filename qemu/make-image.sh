@@ -28,9 +28,8 @@
 # only partitioner; the partition offsets in machine.env are read back with `partctl check --json`.
 #
 # Inputs (environment):
-#   ZBOT_POLICY_ENV     the boot policy part of the default env (default:
-#                       qemu/machine/env/placeholder-policy.env; the drop-in point for the
-#                       generated script of uboot-scripts, see docs/qemu.md)
+#   ZBOT_POLICY_ENV     the boot policy part of the default env (default: the script
+#                       uboot-scripts generates from the layout; qemu/machine-env.sh)
 #   ZBOT_STATIC_BIN_DIR directory with static x86_64 fw-env, bootcount, partctl and
 #                       zbot-updater (its agent build: --no-default-features) binaries
 #                       (default: built here with cargo into target/zbot-static, about a

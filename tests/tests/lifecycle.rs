@@ -89,8 +89,7 @@ fn first_boot_of_a_fresh_image() {
     );
 }
 
-/// Scenario 2 with the seed's hand-over (works with the placeholder boot script too, which
-/// counts nothing): from rootfs `fw-env set next_boot otafs` and reboot; in otafs the good
+/// Scenario 2 with the seed's hand-over: from rootfs `fw-env set next_boot otafs` and reboot; in otafs the good
 /// package is pushed with `zbot-updater update` (SWUpdate installs it: the pre-update
 /// reservation, the raw write, the post-update trial, which reboots); the new rootfs passes its
 /// health check, which commits the trial; the next boot writes nothing.
