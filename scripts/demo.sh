@@ -11,7 +11,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ "$(id -u)" = 0 ]; then bash "$root/scripts/setup-debian.sh"; else sudo bash "$root/scripts/setup-debian.sh"; fi
-cargo build -q --release -p fw-env -p bootcount --manifest-path "$root/Cargo.toml"
+cargo build -q --release -p fw-env -p bootcount -p partctl --manifest-path "$root/Cargo.toml"
 bin="$root/target/release"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -21,8 +21,10 @@ export FW_ENV_LOCK_FILE="$work/lock"
 # The board today: a robot in the field carries only the seed's variables.
 printf 'next_boot=rootfs\nrootfs=root=/dev/mmcblk0p4 rootwait rw\notafs=root=/dev/mmcblk0p3 rootwait rw\nroot=root=/dev/mmcblk0p4 rootwait rw\nfirst_boot=1\n' > field-env.txt
 sed 's/^next_boot=.*/next_boot=otafs/' field-env.txt > u-boot-initial-env
-"$bin/fw-env" mkimage -s 0x4000 -p 0 field-env.txt uboot.env
-echo "$work/uboot.env 0x0000 0x4000" > fw_env.config
+# The field's env size (192 KiB, BOARD.md), from the card's layout as the robot's fw_env.config.
+size="$("$bin/partctl" emit fw_env.config "$root/partctl/layouts/zbot-duos.toml" | awk '!/^#/ { print $3 }')"
+"$bin/fw-env" mkimage -s "$size" -p 0 field-env.txt uboot.env
+echo "$work/uboot.env 0x0000 $size" > fw_env.config
 writes=0
 fp() { sha256sum uboot.env | cut -c1-16; }
 bcount() { "$bin/bootcount" -c fw_env.config -f u-boot-initial-env --cmdline cmdline "$@"; }
@@ -39,8 +41,8 @@ say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 boot() { # one power-on: the bootloader step, then what the booted system does
     local before after slot
     before=$(fp)
-    slot=$(bcount bootloader-step --json | tee step.json | sed 's/.*"slot":"\([^"]*\)".*/\1/')
-    sed 's/.*"kernel_args":"\([^"]*\)".*/\1/' step.json > cmdline
+    slot=$(bcount bootloader-step --json | tee step.json | jq -r .slot)
+    jq -r .kernel_args step.json > cmdline
     after=$(fp)
     local w=0; [ "$before" != "$after" ] && w=1 && writes=$((writes + 1))
     printf '  boot -> %-7s env writes by the bootloader: %d   env: %s\n' "$slot" "$w" "$(zbot_env)"
