@@ -25,6 +25,7 @@
 pub mod bootloop;
 pub mod cuts;
 pub mod differential;
+pub mod loops;
 pub mod machine;
 pub mod migration;
 pub mod oracle;
