@@ -315,3 +315,36 @@ pub fn ab_slots_fall_back_to_the_previous_slot(backend: Backend) {
     );
     assert_eq!(get(&r, "zbot_bad_rootfs_b").as_deref(), Some("bootlimit"));
 }
+
+/// A power-cut scenario: its name and the env overrides that make U-Boot save.
+pub type SaveScenario = (
+    &'static str,
+    &'static [(&'static str, Option<&'static str>)],
+);
+
+/// The saves U-Boot's policy does, where the power-cut tests cut (`uboot_power_cut.rs` on the
+/// ext4 file, `uboot_raw_power_cut.rs` on the raw copies): a trial attempt, a one-shot, giving
+/// a trial up.
+pub const SAVE_SCENARIOS: &[SaveScenario] = &[
+    (
+        "trial attempt",
+        &[
+            ("next_boot", Some("rootfs")),
+            ("zbot_trial", Some("rootfs")),
+            ("zbot_tries", Some("1")),
+            ("zbot_prev", Some("otafs")),
+        ],
+    ),
+    (
+        "one-shot",
+        &[("next_boot", Some("rootfs")), ("zbot_once", Some("otafs"))],
+    ),
+    (
+        "give up",
+        &[
+            ("next_boot", Some("rootfs")),
+            ("zbot_trial", Some("rootfs")),
+            ("zbot_tries", Some("3")),
+        ],
+    ),
+];

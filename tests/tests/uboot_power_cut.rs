@@ -19,38 +19,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use zbot_tests::bootloop::{classify, loaded_vars, FileState, Robot};
 use zbot_tests::cuts::seeded_cuts;
+use zbot_tests::loops::SAVE_SCENARIOS as SCENARIOS;
 
 /// A scenario: its name and the variables set on top of the default environment.
-type Scenario = (
-    &'static str,
-    &'static [(&'static str, Option<&'static str>)],
-);
-
-/// The saves U-Boot does: a trial attempt, a one-shot, giving a trial up.
-const SCENARIOS: &[Scenario] = &[
-    (
-        "trial attempt",
-        &[
-            ("next_boot", Some("rootfs")),
-            ("zbot_trial", Some("rootfs")),
-            ("zbot_tries", Some("1")),
-            ("zbot_prev", Some("otafs")),
-        ],
-    ),
-    (
-        "one-shot",
-        &[("next_boot", Some("rootfs")), ("zbot_once", Some("otafs"))],
-    ),
-    (
-        "give up",
-        &[
-            ("next_boot", Some("rootfs")),
-            ("zbot_trial", Some("rootfs")),
-            ("zbot_tries", Some("3")),
-        ],
-    ),
-];
-
 #[test]
 fn power_cut_during_saveenv_still_boots_a_valid_slot() {
     let cuts = zbot_tests::env_number::<usize>("ZBOT_CUTS", 100);

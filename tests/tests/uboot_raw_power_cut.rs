@@ -23,37 +23,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use zbot_tests::bootloop::{uboot_choice, Backend, Robot};
 use zbot_tests::cuts::seeded_cuts;
+use zbot_tests::loops::SAVE_SCENARIOS as SCENARIOS;
 use zbot_tests::ENV_SIZE;
-
-type Scenario = (
-    &'static str,
-    &'static [(&'static str, Option<&'static str>)],
-);
-
-/// The saves U-Boot does (as `uboot_power_cut.rs`): a trial attempt, a one-shot, giving up.
-const SCENARIOS: &[Scenario] = &[
-    (
-        "trial attempt",
-        &[
-            ("next_boot", Some("rootfs")),
-            ("zbot_trial", Some("rootfs")),
-            ("zbot_tries", Some("1")),
-            ("zbot_prev", Some("otafs")),
-        ],
-    ),
-    (
-        "one-shot",
-        &[("next_boot", Some("rootfs")), ("zbot_once", Some("otafs"))],
-    ),
-    (
-        "give up",
-        &[
-            ("next_boot", Some("rootfs")),
-            ("zbot_trial", Some("rootfs")),
-            ("zbot_tries", Some("3")),
-        ],
-    ),
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum State {
