@@ -131,8 +131,9 @@ pub enum Command {
         /// Address to listen on
         #[arg(long, default_value = "0.0.0.0:10000")]
         listen: String,
-        /// The robot's secret (mode 600, at least 16 bytes)
-        #[arg(long, value_name = "FILE", default_value = "/etc/zbot/agent.secret")]
+        /// The robot's secret (mode 600, at least 16 bytes); on /data, which updates never
+        /// write (a file in rootfs's /etc would be replaced by the next update)
+        #[arg(long, value_name = "FILE", default_value = "/data/zbot/agent.secret")]
         secret: PathBuf,
         /// fw_env.config describing where the U-Boot environment is [default: /etc/fw_env.config]
         #[arg(short = 'c', long = "config", value_name = "FILE")]
