@@ -70,6 +70,7 @@ fi
 if enabled BR2_PACKAGE_ZBOT_UPDATER_SWUPDATE_CONFIG; then
     same updater/dist/swupdate.cfg etc/swupdate/swupdate.cfg
     same updater/dist/S98swupdate etc/init.d/S98swupdate
+    same updater/dist/S97zbot-status etc/init.d/S97zbot-status
 fi
 if enabled BR2_PACKAGE_ZBOT_UPDATER_AGENT_INIT; then
     same updater/dist/S98zbot-agent etc/init.d/S98zbot-agent

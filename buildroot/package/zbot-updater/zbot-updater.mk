@@ -13,6 +13,8 @@ define ZBOT_UPDATER_INSTALL_SWUPDATE_CONFIG
 		$(TARGET_DIR)/etc/swupdate/swupdate.cfg
 	$(INSTALL) -D -m 0755 $(ZBOT_REPO)/updater/dist/S98swupdate \
 		$(TARGET_DIR)/etc/init.d/S98swupdate
+	$(INSTALL) -D -m 0755 $(ZBOT_REPO)/updater/dist/S97zbot-status \
+		$(TARGET_DIR)/etc/init.d/S97zbot-status
 endef
 ifeq ($(BR2_PACKAGE_ZBOT_UPDATER_SWUPDATE_CONFIG),y)
 # After swupdate, so that its own init script and configuration are replaced.
