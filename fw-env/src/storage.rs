@@ -577,7 +577,9 @@ pub fn write(medium: &Medium, patch: &Patch<'_>) -> Result<(), StorageError> {
 
 fn write_in_place(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
     // O_NONBLOCK: if the path became a FIFO since it was resolved, the open must not hang.
+    // Read too: a file is compared with what it holds before it is written.
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)
@@ -593,20 +595,67 @@ fn write_in_place(path: &Path, patch: &Patch<'_>) -> Result<(), StorageError> {
         });
     }
     for &(offset, bytes) in &patch.ranges {
+        // Written only where it changes: the blocks that already hold the new bytes (most of a
+        // 192 KiB env's zero padding; on a raw copy, what the env two saves ago shares with the
+        // new one) are not written again. That spares the flash, and in a sparse file (fw-env's
+        // replace leaves one) allocates no blocks for its holes on a filesystem that may be
+        // full. The copy still ends valid only once its header block (CRC, flags) is written.
+        let runs = changed_runs(&file, offset, bytes).map_err(io_err("cannot read", path))?;
         if fault::tear("copy-half-written") {
             // A card commits whole sectors: tear after the first one.
-            let half = &bytes[..bytes.len().min(512)];
-            let _ = file.write_all_at(half, offset);
+            if let Some(&(o, b)) = runs.first() {
+                let _ = file.write_all_at(&b[..b.len().min(512)], o);
+            }
             let _ = file.sync_data();
             fault::point("copy-half-written");
         }
-        file.write_all_at(bytes, offset)
-            .map_err(io_err("cannot write", path))?;
+        for (o, b) in runs {
+            file.write_all_at(b, o)
+                .map_err(io_err("cannot write", path))?;
+        }
         fault::point("copy-written");
         file.sync_data().map_err(io_err("cannot sync", path))?;
         fault::point("copy-synced");
     }
     Ok(())
+}
+
+/// The block size [`changed_runs`] compares in: a page, and a multiple of every filesystem
+/// block and card sector the env lives on.
+const COMPARE_BLOCK: usize = 4096;
+
+/// The parts of `bytes` (to be written at `offset` of `file`) that differ from what the file
+/// holds there, block by block ([`COMPARE_BLOCK`], aligned to the file), adjacent ones joined:
+/// `(offset, bytes)` runs in order. Bytes past the file's end always differ.
+fn changed_runs<'a>(file: &File, offset: u64, bytes: &'a [u8]) -> io::Result<Vec<(u64, &'a [u8])>> {
+    let mut old = vec![0u8; bytes.len()];
+    let mut have = 0;
+    while have < old.len() {
+        match file.read_at(&mut old[have..], offset + have as u64) {
+            Ok(0) => break,
+            Ok(n) => have += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        // Up to the next block boundary of the file.
+        let end = (((offset as usize + at) / COMPARE_BLOCK + 1) * COMPARE_BLOCK - offset as usize)
+            .min(bytes.len());
+        if end > have || old[at..end] != bytes[at..end] {
+            match runs.last_mut() {
+                Some((_, e)) if *e == at => *e = end,
+                _ => runs.push((at, end)),
+            }
+        }
+        at = end;
+    }
+    Ok(runs
+        .into_iter()
+        .map(|(a, e)| (offset + a as u64, &bytes[a..e]))
+        .collect())
 }
 
 /// Read the current content of an environment file about to be replaced (or nothing if it
@@ -786,6 +835,70 @@ fn commit_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_place_writes_only_the_blocks_that_change_and_fills_no_hole() {
+        const SIZE: usize = 0x30000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("uboot.env");
+        // What fw-env's sparse replace leaves: the variables written, the zero padding holes.
+        let mut old = vec![0u8; SIZE];
+        old[..6000].fill(b'a');
+        let f = File::create(&path).unwrap();
+        f.set_len(SIZE as u64).unwrap();
+        f.write_all_at(&old[..6000], 0).unwrap();
+        f.sync_all().unwrap();
+        let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks();
+        let before = blocks(&path);
+        assert!(before * 512 < SIZE as u64 / 4, "the test file is sparse");
+
+        // New content: the first block changes, so does one in the middle; the rest is zeros
+        // as before (holes).
+        let mut new = old.clone();
+        new[10] = b'b';
+        new[0x10000] = b'c';
+        let ranges = [(0u64, &new[..])];
+        let runs = changed_runs(&File::open(&path).unwrap(), 0, &new).unwrap();
+        let spans: Vec<(u64, usize)> = runs.iter().map(|(o, b)| (*o, b.len())).collect();
+        assert_eq!(spans, [(0, 4096), (0x10000, 4096)]);
+        write_in_place(
+            &path,
+            &Patch {
+                ranges: ranges.to_vec(),
+            },
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), new);
+        assert!(
+            blocks(&path) <= before + 8,
+            "only the changed block of the holes got allocated: {} -> {} sectors",
+            before,
+            blocks(&path)
+        );
+
+        // Past the end of the file every byte is written (the copy must be whole), and an
+        // unaligned offset compares in the file's blocks.
+        let short = dir.path().join("short.env");
+        std::fs::write(&short, [7u8; 5000]).unwrap();
+        let data = [7u8; 9000];
+        let runs = changed_runs(&File::open(&short).unwrap(), 100, &data).unwrap();
+        let spans: Vec<(u64, usize)> = runs.iter().map(|(o, b)| (*o, b.len())).collect();
+        assert_eq!(
+            spans,
+            [(4096, 9000 - (4096 - 100))],
+            "the first block is unchanged"
+        );
+        write_in_place(
+            &short,
+            &Patch {
+                ranges: vec![(100, &data[..])],
+            },
+        )
+        .unwrap();
+        let got = std::fs::read(&short).unwrap();
+        assert_eq!(got.len(), 9100);
+        assert!(got.iter().all(|&b| b == 7));
+    }
 
     #[test]
     fn errors_are_reported_as_what_they_are() {
