@@ -67,6 +67,6 @@ ln -sf fw-env "$out/fw_printenv"
 ln -sf fw-env "$out/fw_setenv"
 echo "build-riscv64: static $TARGET binaries in $out (stripped sizes in bytes):" >&2
 for b in fw-env bootcount partctl zbot-migrate-env zbot-updater; do
-    printf '  %-13s %9d\n' "$b" "$(stat -c %s "$out/$b")" >&2
+    printf '  %-17s %9d\n' "$b" "$(stat -c %s "$out/$b")" >&2
 done
 echo "$out"
