@@ -532,6 +532,38 @@ pub fn var_diff(want: &Vars, have: &Vars) -> String {
 /// Largest `-c` argument per sandbox process (Linux limits one argument to 128 KiB).
 const MAX_COMMAND: usize = 120_000;
 
+/// What U-Boot printed for case `i` of a driver run (between `@@case i` and `@@end i`): the
+/// slot, `bootargs`, the saves, the final command and any trouble; `file` is left to the
+/// caller (where the save went depends on the backend). `None`: no output for that case.
+pub fn case_outcome(out: &str, i: usize) -> Option<UbootOutcome> {
+    let (start, end) = (format!("@@case {i}\n"), format!("@@end {i}\n"));
+    let seg = out
+        .find(&start)
+        .and_then(|a| out[a..].find(&end).map(|b| &out[a + start.len()..a + b]))?;
+    let mut o = UbootOutcome {
+        slot: None,
+        bootargs: None,
+        saves: 0,
+        bootm: 0,
+        file: None,
+        trouble: vec![],
+    };
+    for l in seg.lines() {
+        if let Some(s) = l.strip_prefix("@@slot ") {
+            o.slot = Some(s.to_string());
+        } else if let Some(b) = l.strip_prefix("bootargs=") {
+            o.bootargs = Some(b.to_string());
+        } else if l.starts_with("Saving Environment to") {
+            o.saves += 1;
+        } else if l == "@@zbot-bootm" {
+            o.bootm += 1;
+        } else if l.contains("syntax error") || l.contains("Unknown command") {
+            o.trouble.push(l.to_string());
+        }
+    }
+    Some(o)
+}
+
 /// Run `cases` in the sandbox on `disk`, files in `dir` (the sandbox runs there, so hostfs
 /// paths are relative). As many cases as fit in one command line share a U-Boot process.
 pub fn run_batch(disk: &DiskImage, dir: &Path, cases: &[Vars]) -> Result<Vec<UbootOutcome>> {
@@ -571,33 +603,8 @@ pub fn run_batch(disk: &DiskImage, dir: &Path, cases: &[Vars]) -> Result<Vec<Ubo
     }
     let mut res = Vec::with_capacity(cases.len());
     for (i, _) in cases.iter().enumerate() {
-        let start = format!("@@case {i}\n");
-        let end = format!("@@end {i}\n");
-        let seg = out
-            .find(&start)
-            .and_then(|a| out[a..].find(&end).map(|b| &out[a + start.len()..a + b]))
-            .ok_or_else(|| HelperError(format!("no output for case {i}")))?;
-        let mut o = UbootOutcome {
-            slot: None,
-            bootargs: None,
-            saves: 0,
-            bootm: 0,
-            file: None,
-            trouble: vec![],
-        };
-        for l in seg.lines() {
-            if let Some(s) = l.strip_prefix("@@slot ") {
-                o.slot = Some(s.to_string());
-            } else if let Some(b) = l.strip_prefix("bootargs=") {
-                o.bootargs = Some(b.to_string());
-            } else if l.starts_with("Saving Environment to") {
-                o.saves += 1;
-            } else if l == "@@zbot-bootm" {
-                o.bootm += 1;
-            } else if l.contains("syntax error") || l.contains("Unknown command") {
-                o.trouble.push(l.to_string());
-            }
-        }
+        let mut o =
+            case_outcome(&out, i).ok_or_else(|| HelperError(format!("no output for case {i}")))?;
         let f = dir.join(format!("s{i}"));
         o.file = std::fs::read(&f).ok();
         let _ = std::fs::remove_file(&f);

@@ -730,27 +730,7 @@ impl DiskImage {
 
     /// Get file `name` from the FAT on p1; `None` if it does not exist.
     pub fn read_fat_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let dir = tempfile::tempdir()?;
-        let dst = dir.path().join("out");
-        let out = Command::new(Peer::Mcopy.path()?)
-            .args(["-n", "-i"])
-            .arg(self.mtools_image())
-            .arg(format!("::{name}"))
-            .arg(&dst)
-            .stdin(Stdio::null())
-            .output()?;
-        if out.status.success() {
-            return Ok(Some(std::fs::read(&dst)?));
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("not found") {
-            Ok(None)
-        } else {
-            Err(HelperError(format!(
-                "mcopy of {name} from {}: {err}",
-                self.mtools_image()
-            )))
-        }
+        read_fat_file(&self.path, self.p1_offset(), name)
     }
 
     /// `e2fsck -fn` on a copy of partition 2: `Ok(())` if clean, else the report.
@@ -1060,6 +1040,31 @@ pub fn fw_env_config(dir: &Path, file: &Path, size: usize) -> Result<PathBuf> {
     let cfg = dir.join("fw_env.config");
     std::fs::write(&cfg, format!("{} 0x0 {size:#x}\n", file.display()))?;
     Ok(cfg)
+}
+
+/// File `name` from the FAT at byte `off` of `img` (mtools), `None` when absent.
+pub fn read_fat_file(img: &Path, off: u64, name: &str) -> Result<Option<Vec<u8>>> {
+    let dir = tempfile::tempdir()?;
+    let dst = dir.path().join("out");
+    let out = Command::new(Peer::Mcopy.path()?)
+        .args(["-n", "-i"])
+        .arg(format!("{}@@{off}", img.display()))
+        .arg(format!("::{name}"))
+        .arg(&dst)
+        .stdin(Stdio::null())
+        .output()?;
+    if out.status.success() {
+        return Ok(Some(std::fs::read(&dst)?));
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("not found") {
+        Ok(None)
+    } else {
+        Err(HelperError(format!(
+            "mcopy of {name} from {}: {err}",
+            img.display()
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! oracle for the raw copies, partctl's reader for the GPT).
 
 use crate::oracle::{crc_ok, parse_env_vars};
+use crate::read_fat_file;
 use crate::{check as check_cmd, fsck_bytes, HelperError, Peer, Result, ENV_SIZE};
 use partctl::layout::Layout;
 use std::collections::BTreeMap;
@@ -404,31 +405,6 @@ pub fn read_at(path: &Path, off: u64, len: usize) -> Result<Vec<u8>> {
     let mut b = vec![0; len];
     f.read_exact_at(&mut b, off)?;
     Ok(b)
-}
-
-/// File `name` from the FAT at byte `off` of `img` (mtools), `None` when absent.
-pub fn read_fat_file(img: &Path, off: u64, name: &str) -> Result<Option<Vec<u8>>> {
-    let dir = tempfile::tempdir()?;
-    let dst = dir.path().join("out");
-    let out = Command::new(Peer::Mcopy.path()?)
-        .args(["-n", "-i"])
-        .arg(format!("{}@@{off}", img.display()))
-        .arg(format!("::{name}"))
-        .arg(&dst)
-        .stdin(Stdio::null())
-        .output()?;
-    if out.status.success() {
-        return Ok(Some(std::fs::read(&dst)?));
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("not found") {
-        Ok(None)
-    } else {
-        Err(HelperError(format!(
-            "mcopy of {name} from {}: {err}",
-            img.display()
-        )))
-    }
 }
 
 /// File `name` from the ext4 at byte `off` of `img` (debugfs), `None` when absent.

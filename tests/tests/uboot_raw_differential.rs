@@ -22,7 +22,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use std::time::Instant;
 use zbot_tests::bootloop::{uboot_choice, Backend, Robot};
 use zbot_tests::differential::{
-    base_env, compare, configs, describe, enumeration, expected, seeded_runner, UbootOutcome,
+    base_env, case_outcome, compare, configs, describe, enumeration, expected, seeded_runner,
 };
 use zbot_tests::ENV_SIZE;
 
@@ -127,32 +127,8 @@ fn raw_backend_uboot_agrees_with_the_engine_on_a_sample_of_the_enumeration() {
     let mut failures = Vec::new();
     let mut saves = 0;
     for (i, stored) in cases.iter().enumerate() {
-        let (s, e) = (format!("@@case {i}\n"), format!("@@end {i}\n"));
-        let seg = out
-            .find(&s)
-            .and_then(|a| out[a..].find(&e).map(|b| &out[a + s.len()..a + b]))
-            .unwrap_or_else(|| panic!("no output for case {i}:\n{out}"));
-        let mut o = UbootOutcome {
-            slot: None,
-            bootargs: None,
-            saves: 0,
-            bootm: 0,
-            file: None,
-            trouble: vec![],
-        };
-        for l in seg.lines() {
-            if let Some(s) = l.strip_prefix("@@slot ") {
-                o.slot = Some(s.to_string());
-            } else if let Some(b) = l.strip_prefix("bootargs=") {
-                o.bootargs = Some(b.to_string());
-            } else if l.starts_with("Saving Environment to") {
-                o.saves += 1;
-            } else if l == "@@zbot-bootm" {
-                o.bootm += 1;
-            } else if l.contains("syntax error") || l.contains("Unknown command") {
-                o.trouble.push(l.to_string());
-            }
-        }
+        let mut o =
+            case_outcome(&out, i).unwrap_or_else(|| panic!("no output for case {i}:\n{out}"));
         let snap = SNAP_AT + snap_len * i as u64;
         let now = (c(&card, snap), c(&card, snap + ENV_SIZE as u64));
         o.file = single(&now.0, &now.1);
