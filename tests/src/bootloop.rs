@@ -372,7 +372,7 @@ impl Robot {
         match self.backend {
             Backend::Ext4 => self.qemu().run(),
             // qemu-x86 TCG boots in 1-3 s; generous for a loaded 2-core host.
-            Backend::Raw => run_to_exit(self.command()?, Duration::from_secs(120)),
+            Backend::Raw => crate::run_with_timeout(&mut self.command()?, Duration::from_secs(120)),
         }
     }
 
@@ -572,39 +572,6 @@ pub fn classify(file: Option<&[u8]>, old: &[u8], old_vars: &Vars, new: &Vars) ->
 pub fn raw_card() -> partctl::layout::Layout {
     partctl::layout::Layout::from_toml(crate::TEST_CARD_RAW_LAYOUT)
         .expect("tests/src/test-card-raw.toml is valid")
-}
-
-/// Run `cmd` until it exits (or kill it at `timeout`: `timed_out` set).
-fn run_to_exit(mut cmd: Command, timeout: Duration) -> Result<UbootRun> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut so = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        String::from_utf8_lossy(&v).replace('\r', "")
-    });
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait()?;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Ok(UbootRun {
-        status,
-        output: reader.join().unwrap_or_default(),
-        timed_out,
-    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> bool {

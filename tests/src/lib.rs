@@ -800,7 +800,9 @@ impl UbootRun {
     }
 }
 
-fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<UbootRun> {
+/// Run `cmd` (stdin closed) until it exits, or kill it at `timeout` (`timed_out` set); its
+/// stdout then stderr, `\r` removed. The kit's one bounded runner of U-Boot and QEMU.
+pub(crate) fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<UbootRun> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -493,8 +493,8 @@ impl FieldCard {
             HelperError("qemu-system-x86_64 not found (scripts/setup-debian.sh)".into())
         })?;
         let t0 = std::time::Instant::now();
-        let mut child = Command::new(qemu)
-            .args(["-M", "pc", "-m", "256M", "-smp", "1", "-accel", "tcg"])
+        let mut cmd = Command::new(qemu);
+        cmd.args(["-M", "pc", "-m", "256M", "-smp", "1", "-accel", "tcg"])
             .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
             .args(["-no-reboot", "-nic", "none", "-bios"])
             .arg(rom.1.path()?)
@@ -503,26 +503,10 @@ impl FieldCard {
                 "if=none,id=sd,format=raw,file={}",
                 self.img.display()
             ))
-            .args(["-device", "sd-card,drive=sd"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut so = child.stdout.take().expect("piped");
-        let reader = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = so.read_to_end(&mut v);
-            String::from_utf8_lossy(&v).replace('\r', "")
-        });
+            .args(["-device", "sd-card,drive=sd"]);
         // U-Boot resets at the end of its bootcmd and QEMU (-no-reboot) exits; bounded.
-        let deadline = t0 + std::time::Duration::from_secs(180);
-        while child.try_wait()?.is_none() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let timed_out = child.try_wait()?.is_none();
-        let _ = child.kill();
-        let _ = child.wait();
-        let output = reader.join().unwrap_or_default();
+        let run = crate::run_with_timeout(&mut cmd, std::time::Duration::from_secs(180))?;
+        let (timed_out, output) = (run.timed_out, run.output);
         if timed_out {
             return Err(HelperError(format!(
                 "QEMU with {:?} did not reset within 180 s (a busy host? rerun); console:\n{output}",
