@@ -23,6 +23,7 @@ printf 'next_boot=rootfs\nrootfs=root=/dev/mmcblk0p4 rootwait rw\notafs=root=/de
 sed 's/^next_boot=.*/next_boot=otafs/' field-env.txt > u-boot-initial-env
 # The field's env size (192 KiB, BOARD.md), from the card's layout as the robot's fw_env.config.
 size="$("$bin/partctl" emit fw_env.config "$root/partctl/layouts/zbot-duos.toml" | awk '!/^#/ { print $3 }')"
+[ -n "$size" ] || { echo "demo: no env size from partctl emit fw_env.config partctl/layouts/zbot-duos.toml" >&2; exit 1; }
 "$bin/fw-env" mkimage -s "$size" -p 0 field-env.txt uboot.env
 echo "$work/uboot.env 0x0000 $size" > fw_env.config
 writes=0
