@@ -9,7 +9,8 @@
 //! `gen=old`, flags 2: U-Boot loads copy 2 and its save overwrites copy 1), QEMU is SIGKILLed a
 //! seeded delay after U-Boot prints `@@saving`, its echo just before `saveenv`; every write QEMU issued before is
 //! in the image file, nothing after. The next boot prints what U-Boot then loads: `old`, `new`,
-//! or nothing (the env lost). Delays are uniform in 0..(1.25 x the complete save).
+//! or nothing (the env lost). Delays are uniform in 0..(1.25 x the median complete save); cuts
+//! go on (up to 4 x `ZBOT_ENV_CUTS`) until half of `ZBOT_ENV_CUTS` landed inside the save.
 //!
 //! Default `ZBOT_ENV_CUTS` = 12 (about 2 minutes with the replay); the campaign:
 //! ```sh
@@ -237,12 +238,21 @@ fn raw_redundant_env_survives_saveenv_cuts() {
          bytes written per save {ENV_SIZE} (one copy, {sectors} sectors)",
         points.len()
     );
-    let longest = *times.iter().max().unwrap();
-    let range_us = (longest.as_micros() as u64 * 5 / 4).max(1);
+    // The range comes from the median complete save (one slow boot under load must not
+    // stretch it), and the cuts go on, up to 4 x `cuts`, until half of `cuts` landed inside
+    // the save: how many land there depends on the host's load, what the test proves must not.
+    times.sort();
+    let median = times[times.len() / 2];
+    let range_us = (median.as_micros() as u64 * 5 / 4).max(1);
+    let want_inside = cuts.div_ceil(2);
 
-    let [mut old, mut new, mut lost, mut inside] = [0usize; 4];
+    let [mut old, mut new, mut lost, mut inside, mut tried] = [0usize; 5];
     let mut failures = Vec::new();
-    for cut in seeded_cuts(seed, cuts, 1, Duration::from_micros(range_us)) {
+    for cut in seeded_cuts(seed, cuts * 4, 1, Duration::from_micros(range_us)) {
+        if tried >= cuts && inside >= want_inside {
+            break;
+        }
+        tried += 1;
         let (i, delay) = (cut.index, cut.delay);
         std::fs::copy(&pristine, &work).unwrap();
         let b = boot(&work, Some(delay));
@@ -262,14 +272,14 @@ fn raw_redundant_env_survives_saveenv_cuts() {
     }
     eprintln!(
         "raw redundant env on SD (qemu-x86, sdhci-pci): {cuts} cuts (seed {seed}, delays 0..{range_us} us), env {ENV_SIZE:#x} x 2\n  \
-         old {old}  new {new}  LOST {lost}  killed inside the save {inside}; complete save {:?} (of {times:?}); \
+         {tried} cuts run: old {old}  new {new}  LOST {lost}  killed inside the save {inside}; complete save {:?} (of {times:?}); \
          card sectors changed per save {changed_sectors} ({} bytes)",
-        times.iter().min().unwrap(),
+        times[0],
         changed_sectors * 512
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(
-        cuts < 8 || inside * 2 >= cuts,
-        "only {inside} of {cuts} cuts landed inside the save: the cut range is wrong"
+        inside >= want_inside,
+        "only {inside} of {tried} cuts landed inside the save (wanted {want_inside}): the cut range is wrong"
     );
 }
