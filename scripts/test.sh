@@ -14,7 +14,7 @@
 #                                here, the summary says NOT RUN (counted) and the rest runs
 #   5. scripts/test-buildroot.sh the BR2_EXTERNAL tree's post-build/post-image scripts on a
 #                                scaled-down board layout (a few seconds)
-#   6. scripts/fuzz-smoke.sh     every fuzz target for FUZZ_SECONDS (default 10) each
+#   6. cargo xtask fuzz          every fuzz target for FUZZ_SECONDS (default 10) each
 #   7. qemu/demo.sh              the README's main command as a newcomer runs it: an empty
 #                                cache (ZBOT_CACHE in a fresh temporary directory), so U-Boot's
 #                                source, the kernel and the ROM are fetched and built from
@@ -85,7 +85,7 @@ grep -E "^test result" /tmp/zbot-buildroot.log >>/tmp/zbot-cargo-test.log ||
     echo "test result: FAILED. 0 passed; 1 failed (scripts/test-buildroot.sh printed no result)" >>/tmp/zbot-cargo-test.log
 
 step "fuzz smoke runs"
-bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
+cargo run -q --locked -p xtask -- fuzz "${FUZZ_SECONDS:-10}"
 
 step "the main command on an empty cache (qemu/demo.sh, as a newcomer runs it)"
 # Only the first single-target build of a fresh cache showed that build-uboot.sh failed after

@@ -1,12 +1,14 @@
 //! `cargo xtask man OUT_DIR` | `cargo xtask completions OUT_DIR` |
-//! `cargo xtask test-summary LOG...`: see xtask/README.md.
-use std::path::PathBuf;
+//! `cargo xtask test-summary LOG...` | `cargo xtask fuzz [SECONDS [CRATE TARGET]]`: see
+//! xtask/README.md.
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [task, logs @ ..] if task == "test-summary" && !logs.is_empty() => test_summary(logs),
+        [task, rest @ ..] if task == "fuzz" && matches!(rest.len(), 0 | 1 | 3) => fuzz(rest),
         [task, out] if task == "man" || task == "completions" => {
             let out = PathBuf::from(out);
             let written = if task == "man" {
@@ -49,11 +51,47 @@ fn test_summary(logs: &[String]) -> ExitCode {
     }
 }
 
+/// `fuzz [SECONDS [CRATE TARGET]]`: every target (or one) for SECONDS (default 10) each.
+fn fuzz(args: &[String]) -> ExitCode {
+    let seconds = match args.first().map(|s| s.parse::<u32>()) {
+        None => 10,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!(
+                "xtask fuzz: error: SECONDS must be a whole number above 0, not {:?}",
+                args[0]
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let only = (args.len() == 3).then(|| xtask::fuzz::Target {
+        krate: args[1].clone(),
+        name: args[2].clone(),
+    });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace");
+    match xtask::fuzz::run(root, seconds, only) {
+        Ok(ran) => {
+            eprintln!(
+                "xtask fuzz: {} targets ran {seconds}s each without a crash",
+                ran.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xtask fuzz: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn usage() -> ExitCode {
     eprintln!(
         "usage: cargo xtask man OUT_DIR          (pages in OUT_DIR/man1: install as /usr/share/man)\n       \
          cargo xtask completions OUT_DIR  (bash, zsh, fish: install OUT_DIR as /usr/share)\n       \
-         cargo xtask test-summary LOG...  (totals of cargo test logs: exit 0 all passed, 1 not, 2 unreadable)"
+         cargo xtask test-summary LOG...  (totals of cargo test logs: exit 0 all passed, 1 not, 2 unreadable)\n       \
+         cargo xtask fuzz [SECONDS [CRATE TARGET]]  (every fuzz target, or one, SECONDS each, default 10)"
     );
     ExitCode::from(2)
 }
