@@ -1,6 +1,11 @@
 //! The `update` flow: one robot ([`update_one`]) and a fleet ([`update_fleet`], a bounded
 //! number at a time). Each robot ends in a [`Report`]; what happens along the way goes to a
 //! [`Ui`] (progress bars, plain lines, or nothing), so the flow does not know the terminal.
+//!
+//! One robot is three steps: into recovery, the install, the robot's return. What the return
+//! means is decided by a pure function (`next`: the wait, what answered, what was known before
+//! the install -> look again, the next wait, or the outcome), tested by a decision table; the
+//! network and the clock stay in the steps around it.
 
 use crate::client::{self, Msg, Probe, UpdateError};
 use crate::report::{Outcome, Report, Stage};
@@ -104,6 +109,13 @@ pub struct Options {
     pub no_wait: bool,
 }
 
+impl Options {
+    /// SWUpdate's port on a robot: the agent's unless `--swupdate-port`.
+    fn swport(&self, t: &Target) -> u16 {
+        self.swupdate_port.unwrap_or(t.port)
+    }
+}
+
 /// Where an update's progress goes. Called from several threads in a fleet.
 pub trait Ui: Sync {
     /// A line about a robot.
@@ -153,19 +165,9 @@ impl Ui for Lines {
 pub fn update_one(t: &Target, file: &Path, o: &Options, ui: &dyn Ui) -> Report {
     let start = Instant::now();
     let mut stages = Vec::new();
-    let r = flow(t, file, o, ui, &mut stages);
-    let (outcome, detail) = match r {
+    let (outcome, detail) = match flow(t, file, o, ui, &mut stages) {
         Ok(x) => x,
-        Err(e) => (
-            match e {
-                UpdateError::Refused(_) => Outcome::Refused,
-                UpdateError::Agent(_) => Outcome::AgentRefused,
-                UpdateError::Auth(_) => Outcome::AuthRefused,
-                UpdateError::Unreachable(_) | UpdateError::Timeout(_) => Outcome::Unreachable,
-                UpdateError::Local(_) => Outcome::Error,
-            },
-            e.to_string(),
-        ),
+        Err(e) => (outcome_of(&e), e.to_string()),
     };
     let rep = Report {
         host: t.spec.clone(),
@@ -176,6 +178,17 @@ pub fn update_one(t: &Target, file: &Path, o: &Options, ui: &dyn Ui) -> Report {
     };
     ui.finish(&t.spec, &rep);
     rep
+}
+
+/// How an update that stopped on an error ended.
+fn outcome_of(e: &UpdateError) -> Outcome {
+    match e {
+        UpdateError::Refused(_) => Outcome::Refused,
+        UpdateError::Agent(_) => Outcome::AgentRefused,
+        UpdateError::Auth(_) => Outcome::AuthRefused,
+        UpdateError::Unreachable(_) | UpdateError::Timeout(_) => Outcome::Unreachable,
+        UpdateError::Local(_) => Outcome::Error,
+    }
 }
 
 /// Times stages: `lap(stage)` closes the stage running since the last lap.
@@ -201,6 +214,8 @@ impl Laps<'_> {
     }
 }
 
+/// The steps in order: to recovery, install, then the robot's return until the pure core
+/// ([`next`]) ends the update.
 fn flow(
     t: &Target,
     file: &Path,
@@ -208,9 +223,6 @@ fn flow(
     ui: &dyn Ui,
     stages: &mut Vec<(Stage, Duration)>,
 ) -> Result<(Outcome, String), UpdateError> {
-    let (host, port) = (t.host.as_str(), t.port);
-    let swport = o.swupdate_port.unwrap_or(port);
-    let name = t.spec.as_str();
     if !file.is_file() {
         return Err(UpdateError::Local(format!(
             "{}: not a file",
@@ -221,80 +233,98 @@ fn flow(
         since: Instant::now(),
         stages,
     };
-    let mut before_rollback = serde_json::Value::Null;
-    let probed = client::probe(host, port);
+    let agent_status = to_recovery(t, o, ui, &mut laps)?;
+    // The boot that installs: its id and rollback record are the baseline of the return.
+    let recovery = client::recovery_status(&t.host, o.swport(t));
+    let inst = install(t, file, o, ui, &mut laps)?;
+    let before = Before::new(agent_status.as_ref(), recovery.as_ref(), inst.done);
+    if o.no_wait {
+        return Ok((
+            Outcome::Installed,
+            format!(
+                "SWUpdate reported success{}; not waiting for the reboot (--no-wait)",
+                before.note
+            ),
+        ));
+    }
+    watch_return(t, o, &before, &mut laps)
+}
+
+/// Step 1: what answers, and if it is the agent, the authenticated request into recovery and
+/// the waits until SWUpdate answers. The agent's status, if the robot ran its main system.
+fn to_recovery(
+    t: &Target,
+    o: &Options,
+    ui: &dyn Ui,
+    laps: &mut Laps,
+) -> Result<Option<serde_json::Value>, UpdateError> {
+    let probed = client::probe(&t.host, t.port);
     laps.lap(Stage::Status);
-    match probed? {
+    let st = match probed? {
         Probe::Swupdate => {
-            ui.line(
-                name,
-                &format!("SWUpdate answers on port {port}: the robot is in recovery"),
+            let line = format!(
+                "SWUpdate answers on port {}: the robot is in recovery",
+                t.port
             );
+            ui.line(&t.spec, &line);
+            return Ok(None);
         }
-        Probe::Agent(st) => {
-            before_rollback = st["last_rollback"].clone();
-            ui.line(
-                name,
-                &format!(
-                    "agent: running {} (version {}); asking for recovery",
-                    st["booted_slot"], st["image_version"]
-                ),
-            );
-            let path = o.secrets.path(t).ok_or_else(|| {
-                UpdateError::Local(
-                    "the robot runs its main system: give --secret FILE or --secret-dir DIR (the robot's agent secret)"
-                        .into(),
-                )
-            })?;
-            let s = crate::agent::load_secret(&path)
-                .map_err(|e| UpdateError::Local(format!("{name}: {e}")))?;
-            client::request_recovery(host, port, &s)?;
-            // Down: the agent no longer answers (SWUpdate may already, on the same port).
-            client::wait_for(
-                o.boot_timeout,
-                Duration::from_millis(500),
-                "the robot did not go down for recovery",
-                || (!matches!(client::probe(host, port), Ok(Probe::Agent(_)))).then_some(()),
-            )?;
-            laps.lap(Stage::RebootToRecovery);
-            client::wait_for(
-                o.boot_timeout,
-                Duration::from_secs(2),
-                "SWUpdate did not come up",
-                || matches!(client::probe(host, swport), Ok(Probe::Swupdate)).then_some(()),
-            )?;
-            laps.lap(Stage::WaitSwupdate);
+        Probe::Agent(st) => st,
+    };
+    let line = format!(
+        "agent: running {} (version {}); asking for recovery",
+        st["booted_slot"], st["image_version"]
+    );
+    ui.line(&t.spec, &line);
+    let secret = agent_secret(t, &o.secrets)?;
+    client::request_recovery(&t.host, t.port, &secret)?;
+    // Down: the agent no longer answers (SWUpdate may already, on the same port).
+    client::wait_for(
+        o.boot_timeout,
+        Duration::from_millis(500),
+        "the robot did not go down for recovery",
+        || (!matches!(client::probe(&t.host, t.port), Ok(Probe::Agent(_)))).then_some(()),
+    )?;
+    laps.lap(Stage::RebootToRecovery);
+    client::wait_for(
+        o.boot_timeout,
+        Duration::from_secs(2),
+        "SWUpdate did not come up",
+        || matches!(client::probe(&t.host, o.swport(t)), Ok(Probe::Swupdate)).then_some(()),
+    )?;
+    laps.lap(Stage::WaitSwupdate);
+    Ok(Some(st))
+}
+
+/// The robot's agent secret, needed only when it runs its main system.
+fn agent_secret(t: &Target, secrets: &Secrets) -> Result<Vec<u8>, UpdateError> {
+    let path = secrets.path(t).ok_or_else(|| {
+        UpdateError::Local(
+            "the robot runs its main system: give --secret FILE or --secret-dir DIR (the robot's agent secret)"
+                .into(),
+        )
+    })?;
+    crate::agent::load_secret(&path).map_err(|e| UpdateError::Local(format!("{}: {e}", t.spec)))
+}
+
+/// Step 2: the upload and SWUpdate's result, its lines shown as they come; POST /restart when
+/// SWUpdate skipped its post-update command.
+fn install(
+    t: &Target,
+    file: &Path,
+    o: &Options,
+    ui: &dyn Ui,
+    laps: &mut Laps,
+) -> Result<client::Installed, UpdateError> {
+    let mut progress = |sent: u64, total: u64| ui.progress(&t.spec, sent, total);
+    let mut log = |m: &Msg| {
+        if let Some(line) = swupdate_line(m) {
+            ui.line(&t.spec, &line);
         }
-    }
-    // The recovery system's boot: after the install, the robot back in recovery under another
-    // boot id means the new system was rolled back (updater/dist/S97zbot-status).
-    let recovery = client::recovery_status(host, swport);
-    let recovery_boot = recovery
-        .as_ref()
-        .and_then(|v| v["boot_id"].as_str().map(str::to_string));
-    if before_rollback.is_null() {
-        // Pushed to a robot already in recovery: the rollback it holds is an old one.
-        if let Some(v) = &recovery {
-            before_rollback = v["bootcount"]["last_rollback"].clone();
-        }
-    }
-    let mut progress = |sent: u64, total: u64| ui.progress(name, sent, total);
-    // SWUpdate's errors and the statuses that matter; not its warnings about hardware the
-    // host lacks (MTD), nor the web server's noise about the connection it cut.
-    let mut log = |m: &Msg| match m {
-        Msg::Message { level, text }
-            if *level <= 3 && !crate::events::is_connection_noise(text) =>
-        {
-            ui.line(name, &format!("swupdate: {}", crate::events::plain(text)))
-        }
-        Msg::Status(s) if ["START", "SUCCESS", "FAILURE", "DONE"].contains(&s.as_str()) => {
-            ui.line(name, &format!("swupdate: {s}"))
-        }
-        _ => {}
     };
     let inst = client::install(
-        host,
-        swport,
+        &t.host,
+        o.swport(t),
         file,
         o.timeout,
         o.done_grace,
@@ -310,102 +340,207 @@ fn flow(
         }
     };
     let rate = inst.bytes as f64 / inst.upload.as_secs_f64().max(1e-3) / 1e6;
-    ui.line(
-        name,
-        &format!(
-            "installed ({} bytes uploaded in {:.1} s, {rate:.1} MB/s)",
-            inst.bytes,
-            inst.upload.as_secs_f64()
-        ),
+    let line = format!(
+        "installed ({} bytes uploaded in {:.1} s, {rate:.1} MB/s)",
+        inst.bytes,
+        inst.upload.as_secs_f64()
     );
+    ui.line(&t.spec, &line);
     if !inst.done {
         // SWUpdate 2022.12 sometimes skips the post-update command: run it ourselves.
         ui.line(
-            name,
+            &t.spec,
             "no DONE from SWUpdate: its post-update command did not run; POST /restart",
         );
-        client::restart(host, swport, o.who.as_ref())?;
+        client::restart(&t.host, o.swport(t), o.who.as_ref())?;
     }
     laps.lap2(Stage::Upload, inst.upload, Stage::Install);
-    // Said in the report too (a script reading --json sees it).
-    let restarted = if inst.done {
-        ""
-    } else {
-        " (its post-update command did not run: run by POST /restart)"
-    };
-    if o.no_wait {
-        return Ok((
-            Outcome::Installed,
-            format!("SWUpdate reported success{restarted}; not waiting for the reboot (--no-wait)"),
-        ));
-    }
-    /// Where the robot is after the install.
-    enum Back {
-        /// The main system: its agent answers, with its status.
-        Main(serde_json::Value),
-        /// Recovery again, in another boot than the one that installed: rolled back.
-        Recovery(serde_json::Value),
-    }
-    // `settled`: the main system only counts once its trial is closed (the verdict).
-    let where_now = |settled: bool| match client::probe(host, port) {
-        Ok(Probe::Agent(v)) if !settled || v["trial"].is_null() => Some(Back::Main(v)),
-        Ok(Probe::Swupdate) if recovery_boot.is_some() => client::recovery_status(host, swport)
-            .filter(|v| v["boot_id"].as_str() != recovery_boot.as_deref())
-            .map(Back::Recovery),
-        _ => None,
-    };
-    let rolled_back = |v: serde_json::Value| {
-        let rb = &v["bootcount"]["last_rollback"];
-        (
-            Outcome::RolledBack,
-            // A new recovery boot after the install is the rollback; its record may equal the
-            // one before (same slot, same reason: nothing in it tells two rollbacks apart).
-            if rb.is_null() {
-                format!("rolled back: the robot is back in recovery (no new reason recorded){restarted}")
-            } else {
-                format!("rolled back: {} ({}){restarted}", rb["slot"], rb["reason"])
-            },
-        )
-    };
-    let back = client::wait_for(
-        o.boot_timeout,
-        Duration::from_secs(3),
-        "the robot did not come back (neither its agent nor a new recovery boot answers)",
-        || where_now(false),
-    )?;
-    laps.lap(Stage::BackOnline);
-    if let Back::Recovery(v) = back {
-        return Ok(rolled_back(v));
-    }
-    let st = match client::wait_for(
-        o.boot_timeout,
-        Duration::from_secs(3),
-        "the robot did not come back with a verdict",
-        || where_now(true),
-    )? {
-        Back::Main(st) => st,
-        Back::Recovery(v) => {
-            laps.lap(Stage::Verdict);
-            return Ok(rolled_back(v));
+    Ok(inst)
+}
+
+/// The line shown for a SWUpdate event: its errors and the statuses that matter; not its
+/// warnings about hardware the host lacks (MTD), nor the web server's noise about the
+/// connection it cut.
+fn swupdate_line(m: &Msg) -> Option<String> {
+    match m {
+        Msg::Message { level, text }
+            if *level <= 3 && !crate::events::is_connection_noise(text) =>
+        {
+            Some(format!("swupdate: {}", crate::events::plain(text)))
         }
-    };
-    laps.lap(Stage::Verdict);
-    if !st["last_rollback"].is_null() && st["last_rollback"] != before_rollback {
-        return Ok((
-            Outcome::RolledBack,
-            format!(
-                "rolled back: {} ({}){restarted}",
-                st["last_rollback"]["slot"], st["last_rollback"]["reason"]
-            ),
-        ));
+        Msg::Status(s) if ["START", "SUCCESS", "FAILURE", "DONE"].contains(&s.as_str()) => {
+            Some(format!("swupdate: {s}"))
+        }
+        _ => None,
     }
-    Ok((
-        Outcome::Updated,
-        format!(
-            "running {} version {}{restarted}",
-            st["booted_slot"], st["image_version"]
-        ),
-    ))
+}
+
+/// Step 3: look at the robot every 3 s, each wait at most the boot timeout, until [`next`] ends
+/// the update; each wait closes its stage.
+fn watch_return(
+    t: &Target,
+    o: &Options,
+    before: &Before,
+    laps: &mut Laps,
+) -> Result<(Outcome, String), UpdateError> {
+    let mut wait = Wait::BackOnline;
+    loop {
+        let step = client::wait_for(
+            o.boot_timeout,
+            Duration::from_secs(3),
+            wait.gave_up(),
+            || next(wait, &look(t, o, before), before),
+        )?;
+        laps.lap(wait.stage());
+        match step {
+            Step::Then(w) => wait = w,
+            Step::End(outcome, detail) => return Ok((outcome, detail)),
+        }
+    }
+}
+
+/// One look at the robot's port: the agent's status, or the recovery system's; the status
+/// document is fetched only when there is a boot id to compare it with.
+fn look(t: &Target, o: &Options, before: &Before) -> Seen {
+    match client::probe(&t.host, t.port) {
+        Ok(Probe::Agent(st)) => Seen::Agent(st),
+        Ok(Probe::Swupdate) if before.recovery_boot.is_some() => {
+            client::recovery_status(&t.host, o.swport(t)).map_or(Seen::Nothing, Seen::Recovery)
+        }
+        _ => Seen::Nothing,
+    }
+}
+
+/// What the client knew when the install ended: with what it sees, the pure core's input.
+#[derive(Debug, Clone, PartialEq)]
+struct Before {
+    /// The robot's last rollback before this update (null: none): only another one is news.
+    rollback: serde_json::Value,
+    /// The boot id of the recovery system that installed (updater/dist/S97zbot-status); `None`
+    /// when it has none, and then a return to recovery cannot be told from that boot.
+    recovery_boot: Option<String>,
+    /// The end of every detail: that SWUpdate's post-update command was ours (`POST
+    /// /restart`), so a script reading `--json` sees it too; empty when SWUpdate ran it.
+    note: &'static str,
+}
+
+impl Before {
+    /// From the agent's status (when the robot ran its main system), the installing recovery
+    /// system's status document, and whether SWUpdate said DONE.
+    fn new(
+        agent: Option<&serde_json::Value>,
+        recovery: Option<&serde_json::Value>,
+        done: bool,
+    ) -> Before {
+        let from_agent = agent.map_or(serde_json::Value::Null, |st| st["last_rollback"].clone());
+        let rollback = match recovery {
+            // Pushed to a robot already in recovery: the rollback it holds is an old one.
+            Some(v) if from_agent.is_null() => v["bootcount"]["last_rollback"].clone(),
+            _ => from_agent,
+        };
+        Before {
+            rollback,
+            recovery_boot: recovery.and_then(|v| v["boot_id"].as_str().map(str::to_string)),
+            note: if done {
+                ""
+            } else {
+                " (its post-update command did not run: run by POST /restart)"
+            },
+        }
+    }
+
+    /// Recovery again under another boot id than the one that installed: the new system
+    /// was rolled back.
+    fn is_new_recovery(&self, status: &serde_json::Value) -> bool {
+        self.recovery_boot.is_some() && status["boot_id"].as_str() != self.recovery_boot.as_deref()
+    }
+}
+
+/// What the client waits for after the install, in order; each is a stage of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Any answer from a boot after the install.
+    BackOnline,
+    /// The main system's trial closed (committed or rolled back), or recovery again.
+    Verdict,
+}
+
+impl Wait {
+    fn stage(self) -> Stage {
+        match self {
+            Wait::BackOnline => Stage::BackOnline,
+            Wait::Verdict => Stage::Verdict,
+        }
+    }
+    /// The timeout's message.
+    fn gave_up(self) -> &'static str {
+        match self {
+            Wait::BackOnline => {
+                "the robot did not come back (neither its agent nor a new recovery boot answers)"
+            }
+            Wait::Verdict => "the robot did not come back with a verdict",
+        }
+    }
+}
+
+/// One look at the robot's port after the install.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    /// The main system's agent, with its status.
+    Agent(serde_json::Value),
+    /// The recovery system, with its status document.
+    Recovery(serde_json::Value),
+    /// Nothing to go on: down, booting, or recovery without a status document.
+    Nothing,
+}
+
+/// What a look decided, when it decided anything.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// This wait is over; the next one starts.
+    Then(Wait),
+    /// The update ended so.
+    End(Outcome, String),
+}
+
+/// The pure core of the return: given the wait, what was seen and what was known before,
+/// the next step, or `None` to look again.
+fn next(wait: Wait, seen: &Seen, before: &Before) -> Option<Step> {
+    match seen {
+        Seen::Recovery(v) if before.is_new_recovery(v) => {
+            // The new recovery boot is the rollback; its record may equal the one before
+            // (same slot, same reason: nothing in it tells two rollbacks apart).
+            let detail = match &v["bootcount"]["last_rollback"] {
+                serde_json::Value::Null => format!(
+                    "rolled back: the robot is back in recovery (no new reason recorded){}",
+                    before.note
+                ),
+                rb => rollback_detail(rb, before.note),
+            };
+            Some(Step::End(Outcome::RolledBack, detail))
+        }
+        Seen::Agent(_) if wait == Wait::BackOnline => Some(Step::Then(Wait::Verdict)),
+        // The main system counts once its trial is closed. A failed trial's agent may still
+        // answer between its mark-bad and the reboot: its new rollback record is the verdict.
+        Seen::Agent(st) if st["trial"].is_null() => {
+            let rb = &st["last_rollback"];
+            Some(if !rb.is_null() && *rb != before.rollback {
+                Step::End(Outcome::RolledBack, rollback_detail(rb, before.note))
+            } else {
+                let detail = format!(
+                    "running {} version {}{}",
+                    st["booted_slot"], st["image_version"], before.note
+                );
+                Step::End(Outcome::Updated, detail)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `rolled back: "SLOT" ("REASON")` from bootcount's rollback record.
+fn rollback_detail(rb: &serde_json::Value, note: &str) -> String {
+    format!("rolled back: {} ({}){note}", rb["slot"], rb["reason"])
 }
 
 /// Update several robots, at most `jobs` at a time; the reports in the order given.
@@ -489,6 +624,163 @@ mod tests {
         std::fs::write(d.path().join("10.0.0.7:10001.secret"), "x").unwrap();
         assert_eq!(s.path(&t).unwrap(), d.path().join("10.0.0.7:10001.secret"));
         assert_eq!(Secrets::None.path(&t), None);
+    }
+
+    /// The agent's status as `zbot-updater agent` answers it.
+    fn agent(trial: serde_json::Value, rollback: serde_json::Value) -> Seen {
+        Seen::Agent(serde_json::json!({
+            "robot": "zbot", "booted_slot": "rootfs", "image_version": "2.0",
+            "trial": trial, "last_rollback": rollback,
+        }))
+    }
+
+    /// The recovery system's status document (updater/dist/S97zbot-status).
+    fn recovery(boot_id: &str, rollback: serde_json::Value) -> Seen {
+        Seen::Recovery(serde_json::json!({
+            "boot_id": boot_id, "bootcount": { "last_rollback": rollback },
+        }))
+    }
+
+    fn rb(slot: &str, reason: &str) -> serde_json::Value {
+        serde_json::json!({ "slot": slot, "reason": reason })
+    }
+
+    fn before(rollback: serde_json::Value, recovery_boot: Option<&str>, done: bool) -> Before {
+        Before {
+            rollback,
+            recovery_boot: recovery_boot.map(str::to_string),
+            note: Before::new(None, None, done).note,
+        }
+    }
+
+    fn end(outcome: Outcome, detail: &str) -> Option<Step> {
+        Some(Step::End(outcome, detail.to_string()))
+    }
+
+    /// The return's decision table: one row per case, what it means first.
+    #[test]
+    fn return_decisions() {
+        use serde_json::Value::Null;
+        use Outcome::{RolledBack, Updated};
+        use Wait::{BackOnline, Verdict};
+        let bad = || rb("rootfs", "unhealthy");
+        let trial = || serde_json::Value::from("rootfs");
+        let (b1, without_done) = (Some("b1"), false);
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Wait, Seen, Before, Option<Step>)> = vec![
+            ("nothing answers yet: look again",
+             BackOnline, Seen::Nothing, before(Null, b1, true), None),
+            ("the trial boot's agent answers: back online, now wait for the verdict",
+             BackOnline, agent(trial(), Null), before(Null, b1, true), Some(Step::Then(Verdict))),
+            ("an agent whose trial is already closed is still only back online",
+             BackOnline, agent(Null, Null), before(Null, b1, true), Some(Step::Then(Verdict))),
+            ("the recovery boot that installed still answers: look again",
+             BackOnline, recovery("b1", bad()), before(Null, b1, true), None),
+            ("a new recovery boot instead of the agent: rolled back, with its reason",
+             BackOnline, recovery("b2", bad()), before(Null, b1, true),
+             end(RolledBack, r#"rolled back: "rootfs" ("unhealthy")"#)),
+            ("a new recovery boot whose record equals the one before: still the rollback",
+             Verdict, recovery("b2", bad()), before(bad(), b1, true),
+             end(RolledBack, r#"rolled back: "rootfs" ("unhealthy")"#)),
+            ("a new recovery boot with no record",
+             Verdict, recovery("b2", Null), before(Null, b1, true),
+             end(RolledBack, "rolled back: the robot is back in recovery (no new reason recorded)")),
+            ("recovery, but no boot id from the install to compare: look again",
+             Verdict, recovery("b2", bad()), before(Null, None, true), None),
+            ("the trial still open: look again",
+             Verdict, agent(trial(), Null), before(Null, b1, true), None),
+            ("the trial committed: updated, with the slot and version",
+             Verdict, agent(Null, Null), before(Null, b1, true),
+             end(Updated, r#"running "rootfs" version "2.0""#)),
+            ("committed, the rollback record the one from before: updated",
+             Verdict, agent(Null, bad()), before(bad(), b1, true),
+             end(Updated, r#"running "rootfs" version "2.0""#)),
+            ("the race: a failed trial's agent answers between its mark-bad and the reboot; \
+              its new record is the verdict",
+             Verdict, agent(Null, bad()), before(Null, b1, true),
+             end(RolledBack, r#"rolled back: "rootfs" ("unhealthy")"#)),
+            ("a record other than the one from before: rolled back",
+             Verdict, agent(Null, rb("rootfs", "bootlimit")), before(bad(), None, true),
+             end(RolledBack, r#"rolled back: "rootfs" ("bootlimit")"#)),
+            ("our POST /restart ran the post-update command: every detail says so",
+             Verdict, agent(Null, Null), before(Null, b1, without_done),
+             end(Updated, r#"running "rootfs" version "2.0" (its post-update command did not run: run by POST /restart)"#)),
+            ("... and a rollback's too",
+             Verdict, recovery("b2", bad()), before(Null, b1, without_done),
+             end(RolledBack, r#"rolled back: "rootfs" ("unhealthy") (its post-update command did not run: run by POST /restart)"#)),
+        ];
+        for (what, wait, seen, before, want) in rows {
+            assert_eq!(next(wait, &seen, &before), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn baseline_before_the_install() {
+        use serde_json::{json, Value::Null};
+        let old = rb("rootfs", "bootlimit");
+        let status = json!({ "boot_id": "b1", "bootcount": { "last_rollback": old } });
+        let main = json!({ "last_rollback": rb("rootfs", "unhealthy") });
+        let main_clean = json!({ "last_rollback": Null });
+        // Pushed from the main system: its agent's record is the one to compare with.
+        let b = Before::new(Some(&main), Some(&status), true);
+        assert_eq!(
+            (b.rollback, b.recovery_boot.as_deref(), b.note),
+            (rb("rootfs", "unhealthy"), Some("b1"), "")
+        );
+        // The main system had none: the recovery system's record is taken.
+        assert_eq!(
+            Before::new(Some(&main_clean), Some(&status), true).rollback,
+            old
+        );
+        // Pushed to a robot already in recovery: the record it holds is an old one.
+        assert_eq!(Before::new(None, Some(&status), true).rollback, old);
+        // A recovery system without a status document: no boot id, no record.
+        let b = Before::new(None, None, false);
+        assert_eq!((b.rollback, b.recovery_boot), (Null, None));
+        assert!(b.note.contains("POST /restart"));
+    }
+
+    #[test]
+    fn swupdate_lines_shown() {
+        let msg = |level, text: &str| Msg::Message {
+            level,
+            text: text.into(),
+        };
+        let status = |s: &str| Msg::Status(s.into());
+        for s in ["START", "SUCCESS", "FAILURE", "DONE"] {
+            assert_eq!(swupdate_line(&status(s)), Some(format!("swupdate: {s}")));
+        }
+        assert_eq!(swupdate_line(&status("RUN")), None);
+        assert_eq!(swupdate_line(&status("IDLE")), None);
+        // Errors are shown, warnings and debug lines are not.
+        assert_eq!(
+            swupdate_line(&msg(3, "Image invalid or corrupted")).as_deref(),
+            Some("swupdate: Image invalid or corrupted")
+        );
+        assert_eq!(
+            swupdate_line(&msg(3, "ERROR core/x.c : f : 187 : bad hash")).as_deref(),
+            Some("swupdate: bad hash")
+        );
+        // The web server's noise about the upload connection it cut is not the reason.
+        let noise = "ERROR mongoose.c : f : 9 : Writing to IPC fails due to Broken pipe";
+        assert_eq!(swupdate_line(&msg(3, noise)), None);
+        assert_eq!(swupdate_line(&msg(4, "MTD not found")), None);
+        assert_eq!(swupdate_line(&msg(6, "Installing")), None);
+    }
+
+    #[test]
+    fn errors_become_outcomes() {
+        let rows = [
+            (UpdateError::Refused("x".into()), Outcome::Refused),
+            (UpdateError::Agent("x".into()), Outcome::AgentRefused),
+            (UpdateError::Auth("x".into()), Outcome::AuthRefused),
+            (UpdateError::Unreachable("x".into()), Outcome::Unreachable),
+            (UpdateError::Timeout("x".into()), Outcome::Unreachable),
+            (UpdateError::Local("x".into()), Outcome::Error),
+        ];
+        for (e, want) in rows {
+            assert_eq!(outcome_of(&e), want, "{e}");
+        }
     }
 
     proptest! {
