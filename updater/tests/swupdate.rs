@@ -548,7 +548,8 @@ fn update_in_netns_with(
     let script = format!(
         r#"set -u
 ip link set lo up || exit 90
-TMPDIR={tmp} {bin} -l 5 -k {cert} -H zbot:{rev} -w "-p 18080 -r {www}{web_extra}" >{tmp}/swupdate.log 2>&1 &
+swlog={tmp}/swupdate.log
+TMPDIR={tmp} {bin} -l 5 -k {cert} -H zbot:{rev} -w "-p 18080 -r {www}{web_extra}" >$swlog 2>&1 &
 sw=$!
 i=0
 while ! (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; do
@@ -640,9 +641,19 @@ fn update_survives_the_server_going_away_mid_upload() {
     std::fs::write(f.p("rootfs.ext4"), &big).unwrap();
     f.pack_ok("big.swu", &["--compress", "none", "--slot-size", "64M"]);
     let start = Instant::now();
-    let (code, out, err) = update_in_netns(&f, &f.p("big.swu"), "1.1", "sleep 0.3; kill -9 $sw");
+    // SWUpdate is killed as soon as it logs that the update started (the upload's first
+    // bytes, sw-description, arrived), polled every 10 ms: 48 MiB take about 0.3 s on
+    // loopback, so the kill lands inside the upload. A fixed delay raced the upload (a
+    // 0.3 s sleep once lost to a 0.298 s upload, and SWUpdate's own verdict came first).
+    let kill_when_started = "i=0; until grep -q 'Software update started' $swlog; do \
+         sleep 0.01; i=$((i+1)); [ $i -gt 2000 ] && break; done; kill -9 $sw";
+    let (code, out, err) = update_in_netns(&f, &f.p("big.swu"), "1.1", kill_when_started);
     assert!(start.elapsed() < Duration::from_secs(90), "the client hung");
-    // Unreachable (5); if the upload finished first, SWUpdate's death still ends the wait.
+    assert!(
+        err.contains("Software update started") && !err.contains("SWUPDATE successful"),
+        "the kill did not land inside the update:\n{err}"
+    );
+    // Unreachable (5): the server went away in the middle of the upload.
     assert!(matches!(code, Some(5)), "exit {code:?}\n{out}\n{err}");
 }
 
