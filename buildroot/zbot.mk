@@ -18,6 +18,6 @@ ifeq ($(BR2_PACKAGE_ZBOT_FROM_SOURCE),y)
 ZBOT_SOURCE_SITE = $(call qstrip,$(BR2_PACKAGE_ZBOT_GIT_URL))
 ZBOT_SOURCE_VERSION = $(call qstrip,$(BR2_PACKAGE_ZBOT_GIT_VERSION))
 else
-# Buildroot 2021.05 (the SDK): the output directory of scripts/build-riscv64.sh.
+# Buildroot 2021.05 (the SDK): the output directory of `cargo xtask dist`.
 ZBOT_PREBUILT_DIR = $(call qstrip,$(BR2_PACKAGE_ZBOT_PREBUILT_DIR))
 endif

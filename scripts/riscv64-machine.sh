@@ -2,7 +2,7 @@
 # The board's architecture end to end, under QEMU: qemu-system-riscv64 `virt` with Debian's
 # OpenSBI, the ext4-env qemu-riscv64 U-Boot of qemu/build-uboot.sh running the generated
 # policy, Debian trixie's riscv64 kernel, and an initramfs holding BusyBox and the robot's
-# static riscv64 binaries (scripts/build-riscv64.sh). Two stories, one QEMU run per boot:
+# static riscv64 binaries (cargo xtask dist). Two stories, one QEMU run per boot:
 #
 #   healthy   next_boot=rootfs: U-Boot boots rootfs without writing, Linux's
 #             `bootcount health run` passes and commits nothing
@@ -27,7 +27,7 @@ cache="${ZBOT_CACHE:-$HOME/.cache/zbot}/riscv64-linux"
 mkdir -p "$cache"
 
 # 1. Binaries and tools.
-bins="$(bash scripts/build-riscv64.sh)" || die "scripts/build-riscv64.sh failed"
+bins="$(cargo run -q --locked -p xtask -- dist)" || die "cargo xtask dist failed"
 cargo build -q --locked -p partctl -p fw-env -p uboot-scripts || die "host tools"
 host="${CARGO_TARGET_DIR:-$root/target}/debug"
 eval "$(bash qemu/build-uboot.sh qemu-riscv64)"

@@ -23,7 +23,7 @@ PACKAGES=(
     build-essential bison flex libssl-dev bc swig python3-dev python3-setuptools
     libgnutls28-dev uuid-dev device-tree-compiler dpkg-dev
     gcc-riscv64-linux-gnu
-    # static riscv64 binaries for the robot (scripts/build-riscv64.sh): the cross libc for
+    # static riscv64 binaries for the robot (cargo xtask dist): the cross libc for
     # -C target-feature=+crt-static (gcc-riscv64-linux-gnu only recommends it)
     libc6-dev-riscv64-cross
     # partition and filesystem peers

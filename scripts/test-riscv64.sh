@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CLI stories on the bytes the robot runs: builds the static riscv64 binaries
-# (scripts/build-riscv64.sh) and runs the CLI tests on them under qemu-riscv64-static
+# (cargo xtask dist) and runs the CLI tests on them under qemu-riscv64-static
 # (Debian's qemu-user-static; no binfmt needed: the tests call `qemu-riscv64-static BIN`):
 #
 #   fw-env:    tests/dropin.rs   (the fw_printenv/fw_setenv drop-in cases, names by symlink)
@@ -21,9 +21,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 rc=0
-bin="$(bash scripts/build-riscv64.sh)" || rc=$?
+bin="$(cargo run -q --locked -p xtask -- dist)" || rc=$?
 if [ "$rc" != 0 ]; then
-    echo "riscv64: binaries NOT built (build-riscv64.sh exit $rc)"
+    echo "riscv64: binaries NOT built (cargo xtask dist exit $rc)"
     exit "$rc"
 fi
 runner="$(command -v qemu-riscv64-static || true)"

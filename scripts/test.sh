@@ -8,7 +8,7 @@
 #   2. qemu/build-uboot.sh       U-Boot tools/env, sandbox and qemu-riscv64 from Debian's source,
 #                                and qemu-riscv64-zbot (the generated default env compiled in)
 #   3. cargo test --workspace    unit, property, CLI, power-cut and real-peer tests
-#   4. scripts/test-riscv64.sh   the robot's static riscv64 binaries (scripts/build-riscv64.sh)
+#   4. scripts/test-riscv64.sh   the robot's static riscv64 binaries (cargo xtask dist)
 #                                through the fw-env drop-in, bootcount story and partctl CLI
 #                                tests under qemu-riscv64-static; if the toolchain cannot be had
 #                                here, the summary says NOT RUN (counted) and the rest runs

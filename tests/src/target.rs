@@ -5,14 +5,14 @@
 
 /// The binaries under test: the host build (`CARGO_BIN_EXE_*`), or the robot's static riscv64
 /// build when `scripts/test-riscv64.sh` sets `ZBOT_TARGET_BIN_DIR` (the directory of
-/// `scripts/build-riscv64.sh`) and `ZBOT_TARGET_RUNNER` (`qemu-riscv64-static`).
+/// `cargo xtask dist`) and `ZBOT_TARGET_RUNNER` (`qemu-riscv64-static`).
 pub fn target_bin(name: &str, host: &str) -> std::path::PathBuf {
     match std::env::var_os("ZBOT_TARGET_BIN_DIR") {
         Some(d) => {
             let p = std::path::Path::new(&d).join(name);
             assert!(
                 p.is_file(),
-                "ZBOT_TARGET_BIN_DIR={}: {name} is not there (run scripts/build-riscv64.sh)",
+                "ZBOT_TARGET_BIN_DIR={}: {name} is not there (run cargo xtask dist)",
                 p.display()
             );
             p

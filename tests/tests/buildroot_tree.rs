@@ -3,7 +3,7 @@
 //! with `<pkg>.mk` and `Config.in`); every path its Config.in and .mk files name exists;
 //! every ZBot symbol used is defined, and every other one is a Buildroot symbol of both
 //! 2021.05 and 2022.02 (checked against Buildroot's tree when this test was written: the list
-//! below); every prebuilt binary a package installs is one scripts/build-riscv64.sh makes; every
+//! below); every prebuilt binary a package installs is one `cargo xtask dist` makes; every
 //! cargo SUBDIR is a workspace crate; the board scripts are executable and parse (`bash -n`).
 //! Running the board scripts: scripts/test-buildroot.sh. Buildroot's own utils/check-package:
 //! buildroot/README.md.
@@ -148,10 +148,8 @@ fn every_path_the_tree_names_exists() {
                 continue; // the wildcard include of external.mk
             }
             let p = tree().join(&rel);
-            if rel == "../target/riscv64/bin" {
-                // Made by scripts/build-riscv64.sh, whose default output it must be.
-                assert!(read(&root().join("scripts/build-riscv64.sh"))
-                    .contains("$root/target/riscv64/bin"));
+            if rel == format!("../{}", xtask::dist::DEFAULT_OUT) {
+                // Made by `cargo xtask dist`: its default output.
                 checked += 1;
                 continue;
             }
@@ -260,15 +258,8 @@ fn every_symbol_is_defined_and_every_binary_is_built() {
             "{s} defined, never used"
         );
     }
-    // Prebuilt binaries: each `$(@D)/NAME` a package installs is built by build-riscv64.sh.
-    let build = read(&root().join("scripts/build-riscv64.sh"));
-    let built: Vec<&str> = build
-        .lines()
-        .find_map(|l| l.strip_prefix("for b in "))
-        .and_then(|l| l.strip_suffix("; do"))
-        .expect("build-riscv64.sh's binary list")
-        .split_whitespace()
-        .collect();
+    // Prebuilt binaries: each `$(@D)/NAME` a package installs is built by `cargo xtask dist`.
+    let built = xtask::dist::BINARIES;
     let mut installed = 0;
     for p in packages() {
         let mk = read(&tree().join("package").join(&p).join(format!("{p}.mk")));

@@ -5,6 +5,7 @@
 //! built or run to make them.
 #![deny(missing_docs)]
 
+pub mod dist;
 pub mod fuzz;
 pub mod summary;
 

@@ -1,6 +1,6 @@
 //! `cargo xtask man OUT_DIR` | `cargo xtask completions OUT_DIR` |
-//! `cargo xtask test-summary LOG...` | `cargo xtask fuzz [SECONDS [CRATE TARGET]]`: see
-//! xtask/README.md.
+//! `cargo xtask test-summary LOG...` | `cargo xtask fuzz [SECONDS [CRATE TARGET]]` |
+//! `cargo xtask dist [OUT]`: see xtask/README.md.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [task, logs @ ..] if task == "test-summary" && !logs.is_empty() => test_summary(logs),
+        [task, rest @ ..] if task == "dist" && rest.len() <= 1 => dist(rest.first()),
         [task, rest @ ..] if task == "fuzz" && matches!(rest.len(), 0 | 1 | 3) => fuzz(rest),
         [task, out] if task == "man" || task == "completions" => {
             let out = PathBuf::from(out);
@@ -86,12 +87,43 @@ fn fuzz(args: &[String]) -> ExitCode {
     }
 }
 
+/// `dist [OUT]`: the robot's static riscv64 binaries into OUT; prints OUT on stdout.
+fn dist(out: Option<&String>) -> ExitCode {
+    use xtask::dist;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace");
+    let out = out
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("ZBOT_RISCV64_OUT").map(PathBuf::from))
+        .unwrap_or_else(|| root.join(dist::DEFAULT_OUT));
+    match dist::build(root, &out) {
+        Ok(sizes) => {
+            eprintln!(
+                "xtask dist: static {} binaries in {} (stripped sizes in bytes):",
+                dist::TARGET,
+                out.display()
+            );
+            for (b, n) in sizes {
+                eprintln!("  {b:<17} {n:>9}");
+            }
+            println!("{}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xtask dist: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 fn usage() -> ExitCode {
     eprintln!(
         "usage: cargo xtask man OUT_DIR          (pages in OUT_DIR/man1: install as /usr/share/man)\n       \
          cargo xtask completions OUT_DIR  (bash, zsh, fish: install OUT_DIR as /usr/share)\n       \
          cargo xtask test-summary LOG...  (totals of cargo test logs: exit 0 all passed, 1 not, 2 unreadable)\n       \
-         cargo xtask fuzz [SECONDS [CRATE TARGET]]  (every fuzz target, or one, SECONDS each, default 10)"
+         cargo xtask fuzz [SECONDS [CRATE TARGET]]  (every fuzz target, or one, SECONDS each, default 10)\n       \
+         cargo xtask dist [OUT]           (the robot's static riscv64 binaries; exit 3: no toolchain here)"
     );
     ExitCode::from(2)
 }

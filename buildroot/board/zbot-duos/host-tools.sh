@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the host tools the board scripts use (partctl, uboot-scripts, fw-env) from the
 # workspace this tree lives in, with the build host's Rust toolchain (the same one
-# scripts/build-riscv64.sh uses), and print their directory. Cached: a second run only checks.
+# `cargo xtask dist` uses), and print their directory. Cached: a second run only checks.
 #
 #   host-tools.sh [TARGET_DIR_FOR_CARGO]    default: $BUILD_DIR/zbot-host-tools, else target/
 #
