@@ -1,10 +1,10 @@
 //! The binaries a CLI test runs: the host build, or the robot's static riscv64 build under
-//! `qemu-riscv64-static` (scripts/test-riscv64.sh). One copy for every crate's tests: fw-env's and
+//! `qemu-riscv64-static` (cargo xtask test-riscv64). One copy for every crate's tests: fw-env's and
 //! partctl's use it through `zbot_tests::target` (a dev-dependency); bootcount's, which has no
 //! dev-dependency on `zbot-tests`, include this file with `#[path]`.
 
 /// The binaries under test: the host build (`CARGO_BIN_EXE_*`), or the robot's static riscv64
-/// build when `scripts/test-riscv64.sh` sets `ZBOT_TARGET_BIN_DIR` (the directory of
+/// build when `cargo xtask test-riscv64` sets `ZBOT_TARGET_BIN_DIR` (the directory of
 /// `cargo xtask dist`) and `ZBOT_TARGET_RUNNER` (`qemu-riscv64-static`).
 pub fn target_bin(name: &str, host: &str) -> std::path::PathBuf {
     match std::env::var_os("ZBOT_TARGET_BIN_DIR") {

@@ -7,6 +7,7 @@
 
 pub mod dist;
 pub mod fuzz;
+pub mod suite;
 pub mod summary;
 
 use std::io;

@@ -9,6 +9,8 @@ fn main() -> ExitCode {
     match args.as_slice() {
         [task, logs @ ..] if task == "test-summary" && !logs.is_empty() => test_summary(logs),
         [task, rest @ ..] if task == "dist" && rest.len() <= 1 => dist(rest.first()),
+        [task] if task == "test" => ExitCode::from(xtask::suite::run(workspace())),
+        [task] if task == "test-riscv64" => test_riscv64(),
         [task, rest @ ..] if task == "fuzz" && matches!(rest.len(), 0 | 1 | 3) => fuzz(rest),
         [task, out] if task == "man" || task == "completions" => {
             let out = PathBuf::from(out);
@@ -69,9 +71,7 @@ fn fuzz(args: &[String]) -> ExitCode {
         krate: args[1].clone(),
         name: args[2].clone(),
     });
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask is in the workspace");
+    let root = workspace();
     match xtask::fuzz::run(root, seconds, only) {
         Ok(ran) => {
             eprintln!(
@@ -87,12 +87,38 @@ fn fuzz(args: &[String]) -> ExitCode {
     }
 }
 
+/// The workspace's root (xtask is one of its members).
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+}
+
+/// `test-riscv64`: `dist`, then the CLI tests on those binaries under qemu-riscv64-static.
+/// Exit 0 passed, 1 failed, 3 the toolchain or qemu-riscv64-static cannot be had here.
+fn test_riscv64() -> ExitCode {
+    use xtask::suite::{target_tests, Outcome};
+    let out = workspace().join(xtask::dist::DEFAULT_OUT);
+    if let Err(e) = xtask::dist::build(workspace(), &out) {
+        eprintln!("xtask test-riscv64: error: {e}");
+        return ExitCode::from(e.exit_code());
+    }
+    let (outcome, results) = target_tests(workspace(), &out, &[]);
+    print!("{results}");
+    match outcome {
+        Outcome::Passed => ExitCode::SUCCESS,
+        Outcome::NotRun(why) => {
+            eprintln!("xtask test-riscv64: {why}");
+            ExitCode::from(3)
+        }
+        _ => ExitCode::from(1),
+    }
+}
+
 /// `dist [OUT]`: the robot's static riscv64 binaries into OUT; prints OUT on stdout.
 fn dist(out: Option<&String>) -> ExitCode {
     use xtask::dist;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask is in the workspace");
+    let root = workspace();
     let out = out
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("ZBOT_RISCV64_OUT").map(PathBuf::from))
@@ -123,7 +149,9 @@ fn usage() -> ExitCode {
          cargo xtask completions OUT_DIR  (bash, zsh, fish: install OUT_DIR as /usr/share)\n       \
          cargo xtask test-summary LOG...  (totals of cargo test logs: exit 0 all passed, 1 not, 2 unreadable)\n       \
          cargo xtask fuzz [SECONDS [CRATE TARGET]]  (every fuzz target, or one, SECONDS each, default 10)\n       \
-         cargo xtask dist [OUT]           (the robot's static riscv64 binaries; exit 3: no toolchain here)"
+         cargo xtask dist [OUT]           (the robot's static riscv64 binaries; exit 3: no toolchain here)\n       \
+         cargo xtask test-riscv64         (dist, then the CLI tests on those bytes under qemu-riscv64-static)\n       \
+         cargo xtask test                 (the whole suite; scripts/test.sh installs the Debian packages, then runs it)"
     );
     ExitCode::from(2)
 }

@@ -194,11 +194,11 @@ test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
         assert!(s.to_string().contains("no test result"));
         s.add("test result: ok. 5 passed; 0 failed\n");
         assert!(s.success());
-        s.add("test result: FAILED. 0 passed; 1 failed (scripts/test-riscv64.sh exit 2)\n");
+        s.add("test result: FAILED. 0 passed; 1 failed (cargo xtask test-riscv64 exit 2)\n");
         assert_eq!((s.passed, s.failed), (5, 1));
         assert_eq!(
             s.failed_binaries,
-            ["FAILED. 0 passed; 1 failed (scripts/test-riscv64.sh exit 2)"]
+            ["FAILED. 0 passed; 1 failed (cargo xtask test-riscv64 exit 2)"]
         );
         assert!(!s.success());
     }
