@@ -142,6 +142,8 @@ fn mke2fs(spec: &PartitionSpec) -> Command {
     c
 }
 
+/// The partition's filesystem image, built in `tmp` (or the raw image given), ready to copy
+/// into the card; `None` for an empty partition.
 fn build_fs(
     spec: &PartitionSpec,
     bytes: u64,
@@ -149,198 +151,286 @@ fn build_fs(
     tmp: &Path,
 ) -> Result<Option<File>, CreateError> {
     let img = tmp.join(format!("{}.img", spec.name));
-    let mk = || -> Result<(), CreateError> {
-        let f = File::create(&img).map_err(io_err(format!("creating {}", img.display())))?;
-        f.set_len(bytes).map_err(io_err("sizing filesystem image"))
-    };
-    let part = spec.name.as_str();
     match &spec.content {
         Content::Empty => return Ok(None),
-        Content::Raw { image } => {
-            let p = input.join(image);
-            return crate::files::open_regular(&p)
-                .map(Some)
-                .map_err(|e| CreateError::Input {
-                    part: part.into(),
-                    detail: format!("raw image {}: {e}", p.display()),
-                });
-        }
+        Content::Raw { image } => return open_raw_image(spec, &input.join(image)).map(Some),
         Content::Fat32 {
             label,
             files,
             optional_files,
         } => {
-            mk()?;
-            let mut c = Command::new("mkfs.vfat");
-            c.args(["-F", "32", "--invariant", "-i", &volid(spec)]);
-            if bytes < 260 << 20 {
-                c.args(["-s", "1"]); // enough clusters for FAT32 on a small partition
-            }
-            if let Some(l) = label {
-                c.args(["-n", l]);
-            }
-            run(c.arg(&img), part)?;
-            let mut srcs: Vec<PathBuf> = Vec::new();
-            for f in files {
-                let p = input.join(f);
-                if !p.exists() {
-                    return Err(CreateError::Input {
-                        part: part.into(),
-                        detail: format!("missing file {}", p.display()),
-                    });
-                }
-                srcs.push(p);
-            }
-            srcs.extend(
-                optional_files
-                    .iter()
-                    .map(|f| input.join(f))
-                    .filter(|p| p.exists()),
-            );
-            if !srcs.is_empty() {
-                let mut c = Command::new("mcopy");
-                c.env("MTOOLS_SKIP_CHECK", "1")
-                    .arg("-i")
-                    .arg(&img)
-                    .args(["-o", "-m"])
-                    .args(&srcs)
-                    .arg("::/");
-                run(&mut c, part)?;
-            }
+            blank_image(&img, bytes)?;
+            build_fat32(spec, bytes, label.as_deref(), &img)?;
+            let srcs = fat32_sources(spec, files, optional_files, input)?;
+            copy_into_fat32(spec, &img, &srcs)?;
         }
         Content::Ext4 { label, dir } => {
-            mk()?;
-            let mut c = mke2fs(spec);
-            if let Some(l) = label {
-                c.args(["-L", l]);
-            }
-            if let Some(d) = dir {
-                c.arg("-d").arg(input.join(d));
-            }
-            run(c.arg(&img), part)?;
+            blank_image(&img, bytes)?;
+            build_ext4(
+                spec,
+                label.as_deref(),
+                dir.as_ref().map(|d| input.join(d)),
+                &img,
+            )?;
         }
-        Content::Env {
-            backend,
-            file,
-            image,
-            text,
-            size,
-            ..
-        } => {
-            mk()?;
-            let root = tmp.join(format!("{}.root", spec.name));
-            std::fs::create_dir_all(&root).map_err(io_err("env staging dir"))?;
-            if image.is_some() && text.is_some() {
-                return Err(CreateError::Input {
-                    part: part.into(),
-                    detail: "give the env as `image` or as `text`, not both".into(),
-                });
-            }
-            if let Some(src) = text {
-                let src = input.join(src);
-                let bytes = crate::files::read_small(&src, crate::files::MAX_ENV_TEXT_BYTES)
-                    .map_err(|e| CreateError::Input {
-                        part: part.into(),
-                        detail: format!("env text {}: {e}", src.display()),
-                    })?;
-                let env = fw_env::codec::mkimage_from_text(
-                    &bytes,
-                    size.0 as usize,
-                    fw_env::codec::Layout::Single,
-                    0,
-                )
-                .map_err(|e| CreateError::Input {
-                    part: part.into(),
-                    detail: format!("env text {}: {e}", src.display()),
-                })?;
-                let dst = root.join(file.trim_start_matches('/'));
-                if let Some(parent) = dst.parent() {
-                    std::fs::create_dir_all(parent).map_err(io_err("env staging dir"))?;
-                }
-                std::fs::write(&dst, env).map_err(io_err("env staging file"))?;
-            }
-            if let Some(src) = image {
-                let src = input.join(src);
-                let dst = root.join(file.trim_start_matches('/'));
-                if let Some(parent) = dst.parent() {
-                    std::fs::create_dir_all(parent).map_err(io_err("env staging dir"))?;
-                }
-                let len = crate::files::open_regular(&src)
-                    .and_then(|f| f.metadata())
-                    .map_err(|e| CreateError::Input {
-                        part: part.into(),
-                        detail: format!("env image {}: {e}", src.display()),
-                    })?
-                    .len();
-                if len != size.0 {
-                    return Err(CreateError::Input { part: part.into(), detail: format!("env image {} is {len} bytes, CONFIG_ENV_SIZE is {} (make it with `mkenvimage -s {:#x}`)", src.display(), size.0, size.0) });
-                }
-                std::fs::copy(&src, &dst).map_err(|e| CreateError::Input {
-                    part: part.into(),
-                    detail: format!("env image {}: {e}", src.display()),
-                })?;
-            }
-            // The env filesystem's recipe (layout::ENV_EXT4_FEATURES says why).
-            let mut c = mke2fs(spec);
-            c.arg("-b")
-                .arg(crate::layout::ENV_EXT4_BLOCK_SIZE.to_string())
-                .args(["-O", crate::layout::ENV_EXT4_FEATURES, "-L", "env", "-d"])
-                .arg(&root)
-                .arg(&img);
-            let raw = match backend {
-                crate::layout::EnvBackend::Ext4 => None,
-                crate::layout::EnvBackend::Raw => {
-                    let o = crate::layout::raw_env_offsets(spec).map_err(|detail| {
-                        CreateError::Input {
-                            part: part.into(),
-                            detail,
-                        }
-                    })?;
-                    // The filesystem ends where the first copy starts.
-                    c.arg(
-                        (o[0].min(o[1]) / u64::from(crate::layout::ENV_EXT4_BLOCK_SIZE))
-                            .to_string(),
-                    );
-                    Some(o)
-                }
-            };
-            run(&mut c, part)?;
-            if let Some(offsets) = raw {
-                // Both copies hold the file's env in U-Boot's redundant format (crc32 | flags |
-                // data): copy 0 flags 1, copy 1 flags 0, so U-Boot and fw_printenv take copy 0.
-                // Without an env file the copies stay zero (no valid copy: U-Boot's defaults).
-                let f = root.join(file.trim_start_matches('/'));
-                if f.exists() {
-                    let single = std::fs::read(&f).map_err(io_err("env staging file"))?;
-                    let n = size.0 as usize;
-                    if single[n - 1] != 0 && single[n - 1] != 0xff {
-                        return Err(CreateError::Input {
-                            part: part.into(),
-                            detail: "the env fills its last byte: no room for the redundant copies' flags byte".into(),
-                        });
-                    }
-                    let mut out = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&img)
-                        .map_err(io_err("env copies"))?;
-                    for (k, off) in offsets.iter().enumerate() {
-                        let copy = fw_env::codec::assemble(
-                            &single[4..n - 1],
-                            fw_env::codec::Layout::Redundant,
-                            u8::from(k == 0),
-                        );
-                        use std::io::{Seek, SeekFrom, Write};
-                        out.seek(SeekFrom::Start(*off))
-                            .map_err(io_err("env copies"))?;
-                        out.write_all(&copy).map_err(io_err("env copies"))?;
-                    }
-                }
-            }
+        Content::Env { .. } => {
+            blank_image(&img, bytes)?;
+            build_env(spec, input, tmp, &img)?;
         }
     }
     File::open(&img)
         .map(Some)
         .map_err(io_err(format!("opening {}", img.display())))
+}
+
+/// The error for a partition's input (missing, too big, unreadable, contradictory).
+fn input_err(spec: &PartitionSpec, detail: impl Into<String>) -> CreateError {
+    CreateError::Input {
+        part: spec.name.clone(),
+        detail: detail.into(),
+    }
+}
+
+/// A zero-filled (sparse) file of the partition's size, for mkfs to format.
+fn blank_image(img: &Path, bytes: u64) -> Result<(), CreateError> {
+    let f = File::create(img).map_err(io_err(format!("creating {}", img.display())))?;
+    f.set_len(bytes).map_err(io_err("sizing filesystem image"))
+}
+
+/// A `raw` partition's content: the given image as it is.
+fn open_raw_image(spec: &PartitionSpec, p: &Path) -> Result<File, CreateError> {
+    crate::files::open_regular(p)
+        .map_err(|e| input_err(spec, format!("raw image {}: {e}", p.display())))
+}
+
+fn build_fat32(
+    spec: &PartitionSpec,
+    bytes: u64,
+    label: Option<&str>,
+    img: &Path,
+) -> Result<(), CreateError> {
+    let mut c = Command::new("mkfs.vfat");
+    c.args(["-F", "32", "--invariant", "-i", &volid(spec)]);
+    if bytes < 260 << 20 {
+        c.args(["-s", "1"]); // enough clusters for FAT32 on a small partition
+    }
+    if let Some(l) = label {
+        c.args(["-n", l]);
+    }
+    run(c.arg(img), &spec.name)
+}
+
+/// The files to copy into a FAT partition: every required one (refused if missing), then the
+/// optional ones that exist.
+fn fat32_sources(
+    spec: &PartitionSpec,
+    files: &[PathBuf],
+    optional_files: &[PathBuf],
+    input: &Path,
+) -> Result<Vec<PathBuf>, CreateError> {
+    let mut srcs: Vec<PathBuf> = Vec::new();
+    for f in files {
+        let p = input.join(f);
+        if !p.exists() {
+            return Err(input_err(spec, format!("missing file {}", p.display())));
+        }
+        srcs.push(p);
+    }
+    srcs.extend(
+        optional_files
+            .iter()
+            .map(|f| input.join(f))
+            .filter(|p| p.exists()),
+    );
+    Ok(srcs)
+}
+
+fn copy_into_fat32(spec: &PartitionSpec, img: &Path, srcs: &[PathBuf]) -> Result<(), CreateError> {
+    if srcs.is_empty() {
+        return Ok(());
+    }
+    let mut c = Command::new("mcopy");
+    c.env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(img)
+        .args(["-o", "-m"])
+        .args(srcs)
+        .arg("::/");
+    run(&mut c, &spec.name)
+}
+
+fn build_ext4(
+    spec: &PartitionSpec,
+    label: Option<&str>,
+    dir: Option<PathBuf>,
+    img: &Path,
+) -> Result<(), CreateError> {
+    let mut c = mke2fs(spec);
+    if let Some(l) = label {
+        c.args(["-L", l]);
+    }
+    if let Some(d) = dir {
+        c.arg("-d").arg(d);
+    }
+    run(c.arg(img), &spec.name)
+}
+
+/// The env partition: the env file staged in a directory (from `text` or `image`), the ext4
+/// filesystem made from it, and for the `raw` backend the two redundant copies after it.
+fn build_env(
+    spec: &PartitionSpec,
+    input: &Path,
+    tmp: &Path,
+    img: &Path,
+) -> Result<(), CreateError> {
+    let Content::Env {
+        backend,
+        file,
+        image,
+        text,
+        size,
+        ..
+    } = &spec.content
+    else {
+        unreachable!("build_env is called for an env partition")
+    };
+    let root = tmp.join(format!("{}.root", spec.name));
+    std::fs::create_dir_all(&root).map_err(io_err("env staging dir"))?;
+    if image.is_some() && text.is_some() {
+        return Err(input_err(
+            spec,
+            "give the env as `image` or as `text`, not both",
+        ));
+    }
+    let staged = root.join(file.trim_start_matches('/'));
+    if let Some(src) = text {
+        stage_env_text(spec, &input.join(src), size.0, &staged)?;
+    }
+    if let Some(src) = image {
+        stage_env_image(spec, &input.join(src), size.0, &staged)?;
+    }
+    let raw = match backend {
+        crate::layout::EnvBackend::Ext4 => None,
+        crate::layout::EnvBackend::Raw => {
+            Some(crate::layout::raw_env_offsets(spec).map_err(|d| input_err(spec, d))?)
+        }
+    };
+    mkfs_env(spec, &root, raw, img)?;
+    if let Some(offsets) = raw {
+        write_raw_env_copies(spec, &staged, size.0 as usize, offsets, img)?;
+    }
+    Ok(())
+}
+
+/// Creates the staged env file's directory.
+fn staging_parent(staged: &Path) -> Result<(), CreateError> {
+    if let Some(parent) = staged.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("env staging dir"))?;
+    }
+    Ok(())
+}
+
+/// The env file from a text file of `name=value` lines, as `mkenvimage -s SIZE` makes it.
+fn stage_env_text(
+    spec: &PartitionSpec,
+    src: &Path,
+    size: u64,
+    staged: &Path,
+) -> Result<(), CreateError> {
+    let bad =
+        |e: &dyn std::fmt::Display| input_err(spec, format!("env text {}: {e}", src.display()));
+    let bytes =
+        crate::files::read_small(src, crate::files::MAX_ENV_TEXT_BYTES).map_err(|e| bad(&e))?;
+    let env =
+        fw_env::codec::mkimage_from_text(&bytes, size as usize, fw_env::codec::Layout::Single, 0)
+            .map_err(|e| bad(&e))?;
+    staging_parent(staged)?;
+    std::fs::write(staged, env).map_err(io_err("env staging file"))
+}
+
+/// The env file copied from an image of exactly CONFIG_ENV_SIZE bytes.
+fn stage_env_image(
+    spec: &PartitionSpec,
+    src: &Path,
+    size: u64,
+    staged: &Path,
+) -> Result<(), CreateError> {
+    staging_parent(staged)?;
+    let bad = |e: io::Error| input_err(spec, format!("env image {}: {e}", src.display()));
+    let len = crate::files::open_regular(src)
+        .and_then(|f| f.metadata())
+        .map_err(bad)?
+        .len();
+    if len != size {
+        return Err(input_err(spec, format!("env image {} is {len} bytes, CONFIG_ENV_SIZE is {size} (make it with `mkenvimage -s {size:#x}`)", src.display())));
+    }
+    std::fs::copy(src, staged).map_err(bad)?;
+    Ok(())
+}
+
+/// The env filesystem's recipe (layout::ENV_EXT4_FEATURES says why), holding the staged
+/// `root`; with raw copies it ends where the first copy starts.
+fn mkfs_env(
+    spec: &PartitionSpec,
+    root: &Path,
+    raw: Option<[u64; 2]>,
+    img: &Path,
+) -> Result<(), CreateError> {
+    let mut c = mke2fs(spec);
+    c.arg("-b")
+        .arg(crate::layout::ENV_EXT4_BLOCK_SIZE.to_string())
+        .args(["-O", crate::layout::ENV_EXT4_FEATURES, "-L", "env", "-d"])
+        .arg(root)
+        .arg(img);
+    if let Some(o) = raw {
+        c.arg(env_fs_blocks(o).to_string());
+    }
+    run(&mut c, &spec.name)
+}
+
+/// Blocks of the env filesystem in front of raw copies at `offsets`.
+fn env_fs_blocks(offsets: [u64; 2]) -> u64 {
+    offsets[0].min(offsets[1]) / u64::from(crate::layout::ENV_EXT4_BLOCK_SIZE)
+}
+
+/// Both raw copies hold the staged env in U-Boot's redundant format. Without an env file the
+/// copies stay zero (no valid copy: U-Boot's defaults).
+fn write_raw_env_copies(
+    spec: &PartitionSpec,
+    staged: &Path,
+    size: usize,
+    offsets: [u64; 2],
+    img: &Path,
+) -> Result<(), CreateError> {
+    if !staged.exists() {
+        return Ok(());
+    }
+    let single = std::fs::read(staged).map_err(io_err("env staging file"))?;
+    let copies = redundant_env_copies(&single, size).map_err(|d| input_err(spec, d))?;
+    let mut out = OpenOptions::new()
+        .write(true)
+        .open(img)
+        .map_err(io_err("env copies"))?;
+    for (copy, off) in copies.iter().zip(offsets) {
+        out.seek(SeekFrom::Start(off))
+            .map_err(io_err("env copies"))?;
+        out.write_all(copy).map_err(io_err("env copies"))?;
+    }
+    Ok(())
+}
+
+/// The two redundant copies (crc32 | flags | data) of a single-copy env image of `size`
+/// bytes: copy 0 flags 1, copy 1 flags 0, so U-Boot and fw_printenv take copy 0. The single
+/// copy's last byte must be free (0 or 0xff): the flags byte takes its room.
+fn redundant_env_copies(single: &[u8], size: usize) -> Result<[Vec<u8>; 2], String> {
+    if single[size - 1] != 0 && single[size - 1] != 0xff {
+        return Err(
+            "the env fills its last byte: no room for the redundant copies' flags byte".into(),
+        );
+    }
+    let data = &single[4..size - 1];
+    let copy = |flags| fw_env::codec::assemble(data, fw_env::codec::Layout::Redundant, flags);
+    Ok([copy(1), copy(0)])
 }
 
 /// Create `output` from `layout`. `input` is where content paths are resolved; `size`
@@ -411,4 +501,44 @@ fn tempdir() -> Result<TmpDir, CreateError> {
         what: "creating a temporary directory".into(),
         source: io::Error::other("no free name"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(text: &[u8], size: usize) -> Vec<u8> {
+        fw_env::codec::mkimage_from_text(text, size, fw_env::codec::Layout::Single, 0).unwrap()
+    }
+
+    #[test]
+    fn redundant_copies_carry_the_single_copys_data_copy_0_current() {
+        let s = single(b"bootdelay=1\nnext_boot=otafs\n", 256);
+        let [c0, c1] = redundant_env_copies(&s, 256).unwrap();
+        for c in [&c0, &c1] {
+            assert_eq!(c.len(), 256);
+            assert_eq!(c[5..], s[4..255], "same data, one byte shorter");
+            assert_eq!(c[..4], c0[..4], "same crc");
+        }
+        assert_eq!((c0[4], c1[4]), (1, 0), "flags: copy 0 is the current one");
+    }
+
+    #[test]
+    fn redundant_copies_refuse_an_env_that_fills_its_last_byte() {
+        let mut s = single(b"a=1\n", 64);
+        s[63] = b'x';
+        let e = redundant_env_copies(&s, 64).unwrap_err();
+        assert!(
+            e.contains("no room for the redundant copies' flags byte"),
+            "{e}"
+        );
+        s[63] = 0xff;
+        assert!(redundant_env_copies(&s, 64).is_ok(), "0xff is free space");
+    }
+
+    #[test]
+    fn env_filesystem_ends_at_the_first_raw_copy() {
+        assert_eq!(env_fs_blocks([0x80000, 0xb0000]), 0x80000 / 1024);
+        assert_eq!(env_fs_blocks([0xb0000, 0x80000]), 0x80000 / 1024);
+    }
 }

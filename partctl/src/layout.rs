@@ -451,6 +451,15 @@ impl Layout {
 
     /// Check the rules that serde cannot express.
     pub fn validate(&self) -> Result<(), LayoutError> {
+        self.validate_disk()?;
+        self.validate_partitions()?;
+        self.validate_boot_slots()?;
+        let min = self.validate_placement()?;
+        self.validate_disk_size(min)
+    }
+
+    /// The `[disk]` table and the number of partitions.
+    fn validate_disk(&self) -> Result<(), LayoutError> {
         let bad = |m: String| Err(LayoutError::Invalid(m));
         if self.partitions.is_empty() {
             return bad("no partitions".into());
@@ -476,53 +485,43 @@ impl Layout {
         if self.partitions.len() > self.disk.entries as usize {
             return bad("more partitions than GPT entries".into());
         }
+        Ok(())
+    }
+
+    /// Each partition on its own, and the MBR entries they take (one left for 0xEE).
+    fn validate_partitions(&self) -> Result<(), LayoutError> {
         let mut used = [false; 4];
         for (i, p) in self.partitions.iter().enumerate() {
-            if p.size.0 == 0 || p.size.0 % SECTOR != 0 {
-                return bad(format!(
-                    "partition {}: size {} is not a positive multiple of 512",
-                    p.name, p.size.0
-                ));
-            }
-            if p.name.encode_utf16().count() > 36 {
-                return bad(format!(
-                    "partition {}: name longer than 36 UTF-16 units",
-                    p.name
-                ));
-            }
-            for a in &p.attributes {
-                if attribute_bit(a).is_none() {
-                    return bad(format!("partition {}: unknown attribute {a:?}", p.name));
-                }
-            }
-            if p.growable && i + 1 != self.partitions.len() {
-                return bad(format!(
-                    "partition {}: only the last partition may be growable",
-                    p.name
-                ));
-            }
+            let last = i + 1 == self.partitions.len();
+            validate_partition(p, last)?;
             if let Some(m) = &p.mbr {
                 if !(1..=4).contains(&m.mbr_index) || used[m.mbr_index as usize - 1] {
-                    return bad(format!(
+                    return Err(LayoutError::Invalid(format!(
                         "partition {}: MBR index {} invalid or used twice",
                         p.name, m.mbr_index
-                    ));
+                    )));
                 }
                 if m.kind == 0 || m.kind == 0xEE {
-                    return bad(format!(
+                    return Err(LayoutError::Invalid(format!(
                         "partition {}: MBR type {:#04x} not allowed for a mirror",
                         p.name, m.kind
-                    ));
+                    )));
                 }
                 used[m.mbr_index as usize - 1] = true;
             }
         }
         if used.iter().all(|s| *s) {
-            return bad("all four MBR entries used: no room for the 0xEE entry".into());
+            return Err(LayoutError::Invalid(
+                "all four MBR entries used: no room for the 0xEE entry".into(),
+            ));
         }
-        self.validate_boot_slots()?;
-        // Numbers: place the partitions with checked arithmetic, so that every later
-        // computation (place, min_sectors, image_sectors, create) stays in range.
+        Ok(())
+    }
+
+    /// Numbers: place the partitions with checked arithmetic, so that every later
+    /// computation (place, min_sectors, image_sectors, create) stays in range. Returns the
+    /// card's smallest size in sectors.
+    fn validate_placement(&self) -> Result<u64, LayoutError> {
         let max_sectors = crate::files::MAX_CARD_BYTES / SECTOR;
         let al = self.align_sectors();
         let too_big = || {
@@ -539,64 +538,78 @@ impl Layout {
                 .filter(|&l| l < max_sectors)
                 .ok_or_else(too_big)?;
             if p.mbr.is_some() && last > u32::MAX as u64 {
-                return bad(format!(
+                return Err(LayoutError::Invalid(format!(
                     "partition {}: mirrored in the MBR but ends at LBA {last}, past the MBR's 2 TiB limit (LBA {})",
                     p.name,
                     u32::MAX
-                ));
+                )));
             }
-            if let Content::Env {
-                size,
-                backend,
-                offsets,
-                ..
-            } = &p.content
-            {
-                // The ext4 filesystem: the whole partition, or up to the raw copies.
-                let fs_bytes = match backend {
-                    EnvBackend::Ext4 if !offsets.is_empty() => {
-                        return bad(format!(
-                            "partition {}: `offsets` is for backend = \"raw\"",
-                            p.name
-                        ))
-                    }
-                    EnvBackend::Ext4 => p.size.0,
-                    EnvBackend::Raw => {
-                        if self.disk.uboot_interface != "mmc" {
-                            return bad(format!(
-                                "partition {}: a raw env is U-Boot's CONFIG_ENV_IS_IN_MMC: it needs uboot_interface = \"mmc\" (not {:?})",
-                                p.name, self.disk.uboot_interface
-                            ));
-                        }
-                        let o = raw_env_offsets(p).map_err(LayoutError::Invalid)?;
-                        o[0].min(o[1])
-                    }
-                };
-                if size.0 < 8
-                    || size.0 > MAX_ENV_BYTES
-                    || size.0.saturating_add(ENV_EXT4_OVERHEAD) > fs_bytes
-                {
-                    return bad(format!(
-                        "partition {}: env size {} must be 8 bytes to 16 MiB and leave {} bytes of the partition ({} bytes) to the filesystem",
-                        p.name, size.0, ENV_EXT4_OVERHEAD, p.size.0
-                    ));
-                }
-            }
+            self.validate_env(p)?;
             next = last + 1;
         }
         let min = next + self.array_sectors() + 1;
         if min > max_sectors {
             return Err(too_big());
         }
-        if let Some(sz) = self.disk.size {
-            if sz.0 % SECTOR != 0 || sz.0 / SECTOR < min || sz.0 > crate::files::MAX_CARD_BYTES {
+        Ok(min)
+    }
+
+    /// An env partition's backend, and its size against the filesystem's room.
+    fn validate_env(&self, p: &PartitionSpec) -> Result<(), LayoutError> {
+        let bad = |m: String| Err(LayoutError::Invalid(m));
+        let Content::Env {
+            size,
+            backend,
+            offsets,
+            ..
+        } = &p.content
+        else {
+            return Ok(());
+        };
+        // The ext4 filesystem: the whole partition, or up to the raw copies.
+        let fs_bytes = match backend {
+            EnvBackend::Ext4 if !offsets.is_empty() => {
                 return bad(format!(
-                    "disk size {} must be a multiple of 512, hold the partitions and the backup GPT ({} bytes) and be at most {} TiB",
-                    sz.0,
-                    min * SECTOR,
-                    crate::files::MAX_CARD_BYTES >> 40
-                ));
+                    "partition {}: `offsets` is for backend = \"raw\"",
+                    p.name
+                ))
             }
+            EnvBackend::Ext4 => p.size.0,
+            EnvBackend::Raw => {
+                if self.disk.uboot_interface != "mmc" {
+                    return bad(format!(
+                        "partition {}: a raw env is U-Boot's CONFIG_ENV_IS_IN_MMC: it needs uboot_interface = \"mmc\" (not {:?})",
+                        p.name, self.disk.uboot_interface
+                    ));
+                }
+                let o = raw_env_offsets(p).map_err(LayoutError::Invalid)?;
+                o[0].min(o[1])
+            }
+        };
+        if size.0 < 8
+            || size.0 > MAX_ENV_BYTES
+            || size.0.saturating_add(ENV_EXT4_OVERHEAD) > fs_bytes
+        {
+            return bad(format!(
+                "partition {}: env size {} must be 8 bytes to 16 MiB and leave {} bytes of the partition ({} bytes) to the filesystem",
+                p.name, size.0, ENV_EXT4_OVERHEAD, p.size.0
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[disk] size`, if given, against the card's smallest size `min` (sectors).
+    fn validate_disk_size(&self, min: u64) -> Result<(), LayoutError> {
+        let Some(sz) = self.disk.size else {
+            return Ok(());
+        };
+        if sz.0 % SECTOR != 0 || sz.0 / SECTOR < min || sz.0 > crate::files::MAX_CARD_BYTES {
+            return Err(LayoutError::Invalid(format!(
+                "disk size {} must be a multiple of 512, hold the partitions and the backup GPT ({} bytes) and be at most {} TiB",
+                sz.0,
+                min * SECTOR,
+                crate::files::MAX_CARD_BYTES >> 40
+            )));
         }
         Ok(())
     }
@@ -727,6 +740,35 @@ impl Layout {
             .find(|(_, p)| matches!(p.content, Content::Env { .. }))
             .map(|(i, p)| (i as u32 + 1, p))
     }
+}
+
+/// One partition's own rules: size, name, attributes, and growable only if `last`.
+fn validate_partition(p: &PartitionSpec, last: bool) -> Result<(), LayoutError> {
+    let bad = |m: String| Err(LayoutError::Invalid(m));
+    if p.size.0 == 0 || p.size.0 % SECTOR != 0 {
+        return bad(format!(
+            "partition {}: size {} is not a positive multiple of 512",
+            p.name, p.size.0
+        ));
+    }
+    if p.name.encode_utf16().count() > 36 {
+        return bad(format!(
+            "partition {}: name longer than 36 UTF-16 units",
+            p.name
+        ));
+    }
+    for a in &p.attributes {
+        if attribute_bit(a).is_none() {
+            return bad(format!("partition {}: unknown attribute {a:?}", p.name));
+        }
+    }
+    if p.growable && !last {
+        return bad(format!(
+            "partition {}: only the last partition may be growable",
+            p.name
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

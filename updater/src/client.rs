@@ -511,22 +511,158 @@ impl Verdict {
     }
 }
 
-/// After FAILURE, take the messages still in flight: SWUpdate sends its status and its
-/// messages from two threads, so the error text can come after the FAILURE status. Reads until
-/// 300 ms pass without a message (at most 2 s).
-fn settle(
-    v: &mut Verdict,
-    ended: &mut Option<String>,
-    next: &mut dyn FnMut(Instant, &mut Verdict, &mut Option<String>) -> bool,
-) {
-    let end = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < end
-        && next(
-            (Instant::now() + Duration::from_millis(300)).min(end),
-            v,
-            ended,
-        )
-    {}
+/// SWUpdate's websocket as the install reads it: the verdict so far, and why the stream
+/// ended if it did.
+struct Follow<'a> {
+    rx: &'a std::sync::mpsc::Receiver<WsItem>,
+    log: &'a mut dyn FnMut(&Msg),
+    v: Verdict,
+    ended: Option<String>,
+}
+
+impl<'a> Follow<'a> {
+    fn new(watch: &'a Watch, log: &'a mut dyn FnMut(&Msg)) -> Self {
+        Follow {
+            rx: &watch.rx,
+            log,
+            v: Verdict::default(),
+            ended: None,
+        }
+    }
+
+    /// Take the next websocket item, waiting at most until `until`; false when none came
+    /// (the wait ran out, or the stream ended).
+    fn next(&mut self, until: Instant) -> bool {
+        if self.ended.is_some() {
+            return false;
+        }
+        let wait = until.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(wait) {
+            Ok(WsItem::Msg(m)) => {
+                (self.log)(&m);
+                self.v.take(&m);
+                true
+            }
+            Ok(WsItem::End(why)) => {
+                self.ended = Some(why);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// After FAILURE, take the messages still in flight: SWUpdate sends its status and its
+    /// messages from two threads, so the error text can come after the FAILURE status. Reads
+    /// until 300 ms pass without a message (at most 2 s).
+    fn settle(&mut self) {
+        let end = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < end
+            && self.next((Instant::now() + Duration::from_millis(300)).min(end))
+        {}
+    }
+
+    /// The refusal, with SWUpdate's reason once its messages have settled.
+    fn refused(&mut self) -> UpdateError {
+        self.settle();
+        UpdateError::Refused(self.v.reason())
+    }
+
+    /// Follow SWUpdate after the upload until its result (see [`step`]).
+    fn until_result(
+        &mut self,
+        addr: SocketAddr,
+        timeout: Duration,
+        deadline: Instant,
+        done_grace: Duration,
+    ) -> Result<(), UpdateError> {
+        loop {
+            match step(&self.v, Instant::now(), deadline, done_grace) {
+                Step::Refused => return Err(self.refused()),
+                Step::Finished => return Ok(()),
+                Step::TimedOut => {
+                    return Err(UpdateError::Timeout(format!(
+                        "no result from SWUpdate at {addr} within {timeout:?}"
+                    )))
+                }
+                Step::WaitUntil(until) => {
+                    if !self.next(until) {
+                        if let Some(why) = &self.ended {
+                            if self.v.success.is_none() {
+                                return Err(UpdateError::Unreachable(format!(
+                                    "{addr}: {why} before a result"
+                                )));
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What to do next after the upload, from the verdict so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// FAILURE came: settle and refuse.
+    Refused,
+    /// DONE came, or SUCCESS and then `done_grace` without DONE.
+    Finished,
+    /// The deadline passed with neither SUCCESS nor FAILURE.
+    TimedOut,
+    /// Read the websocket until then.
+    WaitUntil(Instant),
+}
+
+/// The decision of the install's loop at `now`: FAILURE is final; after SUCCESS, DONE is
+/// waited for `done_grace` at most (never past `deadline`).
+fn step(v: &Verdict, now: Instant, deadline: Instant, done_grace: Duration) -> Step {
+    if v.failure {
+        return Step::Refused;
+    }
+    if v.done {
+        return Step::Finished;
+    }
+    let until = match v.success {
+        Some(t) => (t + done_grace).min(deadline),
+        None => deadline,
+    };
+    if now >= until {
+        return if v.success.is_some() {
+            Step::Finished
+        } else {
+            Step::TimedOut
+        };
+    }
+    Step::WaitUntil(until)
+}
+
+/// SWUpdate resets the upload when it refuses the package early (signature, hardware,
+/// version); its FAILURE and reason are on the websocket within a moment. No FAILURE: tell a
+/// refusal (the server still answers) from a server that went away.
+fn cut_upload(f: &mut Follow, host: &str, port: u16, e: String) -> UpdateError {
+    let until = Instant::now() + Duration::from_secs(5);
+    while !f.v.failure && f.next(until) {}
+    if f.v.failure {
+        return f.refused();
+    }
+    match probe(host, port) {
+        Ok(Probe::Swupdate) => UpdateError::Refused(format!(
+            "SWUpdate cut the upload ({e}) and still runs, without saying why: it refused the package (signature, hardware revision or version; its log on the robot says which)"
+        )),
+        _ => UpdateError::Unreachable(e),
+    }
+}
+
+/// SWUpdate's HTTP answer to the upload: 200 is accepted, 401 is our credentials.
+fn check_upload_reply(addr: SocketAddr, code: u16, body: &str) -> Result<(), UpdateError> {
+    if code == 401 {
+        return Err(UpdateError::Auth(format!("{addr}: upload: HTTP 401")));
+    }
+    if code != 200 {
+        return Err(UpdateError::Refused(format!("HTTP {code}: {body}")));
+    }
+    Ok(())
 }
 
 /// Upload `swu` to SWUpdate at HOST:PORT and follow its websocket until SUCCESS (then DONE, or
@@ -553,97 +689,28 @@ pub fn install(
     let io = Duration::from_secs(30).min(timeout);
     let watch = watch(addr, host, &ws_auth)?;
     let start = Instant::now();
-    let mut out = Installed::default();
-    let mut v = Verdict::default();
-    let mut ended: Option<String> = None;
-    // Next websocket item, waiting at most until `until`.
-    let mut next = |until: Instant, v: &mut Verdict, ended: &mut Option<String>| -> bool {
-        if ended.is_some() {
-            return false;
-        }
-        let wait = until.saturating_duration_since(Instant::now());
-        match watch.rx.recv_timeout(wait) {
-            Ok(WsItem::Msg(m)) => {
-                log(&m);
-                v.take(&m);
-                true
-            }
-            Ok(WsItem::End(why)) => {
-                *ended = Some(why);
-                false
-            }
-            Err(_) => false,
-        }
-    };
+    let mut follow = Follow::new(&watch, log);
     let up = upload(addr, host, swu, io, &auth, progress);
-    out.upload = start.elapsed();
+    let upload_time = start.elapsed();
     let (code, body) = match up {
         Ok(r) => r,
-        // SWUpdate resets the upload when it refuses the package early (signature, hardware,
-        // version); its FAILURE and reason are on the websocket within a moment. No FAILURE:
-        // tell a refusal (the server still answers) from a server that went away.
-        Err(UpdateError::Unreachable(e)) => {
-            let until = Instant::now() + Duration::from_secs(5);
-            while !v.failure && next(until, &mut v, &mut ended) {}
-            if v.failure {
-                settle(&mut v, &mut ended, &mut next);
-                return Err(UpdateError::Refused(v.reason()));
-            }
-            return Err(match probe(host, port) {
-                Ok(Probe::Swupdate) => UpdateError::Refused(format!(
-                    "SWUpdate cut the upload ({e}) and still runs, without saying why: it refused the package (signature, hardware revision or version; its log on the robot says which)"
-                )),
-                _ => UpdateError::Unreachable(e),
-            });
-        }
+        Err(UpdateError::Unreachable(e)) => return Err(cut_upload(&mut follow, host, port, e)),
         Err(e) => return Err(e),
     };
-    if code == 401 {
-        return Err(UpdateError::Auth(format!("{addr}: upload: HTTP 401")));
-    }
-    if code != 200 {
-        return Err(UpdateError::Refused(format!("HTTP {code}: {body}")));
-    }
+    check_upload_reply(addr, code, &body)?;
     let uploaded = Instant::now();
-    loop {
-        if v.failure {
-            settle(&mut v, &mut ended, &mut next);
-            return Err(UpdateError::Refused(v.reason()));
-        }
-        if v.done {
-            break;
-        }
-        let until = match v.success {
-            Some(t) => (t + done_grace).min(deadline),
-            None => deadline,
-        };
-        if Instant::now() >= until {
-            if v.success.is_some() {
-                break;
-            }
-            return Err(UpdateError::Timeout(format!(
-                "no result from SWUpdate at {addr} within {timeout:?}"
-            )));
-        }
-        if !next(until, &mut v, &mut ended) {
-            if let Some(why) = &ended {
-                if v.success.is_none() {
-                    return Err(UpdateError::Unreachable(format!(
-                        "{addr}: {why} before a result"
-                    )));
-                }
-                break;
-            }
-        }
-    }
-    out.install = v
-        .success
-        .map(|t| t.saturating_duration_since(uploaded))
-        .unwrap_or_default();
-    out.done = v.done;
-    out.messages = v.messages;
-    out.bytes = std::fs::metadata(swu).map(|m| m.len()).unwrap_or(0);
-    Ok(out)
+    follow.until_result(addr, timeout, deadline, done_grace)?;
+    let v = follow.v;
+    Ok(Installed {
+        install: v
+            .success
+            .map(|t| t.saturating_duration_since(uploaded))
+            .unwrap_or_default(),
+        done: v.done,
+        messages: v.messages,
+        upload: upload_time,
+        bytes: std::fs::metadata(swu).map(|m| m.len()).unwrap_or(0),
+    })
 }
 
 /// `POST /restart`: SWUpdate runs its post-update command (what a successful web upload does
@@ -660,4 +727,63 @@ pub fn restart(
         &format!("POST /restart HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"),
     )?;
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_install_loop_decides_from_the_verdict_and_the_clock() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let deadline = t0 + s(100);
+        let grace = s(10);
+        let v = |success: Option<u64>, done, failure| Verdict {
+            success: success.map(|x| t0 + s(x)),
+            done,
+            failure,
+            ..Verdict::default()
+        };
+        #[rustfmt::skip]
+        let rows = [
+            // nothing yet: read until the deadline, then time out
+            (v(None, false, false), 0, Step::WaitUntil(deadline)),
+            (v(None, false, false), 100, Step::TimedOut),
+            // FAILURE is final, even after SUCCESS and DONE
+            (v(None, false, true), 0, Step::Refused),
+            (v(Some(5), true, true), 0, Step::Refused),
+            // DONE after SUCCESS: finished at once
+            (v(Some(5), true, false), 6, Step::Finished),
+            // SUCCESS without DONE: wait done_grace for it, then finish without it
+            (v(Some(5), false, false), 6, Step::WaitUntil(t0 + s(15))),
+            (v(Some(5), false, false), 15, Step::Finished),
+            // ... but never past the deadline
+            (v(Some(95), false, false), 96, Step::WaitUntil(deadline)),
+            (v(Some(95), false, false), 100, Step::Finished),
+        ];
+        for (i, (verdict, now, want)) in rows.into_iter().enumerate() {
+            assert_eq!(
+                step(&verdict, t0 + s(now), deadline, grace),
+                want,
+                "row {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn upload_reply_200_is_accepted_401_is_the_credentials() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(check_upload_reply(addr, 200, "").is_ok());
+        let e = check_upload_reply(addr, 401, "x").unwrap_err();
+        assert!(
+            matches!(&e, UpdateError::Auth(m) if m == "127.0.0.1:8080: upload: HTTP 401"),
+            "{e}"
+        );
+        let e = check_upload_reply(addr, 500, "busy").unwrap_err();
+        assert!(
+            matches!(&e, UpdateError::Refused(m) if m == "HTTP 500: busy"),
+            "{e}"
+        );
+    }
 }

@@ -340,16 +340,21 @@ fn check_hardware(hw: &[String]) -> Result<(), PackError> {
     Ok(())
 }
 
+/// The directory that holds `output`: where its temporary files go, so the rename is atomic.
+fn dir_of(output: &Path) -> PathBuf {
+    match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// The temp-file dance: write into a temporary file next to `output`, fsync, rename, fsync
 /// the directory. The temporary file is removed if `fill` fails.
 pub fn write_atomically(
     output: &Path,
     fill: impl FnOnce(&mut BufWriter<&mut File>) -> Result<(), PackError>,
 ) -> Result<u64, PackError> {
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = dir_of(output);
     let mut tmp = tempfile::Builder::new()
         .prefix(".zbot-updater-")
         .suffix(".tmp")
@@ -374,78 +379,127 @@ pub fn write_atomically(
 
 /// Check everything, compress, sign and write the package.
 pub fn pack(o: &PackOptions) -> Result<Packed, PackError> {
+    let version = checked_version(o)?;
+    check_hardware(&o.hardware)?;
+    let signer = Signer::load(&o.key, &o.cert)?;
+    let target = resolve_target(&o.slots, o.slot.as_deref(), &o.size)?;
+    let mut img = open_image(&o.image, &target)?;
+    let filename = image_member_name(&o.image, o.compression);
+    check_member_name(&filename)?;
+    let extra = match &o.migrate {
+        Some(m) => migrate_members(m)?,
+        None => Vec::new(),
+    };
+    check_no_clash(&filename, &extra)?;
+    let mut staged = stage_image(o, &mut img)?;
+    let desc = describe(o, &version, &target, &filename, &staged.stored, &extra).render();
+    let sig = signer.sign(desc.as_bytes())?;
+    let swu_len = write_package(&o.output, &desc, &sig, &extra, &filename, &mut staged)?;
+    Ok(Packed {
+        target,
+        stored: staged.stored,
+        filename,
+        description: desc,
+        swu_len,
+    })
+}
+
+/// The new version, which SWUpdate must order after the previous one if given.
+fn checked_version(o: &PackOptions) -> Result<Version, PackError> {
     let version = Version::parse(&o.version)?;
     if let Some(p) = &o.previous {
         let prev = Version::parse(p)?;
         version.check_newer_than(&prev).map_err(PackError::Order)?;
     }
-    check_hardware(&o.hardware)?;
-    let signer = Signer::load(&o.key, &o.cert)?;
-    let target = resolve_target(&o.slots, o.slot.as_deref(), &o.size)?;
-    let mut img = File::open(&o.image).map_err(|source| PackError::Io {
-        path: o.image.clone(),
+    Ok(version)
+}
+
+/// The root filesystem image, opened: a regular file that fits the target's partition.
+fn open_image(image: &Path, target: &Target) -> Result<File, PackError> {
+    let img = File::open(image).map_err(|source| PackError::Io {
+        path: image.to_path_buf(),
         source,
     })?;
-    let meta = img.metadata().map_err(io_at(&o.image))?;
+    let meta = img.metadata().map_err(io_at(image))?;
     if !meta.is_file() {
         return Err(PackError::Refused(format!(
             "{}: not a regular file (give the root filesystem image)",
-            o.image.display()
+            image.display()
         )));
     }
-    if meta.len() > target.size {
+    check_image_size(image, meta.len(), target)?;
+    Ok(img)
+}
+
+/// An image of `len` bytes must fit the target's partition and not be empty.
+fn check_image_size(image: &Path, len: u64, target: &Target) -> Result<(), PackError> {
+    if len > target.size {
         return Err(PackError::Refused(format!(
             "{}: {} bytes do not fit slot {} ({}): its partition is {} bytes ({})",
-            o.image.display(),
-            meta.len(),
+            image.display(),
+            len,
             target.slot,
             target.device,
             target.size,
             target.size_from
         )));
     }
-    if meta.len() == 0 {
+    if len == 0 {
         return Err(PackError::Refused(format!(
             "{}: the image is empty",
-            o.image.display()
+            image.display()
         )));
     }
-    let base = o
-        .image
+    Ok(())
+}
+
+/// The image's member name: its file name with the compression's suffix.
+fn image_member_name(image: &Path, compression: Compression) -> String {
+    let base = image
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let filename = format!("{base}{}", o.compression.suffix());
-    check_member_name(&filename)?;
-    let extra = match &o.migrate {
-        Some(m) => migrate_members(m)?,
-        None => Vec::new(),
-    };
-    if let Some((n, _, _)) = extra.iter().find(|(n, _, _)| *n == filename) {
-        return Err(PackError::Refused(format!(
+    format!("{base}{}", compression.suffix())
+}
+
+/// The image's member name must not be one of the migration's.
+fn check_no_clash(filename: &str, extra: &[MigrateMember]) -> Result<(), PackError> {
+    match extra.iter().find(|(n, _, _)| *n == filename) {
+        Some((n, _, _)) => Err(PackError::Refused(format!(
             "the image's member name {n:?} is one of the migration's: rename the image"
-        )));
+        ))),
+        None => Ok(()),
     }
-    let sha = |b: &[u8]| compress::hex(&Sha256::digest(b));
-    let level = o.level.unwrap_or(match o.compression {
+}
+
+/// The compression level when none is given.
+fn default_level(compression: Compression) -> u32 {
+    match compression {
         Compression::Gzip => 6,
         Compression::Zstd => 3,
         Compression::None => 0,
-    });
+    }
+}
 
-    // The compressed image goes to a temporary file beside the output first: its size,
-    // sha256 and byte sum must be in sw-description and the cpio header before its data.
-    let dir = match o.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut staged = tempfile::Builder::new()
+/// The compressed image in a temporary file beside the output, with what it must be known by.
+struct StagedImage {
+    file: tempfile::NamedTempFile,
+    stored: Stored,
+    dir: PathBuf,
+}
+
+/// The compressed image goes to a temporary file beside the output first: its size, sha256
+/// and byte sum must be in sw-description and the cpio header before its data.
+fn stage_image(o: &PackOptions, img: &mut File) -> Result<StagedImage, PackError> {
+    let level = o.level.unwrap_or(default_level(o.compression));
+    let dir = dir_of(&o.output);
+    let mut file = tempfile::Builder::new()
         .prefix(".zbot-updater-image-")
         .tempfile_in(&dir)
         .map_err(io_at(&dir))?;
     let stored = {
-        let mut w = BufWriter::with_capacity(1 << 20, staged.as_file_mut());
-        let st = compress::compress(o.compression, level, o.threads, &mut img, &mut w)
+        let mut w = BufWriter::with_capacity(1 << 20, file.as_file_mut());
+        let st = compress::compress(o.compression, level, o.threads, img, &mut w)
             .map_err(io_at(&o.image))?;
         w.flush().map_err(io_at(&dir))?;
         st
@@ -457,7 +511,21 @@ pub fn pack(o: &PackOptions) -> Result<Packed, PackError> {
             stored.len
         )));
     }
-    let desc = Description {
+    Ok(StagedImage { file, stored, dir })
+}
+
+/// sw-description's content: the image for the target's device, the migration's files (the
+/// members with a path) and its script (the member without).
+fn describe(
+    o: &PackOptions,
+    version: &Version,
+    target: &Target,
+    filename: &str,
+    stored: &Stored,
+    extra: &[MigrateMember],
+) -> Description {
+    let sha = |b: &[u8]| compress::hex(&Sha256::digest(b));
+    Description {
         version: version.to_string(),
         description: o
             .description
@@ -465,7 +533,7 @@ pub fn pack(o: &PackOptions) -> Result<Packed, PackError> {
             .unwrap_or_else(|| format!("ZBot {} {}", target.slot, version)),
         hardware: o.hardware.clone(),
         images: vec![Image {
-            filename: filename.clone(),
+            filename: filename.to_string(),
             device: target.device.clone(),
             sha256: stored.sha256.clone(),
             compression: o.compression,
@@ -489,34 +557,37 @@ pub fn pack(o: &PackOptions) -> Result<Packed, PackError> {
             })
             .collect(),
     }
-    .render();
-    let sig = signer.sign(desc.as_bytes())?;
-    let f = staged.as_file_mut();
-    f.rewind().map_err(io_at(&dir))?;
-    let swu_len = write_atomically(&o.output, |w| {
+}
+
+/// The `.swu`, atomically: sw-description, its signature, the migration's members, the image.
+fn write_package(
+    output: &Path,
+    desc: &str,
+    sig: &[u8],
+    extra: &[MigrateMember],
+    filename: &str,
+    staged: &mut StagedImage,
+) -> Result<u64, PackError> {
+    let f = staged.file.as_file_mut();
+    f.rewind().map_err(io_at(&staged.dir))?;
+    let stored = &staged.stored;
+    write_atomically(output, |w| {
         let mut c = cpio::Writer::new(w);
-        let e = io_at(&o.output);
+        let e = io_at(output);
         c.member_bytes("sw-description", desc.as_bytes())
-            .and_then(|_| c.member_bytes("sw-description.sig", &sig))
+            .and_then(|_| c.member_bytes("sw-description.sig", sig))
             .and_then(|_| extra.iter().try_for_each(|(n, _, b)| c.member_bytes(n, b)))
             .and_then(|_| {
                 c.member(
-                    &filename,
+                    filename,
                     stored.len,
                     stored.sum,
                     &mut io::BufReader::new(&mut *f),
                 )
             })
             .map_err(e)?;
-        c.finish().map_err(io_at(&o.output))?;
+        c.finish().map_err(io_at(output))?;
         Ok(())
-    })?;
-    Ok(Packed {
-        target,
-        stored,
-        filename,
-        description: desc,
-        swu_len,
     })
 }
 
@@ -697,5 +768,122 @@ mod tests {
         for bad in ["", "sw-description", "a/b", "../x", "a b", "TRAILER!!!"] {
             assert!(check_member_name(bad).is_err(), "{bad}");
         }
+    }
+
+    fn target() -> Target {
+        Target {
+            slot: "rootfs".into(),
+            device: "/dev/mmcblk0p4".into(),
+            size: 1000,
+            size_from: "the layout".into(),
+        }
+    }
+
+    #[test]
+    fn image_size_against_the_partition() {
+        let img = Path::new("rootfs.ext4");
+        for (len, refusal) in [
+            (1, None),
+            (1000, None), // exactly the partition
+            (1001, Some("rootfs.ext4: 1001 bytes do not fit slot rootfs (/dev/mmcblk0p4): its partition is 1000 bytes (the layout)")),
+            (0, Some("rootfs.ext4: the image is empty")),
+        ] {
+            let got = check_image_size(img, len, &target()).err().map(|e| e.to_string());
+            assert_eq!(got.as_deref(), refusal, "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn image_member_name_is_the_file_name_and_the_suffix_and_not_the_migrations() {
+        let name = image_member_name(Path::new("/out/rootfs.ext4"), Compression::Gzip);
+        assert_eq!(name, "rootfs.ext4.gz");
+        assert_eq!(
+            image_member_name(Path::new("a/r.img"), Compression::None),
+            "r.img"
+        );
+        let extra = vec![(
+            "fip.bin".to_string(),
+            Some("/tmp/x/fip.bin".into()),
+            vec![1],
+        )];
+        assert!(check_no_clash(&name, &extra).is_ok());
+        let e = check_no_clash("fip.bin", &extra).unwrap_err().to_string();
+        assert!(e.contains("\"fip.bin\" is one of the migration's"), "{e}");
+    }
+
+    #[test]
+    fn description_names_the_image_the_migrations_files_and_its_script() {
+        let o = PackOptions {
+            image: "rootfs.ext4".into(),
+            version: "1.2".into(),
+            previous: None,
+            hardware: vec!["1.1".into()],
+            description: None,
+            slots: SlotConfig::builtin(),
+            slot: None,
+            size: SlotSize::Bytes(1000),
+            key: "k".into(),
+            cert: "c".into(),
+            compression: Compression::Zstd,
+            level: None,
+            threads: 1,
+            output: "out.swu".into(),
+            migrate: None,
+        };
+        let stored = Stored {
+            input_len: 10,
+            len: 5,
+            sha256: "ab".repeat(32),
+            sum: 7,
+        };
+        let extra = vec![
+            (MIGRATE_SCRIPT_NAME.to_string(), None, b"#!/bin/sh".to_vec()),
+            (
+                "fip.bin".to_string(),
+                Some(format!("{MIGRATE_STAGE}/fip.bin")),
+                b"uboot".to_vec(),
+            ),
+        ];
+        let v = Version::parse("1.2").unwrap();
+        let d = describe(&o, &v, &target(), "rootfs.ext4.zst", &stored, &extra);
+        assert_eq!(
+            d.description, "ZBot rootfs 1.2",
+            "the default names slot and version"
+        );
+        assert_eq!(d.hardware, ["1.1"]);
+        assert_eq!(
+            d.images,
+            [Image {
+                filename: "rootfs.ext4.zst".into(),
+                device: "/dev/mmcblk0p4".into(),
+                sha256: stored.sha256.clone(),
+                compression: Compression::Zstd,
+            }]
+        );
+        let sha = |b: &[u8]| compress::hex(&Sha256::digest(b));
+        assert_eq!(
+            d.files,
+            [FileEntry {
+                filename: "fip.bin".into(),
+                path: format!("{MIGRATE_STAGE}/fip.bin"),
+                sha256: sha(b"uboot"),
+            }]
+        );
+        assert_eq!(
+            d.scripts,
+            [Script {
+                filename: MIGRATE_SCRIPT_NAME.into(),
+                sha256: sha(b"#!/bin/sh"),
+            }]
+        );
+        let given = PackOptions {
+            description: Some("hotfix".into()),
+            ..o
+        };
+        let d = describe(&given, &v, &target(), "r", &stored, &[]);
+        assert_eq!(
+            (d.description.as_str(), d.files.len(), d.scripts.len()),
+            ("hotfix", 0, 0)
+        );
     }
 }
