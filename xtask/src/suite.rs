@@ -168,22 +168,9 @@ pub fn run(root: &Path) -> u8 {
 }
 
 impl Run {
-    /// Record a step's own result line when it printed none.
+    /// Record a step's result lines (a failed one when it printed none).
     fn add_result(&mut self, log: &str, otherwise: &str) {
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| l.starts_with("test result"))
-            .collect();
-        if lines.is_empty() {
-            self.step_results.push_str(&format!(
-                "test result: FAILED. 0 passed; 1 failed ({otherwise})\n"
-            ));
-        } else {
-            for l in lines {
-                self.step_results.push_str(l);
-                self.step_results.push('\n');
-            }
-        }
+        self.step_results.push_str(&result_lines(log, otherwise));
     }
 
     fn command(&self, program: &str) -> Command {
@@ -406,14 +393,7 @@ impl Run {
 /// shipped binary has not: it runs on the host build only. Returns the outcome and the
 /// `test result:` lines.
 pub fn target_tests(root: &Path, bin: &Path, env: &[(String, String)]) -> (Outcome, String) {
-    let runner = [
-        "/usr/bin/qemu-riscv64-static",
-        "/usr/local/bin/qemu-riscv64-static",
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file());
-    let Some(runner) = runner else {
+    let Some(runner) = qemu_riscv64_static() else {
         return (
             Outcome::NotRun(
                 "qemu-riscv64-static not found (Debian package qemu-user-static, scripts/setup-debian.sh): the riscv64 binaries were built but NOT tested".into(),
@@ -421,32 +401,18 @@ pub fn target_tests(root: &Path, bin: &Path, env: &[(String, String)]) -> (Outco
             String::new(),
         );
     };
-    let runs: [&[&str]; 3] = [
-        &["-p", "fw-env", "--test", "dropin"],
-        &[
-            "-p",
-            "bootcount",
-            "--test",
-            "stories",
-            "--",
-            "--skip",
-            "power_cut_inside_every_write_of_every_story",
-        ],
-        &["-p", "partctl", "--test", "cli"],
-    ];
     let mut passed = true;
     let mut results = String::new();
-    for args in runs {
+    for args in TARGET_TESTS {
         eprintln!("== riscv64: cargo test {}", args.join(" "));
-        let o = Command::new("cargo")
-            .current_dir(root)
+        let mut c = Command::new("cargo");
+        c.current_dir(root)
             .args(["test", "--locked"])
             .args(args)
             .envs(env.iter().cloned())
             .env("ZBOT_TARGET_BIN_DIR", bin)
-            .env("ZBOT_TARGET_RUNNER", &runner)
-            .output();
-        let (ok, text) = match o {
+            .env("ZBOT_TARGET_RUNNER", &runner);
+        let (ok, text) = match c.output() {
             Ok(o) => (
                 o.status.success(),
                 format!(
@@ -457,31 +423,19 @@ pub fn target_tests(root: &Path, bin: &Path, env: &[(String, String)]) -> (Outco
             ),
             Err(e) => (false, format!("cannot run cargo: {e}")),
         };
-        let lines: Vec<&str> = text
-            .lines()
-            .filter(|l| l.starts_with("test result"))
-            .collect();
         if !ok {
             passed = false;
-            let shown: Vec<&str> = text
-                .lines()
-                .filter(|l| {
-                    l.starts_with("---- ") || l.contains("panicked") || l.starts_with("failures")
-                })
-                .collect();
-            eprintln!("{}", shown.join("\n"));
+            let why = text.lines().filter(|l| {
+                l.starts_with("---- ") || l.contains("panicked") || l.starts_with("failures")
+            });
+            eprintln!("{}", why.collect::<Vec<_>>().join("\n"));
         }
-        if lines.is_empty() {
-            results.push_str(&format!(
-                "test result: FAILED. 0 passed; 1 failed (cargo test {} printed no result)\n",
-                args.join(" ")
-            ));
-        }
-        for l in lines {
-            eprintln!("{l}");
-            results.push_str(l);
-            results.push('\n');
-        }
+        let lines = result_lines(
+            &text,
+            &format!("cargo test {} printed no result", args.join(" ")),
+        );
+        eprint!("{lines}");
+        results.push_str(&lines);
     }
     let outcome = if passed {
         Outcome::Passed
@@ -489,6 +443,48 @@ pub fn target_tests(root: &Path, bin: &Path, env: &[(String, String)]) -> (Outco
         Outcome::Failed
     };
     (outcome, results)
+}
+
+/// The test files run on the robot's bytes. bootcount's power-cut story needs fw-env's
+/// fault-injection build, which the shipped binary has not: it runs on the host build only.
+const TARGET_TESTS: [&[&str]; 3] = [
+    &["-p", "fw-env", "--test", "dropin"],
+    &[
+        "-p",
+        "bootcount",
+        "--test",
+        "stories",
+        "--",
+        "--skip",
+        "power_cut_inside_every_write_of_every_story",
+    ],
+    &["-p", "partctl", "--test", "cli"],
+];
+
+/// Debian's qemu-user-static runner (no binfmt registration needed: it is called with the
+/// binary as its argument).
+fn qemu_riscv64_static() -> Option<PathBuf> {
+    [
+        "/usr/bin/qemu-riscv64-static",
+        "/usr/local/bin/qemu-riscv64-static",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// The `test result:` lines of a step's output, or one failed result saying `otherwise` when
+/// it printed none (a step that says nothing must not count as passed).
+pub fn result_lines(log: &str, otherwise: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("test result"))
+        .collect();
+    if lines.is_empty() {
+        format!("test result: FAILED. 0 passed; 1 failed ({otherwise})\n")
+    } else {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
 }
 
 #[cfg(test)]
@@ -512,6 +508,18 @@ mod tests {
         assert!(cargo_log_passed(
             "    error: expected\ntest result: ok. 1 passed\n"
         ));
+    }
+
+    #[test]
+    fn a_step_without_result_lines_counts_as_one_failure() {
+        assert_eq!(
+            result_lines("x\ntest result: ok. 2 passed\n", "silent"),
+            "test result: ok. 2 passed\n"
+        );
+        assert_eq!(
+            result_lines("built\n", "demo.sh printed no result"),
+            "test result: FAILED. 0 passed; 1 failed (demo.sh printed no result)\n"
+        );
     }
 
     #[test]
